@@ -1,0 +1,68 @@
+-- acquire.lua: take the lock if it is free and the caller may have it.
+--
+-- KEYS[1] lock hash     (token, fence, owner, host, pid, label, acquired_at, ttl)
+-- KEYS[2] fence counter (never expires, so fences only grow)
+-- KEYS[3] waiter queue  (zset: member = waiter id, score = enqueue time ms)
+-- KEYS[4] waiter leases (zset: member = waiter id, score = lease expiry ms)
+-- ARGV[1] token (random, 128 bits)     ARGV[2] ttl ms
+-- ARGV[3] waiter id, "" for a caller that does not wait
+-- ARGV[4] waiter grace ms: how long a waiter stays queued past its next retry
+-- ARGV[5] owner  ARGV[6] host  ARGV[7] pid  ARGV[8] label
+--
+-- Returns {1, fence} when obtained, or {0, retry_ms} when not: retry_ms is
+-- the longest the caller should wait before trying again even if no release
+-- is announced (the lock's PTTL, or the queue head's remaining lease).
+--
+-- A free lock with a live queue goes only to the queue head, so a release
+-- wakes one waiter instead of a herd. Times come from Redis, never clients.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local waiter = ARGV[3]
+local grace = tonumber(ARGV[4])
+
+local function enqueue(wait_ms)
+  if waiter == '' then return end
+  local expiry = now + wait_ms + grace
+  redis.call('ZADD', KEYS[3], 'NX', now, waiter)
+  redis.call('ZADD', KEYS[4], expiry, waiter)
+  -- Let an abandoned queue disappear by itself.
+  if redis.call('PTTL', KEYS[4]) < wait_ms + grace then
+    redis.call('PEXPIRE', KEYS[3], wait_ms + grace)
+    redis.call('PEXPIRE', KEYS[4], wait_ms + grace)
+  end
+end
+
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl ~= -2 then
+  if pttl < 0 then pttl = tonumber(ARGV[2]) end
+  enqueue(pttl)
+  return {0, pttl}
+end
+
+-- Free: drop waiters whose lease ran out (dead or paused processes).
+local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
+if #stale > 0 then
+  redis.call('ZREM', KEYS[3], unpack(stale))
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+end
+local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+while head and head ~= waiter do
+  local head_expiry = redis.call('ZSCORE', KEYS[4], head)
+  if head_expiry then
+    enqueue(tonumber(head_expiry) - now)
+    return {0, tonumber(head_expiry) - now}
+  end
+  redis.call('ZREM', KEYS[3], head) -- queued without a lease: stale
+  head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+end
+if head then
+  redis.call('ZREM', KEYS[3], waiter)
+  redis.call('ZREM', KEYS[4], waiter)
+end
+
+local fence = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'token', ARGV[1], 'fence', fence,
+  'owner', ARGV[5], 'host', ARGV[6], 'pid', ARGV[7], 'label', ARGV[8],
+  'acquired_at', now, 'ttl', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, fence}

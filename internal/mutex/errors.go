@@ -1,0 +1,27 @@
+package mutex
+
+import "errors"
+
+// The sentinels below match the seed article's error types, checked with
+// errors.Is. Its SetnxError has no counterpart: it reported a SETNX/GET race
+// (the key vanished between the two calls) that cannot happen here, because
+// every acquisition is a single atomic Lua script.
+var (
+	// ErrAlreadyHeld: Lock or TryLock on a handle that already holds its
+	// lock (the seed's DuplicateLockError). Use another handle to wait.
+	ErrAlreadyHeld = errors.New("mutex: already held by this handle")
+
+	// ErrNotHeld: Unlock or Extend on a handle that does not hold its lock
+	// (the seed's HasNotLockError).
+	ErrNotHeld = errors.New("mutex: not held")
+
+	// ErrLost: the lease ran out, or another owner holds the lock now
+	// (the seed's ExpiredLockError). Keep-alive also uses it as the cause
+	// of the holder's context when the lease can no longer be trusted.
+	ErrLost = errors.New("mutex: lock lost")
+
+	// ErrNotObtained: the lock was not obtained in time (the seed's
+	// LockError). When the context ended the wait, the error also matches
+	// context.Canceled or context.DeadlineExceeded.
+	ErrNotObtained = errors.New("mutex: not obtained")
+)

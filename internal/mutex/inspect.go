@@ -1,0 +1,143 @@
+package mutex
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Info describes a held lock. It never carries the token.
+type Info struct {
+	Name       string        `json:"name"`
+	Key        string        `json:"key"`
+	Owner      string        `json:"owner"`
+	Host       string        `json:"host"`
+	PID        int           `json:"pid"`
+	Label      string        `json:"label,omitempty"`
+	Fence      int64         `json:"fence"`
+	AcquiredAt time.Time     `json:"acquired_at"` // Redis clock
+	HeldFor    time.Duration `json:"held_for_ns"` // Redis clock, now minus AcquiredAt
+	TTL        time.Duration `json:"ttl_left_ns"` // remaining lease
+	LeaseTTL   time.Duration `json:"lease_ttl_ns"`
+}
+
+var infoFields = []string{"owner", "host", "pid", "label", "fence", "acquired_at", "ttl"}
+
+// Inspect reports who holds the lock called name; ok is false when it is
+// free. One round trip.
+func (c *Client) Inspect(ctx context.Context, name string) (info Info, ok bool, err error) {
+	infos, err := c.inspectKeys(ctx, []string{c.keys(name).lock})
+	if err != nil || len(infos) == 0 {
+		return Info{}, false, err
+	}
+	return infos[0], true, nil
+}
+
+// List returns every held lock under the client's prefix, sorted by name.
+// It scans, so it is meant for status tools, not hot paths.
+func (c *Client) List(ctx context.Context) ([]Info, error) {
+	pattern := escapeGlob(c.prefix+":lock:{") + "*}"
+	var (
+		mu  sync.Mutex
+		all []string
+	)
+	scan := func(ctx context.Context, r redis.Cmdable) error {
+		it := r.ScanType(ctx, 0, pattern, 256, "hash").Iterator()
+		for it.Next(ctx) {
+			mu.Lock()
+			all = append(all, it.Val())
+			mu.Unlock()
+		}
+		return it.Err()
+	}
+	var err error
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			return scan(ctx, node)
+		})
+	} else {
+		err = scan(ctx, c.rdb)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mutex: list: %w", err)
+	}
+	infos, err := c.inspectKeys(ctx, all)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(infos, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
+	return infos, nil
+}
+
+// inspectKeys reads holder metadata of lock keys in one pipeline; keys
+// that are free (or not lock hashes) are left out.
+func (c *Client) inspectKeys(ctx context.Context, lockKeys []string) ([]Info, error) {
+	if len(lockKeys) == 0 {
+		return nil, nil
+	}
+	pipe := c.rdb.Pipeline()
+	timeCmd := pipe.Time(ctx)
+	type pair struct {
+		meta *redis.SliceCmd
+		pttl *redis.DurationCmd
+	}
+	cmds := make([]pair, len(lockKeys))
+	for i, k := range lockKeys {
+		cmds[i] = pair{pipe.HMGet(ctx, k, infoFields...), pipe.PTTL(ctx, k)}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("mutex: inspect: %w", err)
+	}
+	now := timeCmd.Val()
+	var out []Info
+	for i, k := range lockKeys {
+		vals := cmds[i].meta.Val()
+		if len(vals) != len(infoFields) || vals[4] == nil {
+			continue // free, or expired between scan and read
+		}
+		s := func(j int) string { v, _ := vals[j].(string); return v }
+		pid, _ := strconv.Atoi(s(2))
+		fence, _ := strconv.ParseInt(s(4), 10, 64)
+		at, _ := strconv.ParseInt(s(5), 10, 64)
+		lease, _ := strconv.ParseInt(s(6), 10, 64)
+		acquired := time.UnixMilli(at).UTC()
+		out = append(out, Info{
+			Name:       c.nameOf(k),
+			Key:        k,
+			Owner:      s(0),
+			Host:       s(1),
+			PID:        pid,
+			Label:      s(3),
+			Fence:      fence,
+			AcquiredAt: acquired,
+			HeldFor:    now.Sub(acquired).Truncate(time.Millisecond),
+			TTL:        max(cmds[i].pttl.Val(), 0),
+			LeaseTTL:   time.Duration(lease) * time.Millisecond,
+		})
+	}
+	return out, nil
+}
+
+func (c *Client) nameOf(lockKey string) string {
+	s := strings.TrimPrefix(lockKey, c.prefix+":lock:{")
+	return strings.TrimSuffix(s, "}")
+}
+
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

@@ -1,0 +1,57 @@
+package mutex_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jobd/jobd/internal/mutex"
+	"github.com/jobd/jobd/internal/redistest"
+)
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("JOBD_MUTEX_HELPER"); mode != "" {
+		os.Exit(helperMain(mode))
+	}
+	redistest.Main(m)
+}
+
+// newRedis returns a go-redis client on url, honouring context deadlines
+// the way cmd/jobd configures it.
+func newRedis(tb testing.TB, url string) *redis.Client {
+	tb.Helper()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	opt.ContextTimeoutEnabled = true
+	opt.MaxRetries = -1 // a fault test wants to see each failure
+	rdb := redis.NewClient(opt)
+	tb.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+// prefix gives each test its own keys.
+func prefix(tb testing.TB) string {
+	return "test:" + strings.NewReplacer("/", ":", " ", "_").Replace(tb.Name())
+}
+
+// newClient returns a mutex client on the shared server with the test's
+// own prefix.
+func newClient(tb testing.TB, opts ...mutex.ClientOption) (*mutex.Client, *redis.Client) {
+	tb.Helper()
+	rdb := newRedis(tb, redistest.SharedURL(tb))
+	c := mutex.New(rdb, append([]mutex.ClientOption{mutex.WithPrefix(prefix(tb))}, opts...)...)
+	tb.Cleanup(func() { c.Close() })
+	return c, rdb
+}
+
+func ctxT(tb testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,413 @@
+package mutex
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Defaults, documented where they are defined.
+const (
+	// DefaultTTL is the lease length when WithTTL is not given.
+	DefaultTTL = 30 * time.Second
+	// waiterGrace is how long a queued waiter keeps its place past the
+	// moment it was told to retry. A waiter that misses it (dead, paused)
+	// drops out of the queue so it cannot block the others.
+	waiterGrace = time.Second
+	// leaveTimeout bounds the best-effort dequeue of a waiter that gives up.
+	leaveTimeout = 100 * time.Millisecond
+	// unlockTimeout bounds the release that Do makes after fn returns,
+	// whatever happened to the caller's context.
+	unlockTimeout = 5 * time.Second
+)
+
+type config struct {
+	ttl        time.Duration
+	wait       time.Duration
+	retries    int
+	retryDelay time.Duration
+	label      string
+	margin     time.Duration
+}
+
+func defaultConfig() config { return config{ttl: DefaultTTL} }
+
+// Option configures a Mutex.
+type Option func(*config)
+
+// WithTTL sets the lease length (default DefaultTTL, 30s). Keep-alive
+// renews it every ttl/3.
+func WithTTL(d time.Duration) Option { return func(c *config) { c.ttl = d } }
+
+// WithWait bounds how long Lock waits (default 0: until ctx ends).
+func WithWait(d time.Duration) Option { return func(c *config) { c.wait = d } }
+
+// WithRetry replaces notified waiting with bounded polling, as in the seed
+// article: after a failed first try, Lock tries count more times, sleeping
+// a random 50%–150% of delay between tries so that contenders spread out.
+// (Default: notified waiting, no polling.)
+func WithRetry(count int, delay time.Duration) Option {
+	return func(c *config) { c.retries, c.retryDelay = count, delay }
+}
+
+// WithLabel records a free-form label, such as a job or run id, in the
+// holder metadata (default empty).
+func WithLabel(s string) Option { return func(c *config) { c.label = s } }
+
+// WithSafetyMargin sets how long before the lease would run out, counted
+// from the last successful renewal on the monotonic clock, keep-alive
+// stops trusting it (default ttl/5).
+func WithSafetyMargin(d time.Duration) Option { return func(c *config) { c.margin = d } }
+
+// Mutex is one handle on a named lock. Its methods are safe for concurrent
+// use, but a handle holds the lock at most once: a second Lock returns
+// ErrAlreadyHeld.
+type Mutex struct {
+	c    *Client
+	name string
+	k    keys
+	cfg  config
+
+	mu      sync.Mutex
+	busy    bool      // a Lock is in progress or the lock is held
+	token   string    // non-empty while held
+	fence   int64     // fence of the current or last hold
+	leaseAt time.Time // when the last successful acquire/extend was sent
+}
+
+// Name is the lock's name.
+func (m *Mutex) Name() string { return m.name }
+
+// Fence is the fencing token of the current (or last) hold: it strictly
+// increases with every acquisition of this lock name.
+func (m *Mutex) Fence() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fence
+}
+
+// Lock takes the lock, waiting until ctx ends or the WithWait time passes.
+// Waiters queue in Redis and are woken by the release, or by their lease
+// timer when a holder vanished without releasing.
+func (m *Mutex) Lock(ctx context.Context) error { return m.lock(ctx, true) }
+
+// TryLock makes one attempt and never waits.
+func (m *Mutex) TryLock(ctx context.Context) error { return m.lock(ctx, false) }
+
+func (m *Mutex) lock(ctx context.Context, wait bool) (err error) {
+	m.mu.Lock()
+	if m.busy {
+		m.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrAlreadyHeld, m.name)
+	}
+	m.busy = true
+	m.mu.Unlock()
+	defer func() {
+		if err != nil {
+			m.mu.Lock()
+			m.busy = false
+			m.mu.Unlock()
+		}
+	}()
+
+	token := randomID()
+	ok, _, err := m.acquire(ctx, token, "")
+	if ok {
+		return nil
+	}
+	if !wait {
+		if err != nil {
+			return fmt.Errorf("mutex: lock %q: %w", m.name, err)
+		}
+		return fmt.Errorf("%w: %q", ErrNotObtained, m.name)
+	}
+	if m.cfg.wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.cfg.wait)
+		defer cancel()
+	}
+	if m.cfg.retries > 0 {
+		return m.poll(ctx, token, err)
+	}
+	return m.waitNotified(ctx, token, err)
+}
+
+// acquire runs one attempt; on success it records the hold in m.
+func (m *Mutex) acquire(ctx context.Context, token, waiter string) (ok bool, retry time.Duration, err error) {
+	sent := time.Now()
+	res, err := acquireScript.Run(ctx, m.c.rdb,
+		[]string{m.k.lock, m.k.fence, m.k.queue, m.k.leases},
+		token, m.cfg.ttl.Milliseconds(), waiter, waiterGrace.Milliseconds(),
+		m.c.owner, m.c.host, m.c.pid, m.cfg.label).Int64Slice()
+	if err != nil {
+		return false, 0, err
+	}
+	if len(res) != 2 {
+		return false, 0, fmt.Errorf("mutex: acquire: unexpected reply %v", res)
+	}
+	if res[0] == 1 {
+		m.mu.Lock()
+		m.token, m.fence, m.leaseAt = token, res[1], sent
+		m.mu.Unlock()
+		return true, 0, nil
+	}
+	return false, time.Duration(res[1]) * time.Millisecond, nil
+}
+
+// poll is the WithRetry policy.
+func (m *Mutex) poll(ctx context.Context, token string, lastErr error) error {
+	for i := 0; i < m.cfg.retries; i++ {
+		d := m.cfg.retryDelay/2 + rand.N(m.cfg.retryDelay+1)
+		if !sleep(ctx, d) {
+			break
+		}
+		ok, _, err := m.acquire(ctx, token, "")
+		if ok {
+			return nil
+		}
+		if err != nil {
+			lastErr = err
+		}
+	}
+	return m.notObtained(ctx, lastErr)
+}
+
+// waitNotified queues the caller in Redis and sleeps until the release
+// names it, its retry timer fires, or ctx ends.
+func (m *Mutex) waitNotified(ctx context.Context, token string, lastErr error) error {
+	waiter := randomID()
+	var wake <-chan struct{}
+	if n := m.c.getNotifier(); n != nil {
+		var unregister func()
+		wake, unregister = n.register(ctx, m.k.channel, waiter)
+		defer unregister()
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		ok, hint, err := m.acquire(ctx, token, waiter)
+		if ok {
+			return nil
+		}
+		var d time.Duration
+		if err != nil {
+			// Redis unreachable: retry with capped backoff until ctx ends.
+			lastErr, d = err, backoff
+			backoff = min(2*backoff, time.Second)
+		} else {
+			backoff = 50 * time.Millisecond
+			// Past the lease, plus a little jitter so that waiters whose
+			// holder died do not all retry in the same millisecond.
+			d = hint + time.Millisecond + rand.N(hint/20+time.Millisecond)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-wake:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			m.leave(ctx, waiter)
+			return m.notObtained(ctx, lastErr)
+		}
+		t.Stop()
+	}
+}
+
+// leave dequeues a waiter that gave up and, if the lock is free, passes the
+// turn on; best effort, since a stale entry expires by itself.
+func (m *Mutex) leave(ctx context.Context, waiter string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
+	defer cancel()
+	_ = leaveScript.Run(ctx, m.c.rdb, []string{m.k.lock, m.k.queue, m.k.leases}, waiter, m.k.channel).Err()
+}
+
+func (m *Mutex) notObtained(ctx context.Context, last error) error {
+	err := fmt.Errorf("%w: %q", ErrNotObtained, m.name)
+	if cerr := ctx.Err(); cerr != nil {
+		err = fmt.Errorf("%w: %q: %w", ErrNotObtained, m.name, cerr)
+	}
+	if last != nil {
+		err = fmt.Errorf("%w (last error: %w)", err, last)
+	}
+	return err
+}
+
+// Unlock releases the lock if this handle still owns it. It returns
+// ErrNotHeld when the handle holds nothing, and ErrLost when the lease had
+// run out or another owner holds the lock now (which is left untouched).
+// On a Redis error the handle stays held, so Unlock can be retried.
+func (m *Mutex) Unlock(ctx context.Context) error {
+	m.mu.Lock()
+	token := m.token
+	m.mu.Unlock()
+	if token == "" {
+		return fmt.Errorf("%w: %q", ErrNotHeld, m.name)
+	}
+	res, err := releaseScript.Run(ctx, m.c.rdb, []string{m.k.lock, m.k.queue, m.k.leases},
+		token, m.k.channel).Int64()
+	if err != nil {
+		return fmt.Errorf("mutex: unlock %q: %w", m.name, err)
+	}
+	m.mu.Lock()
+	m.token, m.busy = "", false
+	m.mu.Unlock()
+	return leaseResult(res, m.name)
+}
+
+// Extend sets the lease to ttl from now if this handle still owns the lock.
+func (m *Mutex) Extend(ctx context.Context, ttl time.Duration) error {
+	m.mu.Lock()
+	token := m.token
+	m.mu.Unlock()
+	if token == "" {
+		return fmt.Errorf("%w: %q", ErrNotHeld, m.name)
+	}
+	return m.extend(ctx, token, ttl)
+}
+
+func (m *Mutex) extend(ctx context.Context, token string, ttl time.Duration) error {
+	sent := time.Now()
+	res, err := extendScript.Run(ctx, m.c.rdb, []string{m.k.lock}, token, ttl.Milliseconds()).Int64()
+	if err != nil {
+		return fmt.Errorf("mutex: extend %q: %w", m.name, err)
+	}
+	if res == 1 {
+		m.mu.Lock()
+		if m.token == token {
+			m.leaseAt = sent
+		}
+		m.mu.Unlock()
+	}
+	return leaseResult(res, m.name)
+}
+
+// leaseResult maps the release/extend scripts' replies to errors.
+func leaseResult(res int64, name string) error {
+	switch res {
+	case 1:
+		return nil
+	case 0:
+		return fmt.Errorf("%w: %q is held by another owner", ErrLost, name)
+	default:
+		return fmt.Errorf("%w: %q expired", ErrLost, name)
+	}
+}
+
+// Do is the with-block: it takes the lock, runs fn while keep-alive renews
+// the lease, and always releases, even when fn panics (the panic then goes
+// on). fn's context is cancelled when the lease is lost, with
+// context.Cause reporting an ErrLost. Do returns fn's error joined with any
+// lease or release error.
+func (m *Mutex) Do(ctx context.Context, fn func(ctx context.Context) error) (err error) {
+	if err := m.Lock(ctx); err != nil {
+		return err
+	}
+	kctx, stop := m.KeepAlive(ctx)
+	defer func() {
+		r := recover()
+		stop()
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unlockTimeout)
+		uerr := m.Unlock(uctx)
+		cancel()
+		if r != nil {
+			panic(r)
+		}
+		if cause := context.Cause(kctx); errors.Is(cause, ErrLost) && !errors.Is(uerr, ErrLost) {
+			uerr = errors.Join(cause, uerr)
+		}
+		if uerr != nil {
+			err = errors.Join(err, uerr)
+		}
+	}()
+	return fn(kctx)
+}
+
+// KeepAlive renews the lease every ttl/3 until stop is called or ctx ends.
+// The returned context is cancelled, with an ErrLost cause, when a renewal
+// is refused (another owner, or the key is gone) or when no renewal has
+// succeeded for ttl minus the safety margin, measured on the monotonic
+// clock from when the last successful request was sent. stop waits for
+// the renewing goroutine to exit.
+func (m *Mutex) KeepAlive(ctx context.Context) (context.Context, func()) {
+	kctx, cancel := context.WithCancelCause(ctx)
+	m.mu.Lock()
+	token, since := m.token, m.leaseAt
+	m.mu.Unlock()
+	if token == "" {
+		cancel(fmt.Errorf("%w: %q", ErrNotHeld, m.name))
+		return kctx, func() {}
+	}
+	stopc, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		m.keepAlive(kctx, cancel, stopc, token, since)
+	}()
+	var once sync.Once
+	return kctx, func() {
+		once.Do(func() {
+			close(stopc)
+			<-done
+			cancel(context.Canceled)
+		})
+	}
+}
+
+func (m *Mutex) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, stop <-chan struct{}, token string, since time.Time) {
+	ttl := m.cfg.ttl
+	margin := m.cfg.margin
+	if margin <= 0 || margin >= ttl {
+		margin = ttl / 5
+	}
+	trusted := ttl - margin
+	// The deadline fires on its own timer, so a renewal stuck on a hung
+	// Redis cannot delay the cancellation.
+	expire := time.AfterFunc(time.Until(since.Add(trusted)), func() {
+		cancel(fmt.Errorf("%w: %q: no renewal succeeded for %v", ErrLost, m.name, trusted))
+	})
+	defer expire.Stop()
+	every := ttl / 3
+	retryEvery := min(max(ttl/10, 20*time.Millisecond), time.Second)
+	next := time.Until(since.Add(every))
+	for {
+		t := time.NewTimer(next)
+		select {
+		case <-stop:
+			t.Stop()
+			return
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		sent := time.Now()
+		rctx, rcancel := context.WithDeadline(ctx, since.Add(trusted))
+		err := m.extend(rctx, token, ttl)
+		rcancel()
+		switch {
+		case err == nil:
+			since = sent
+			expire.Reset(time.Until(since.Add(trusted)))
+			next = every
+		case errors.Is(err, ErrLost):
+			cancel(err)
+			return
+		default:
+			m.c.log.Warn("mutex: lease renewal failed", "lock", m.name, "err", err)
+			next = retryEvery
+		}
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,171 @@
+package mutex
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// notifier owns the one pub/sub connection that all waiters of a Client
+// share. A release publishes the id of the waiter whose turn it is; the
+// notifier wakes that waiter only.
+type notifier struct {
+	ps  *redis.PubSub
+	log *slog.Logger
+
+	mu       sync.Mutex
+	channels map[string]map[string]chan struct{} // channel -> waiter id -> wake
+	pings    map[string]chan struct{}            // pending readiness pings
+	seq      uint64
+	broken   bool // the connection failed; wake everyone once it is back
+
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newNotifier(rdb redis.UniversalClient, log *slog.Logger) *notifier {
+	n := &notifier{
+		ps:       rdb.Subscribe(context.Background()),
+		log:      log,
+		channels: map[string]map[string]chan struct{}{},
+		pings:    map[string]chan struct{}{},
+		done:     make(chan struct{}),
+	}
+	n.wg.Add(1)
+	go n.run()
+	return n
+}
+
+// readyTimeout bounds how long a waiter waits for its subscription to be
+// confirmed before it relies on its retry timer alone.
+const readyTimeout = time.Second
+
+// register subscribes waiter to channel and returns its wake channel. It
+// returns once Redis has confirmed the subscription (a PING sent after the
+// SUBSCRIBE on the same connection came back), so that a release made
+// after the waiter's next attempt cannot be missed.
+func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan struct{}, func()) {
+	wake := make(chan struct{}, 1)
+	n.mu.Lock()
+	ws, ok := n.channels[channel]
+	if !ok {
+		ws = map[string]chan struct{}{}
+		n.channels[channel] = ws
+	}
+	ws[waiter] = wake
+	n.seq++
+	payload := "jobd-ready-" + strconv.FormatUint(n.seq, 10)
+	ready := make(chan struct{})
+	n.pings[payload] = ready
+	n.mu.Unlock()
+
+	unregister := func() {
+		n.mu.Lock()
+		delete(n.pings, payload)
+		ws := n.channels[channel]
+		delete(ws, waiter)
+		last := len(ws) == 0
+		if last {
+			delete(n.channels, channel)
+		}
+		n.mu.Unlock()
+		if last {
+			uctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+			_ = n.ps.Unsubscribe(uctx, channel)
+			cancel()
+		}
+	}
+
+	if !ok {
+		if err := n.ps.Subscribe(ctx, channel); err != nil {
+			return wake, unregister // go-redis resubscribes on reconnect; timers cover the gap
+		}
+	}
+	if err := n.ps.Ping(ctx, payload); err != nil {
+		return wake, unregister
+	}
+	t := time.NewTimer(readyTimeout)
+	defer t.Stop()
+	select {
+	case <-ready:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return wake, unregister
+}
+
+func (n *notifier) run() {
+	defer n.wg.Done()
+	backoff := 10 * time.Millisecond
+	for {
+		msg, err := n.ps.Receive(context.Background())
+		select {
+		case <-n.done:
+			return
+		default:
+		}
+		if err != nil {
+			n.mu.Lock()
+			if !n.broken {
+				n.log.Warn("mutex: subscription connection failed; waiters fall back to timers", "err", err)
+			}
+			n.broken = true
+			n.mu.Unlock()
+			t := time.NewTimer(backoff)
+			select {
+			case <-n.done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 10 * time.Millisecond
+		n.mu.Lock()
+		if n.broken {
+			// Releases published while we were away are lost: let every
+			// waiter try again now.
+			n.broken = false
+			for _, ws := range n.channels {
+				for _, w := range ws {
+					signal(w)
+				}
+			}
+			for p, r := range n.pings {
+				close(r)
+				delete(n.pings, p)
+			}
+		}
+		switch m := msg.(type) {
+		case *redis.Message:
+			if w, ok := n.channels[m.Channel][m.Payload]; ok {
+				signal(w)
+			}
+		case *redis.Pong:
+			if r, ok := n.pings[m.Payload]; ok {
+				close(r)
+				delete(n.pings, m.Payload)
+			}
+		}
+		n.mu.Unlock()
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (n *notifier) close() error {
+	close(n.done)
+	err := n.ps.Close()
+	n.wg.Wait()
+	return err
+}
