@@ -39,13 +39,17 @@ if pttl ~= -2 then
   return {0, pttl}
 end
 
--- Free: drop waiters whose lease ran out (dead or paused processes).
-local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
-if #stale > 0 then
-  redis.call('ZREM', KEYS[3], unpack(stale))
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+-- Free. If waiters are queued, first drop those whose lease ran out
+-- (dead or paused processes); an empty queue costs one EXISTS.
+local head = nil
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
+  if #stale > 0 then
+    redis.call('ZREM', KEYS[3], unpack(stale))
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  end
+  head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 end
-local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 while head and head ~= waiter do
   local head_expiry = redis.call('ZSCORE', KEYS[4], head)
   if head_expiry then

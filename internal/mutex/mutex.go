@@ -17,6 +17,9 @@ const (
 	// moment it was told to retry. A waiter that misses it (dead, paused)
 	// drops out of the queue so it cannot block the others.
 	waiterGrace = time.Second
+	// handoffWindow is how long the woken queue head has to take a
+	// released lock before the second waiter may skip it (it died).
+	handoffWindow = 2 * time.Second
 	// leaveTimeout bounds the best-effort dequeue of a waiter that gives up.
 	leaveTimeout = 100 * time.Millisecond
 	// unlockTimeout bounds the release that Do makes after fn returns,
@@ -179,7 +182,7 @@ func (m *Mutex) poll(ctx context.Context, token string, lastErr error) error {
 // names it, its retry timer fires, or ctx ends.
 func (m *Mutex) waitNotified(ctx context.Context, token string, lastErr error) error {
 	waiter := randomID()
-	var wake <-chan struct{}
+	var wake <-chan time.Duration
 	if n := m.c.getNotifier(); n != nil {
 		var unregister func()
 		wake, unregister = n.register(ctx, m.k.channel, waiter)
@@ -202,16 +205,36 @@ func (m *Mutex) waitNotified(ctx context.Context, token string, lastErr error) e
 			// holder died do not all retry in the same millisecond.
 			d = hint + time.Millisecond + rand.N(hint/20+time.Millisecond)
 		}
-		t := time.NewTimer(d)
-		select {
-		case <-wake:
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !m.sleepUntilWoken(ctx, wake, d) {
 			m.leave(ctx, waiter)
 			return m.notObtained(ctx, lastErr)
 		}
-		t.Stop()
+	}
+}
+
+// sleepUntilWoken waits for d, or for a wake-up: 0 means "your turn, try
+// now", a positive value means "try after this long at the latest" (the
+// second waiter covering for a head that may have died). It returns false
+// when ctx ends.
+func (m *Mutex) sleepUntilWoken(ctx context.Context, wake <-chan time.Duration, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	deadline := time.Now().Add(d)
+	for {
+		select {
+		case after := <-wake:
+			if after <= 0 {
+				return true
+			}
+			if at := time.Now().Add(after); at.Before(deadline) {
+				deadline = at
+				t.Reset(after)
+			}
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 
@@ -220,7 +243,8 @@ func (m *Mutex) waitNotified(ctx context.Context, token string, lastErr error) e
 func (m *Mutex) leave(ctx context.Context, waiter string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
 	defer cancel()
-	_ = leaveScript.Run(ctx, m.c.rdb, []string{m.k.lock, m.k.queue, m.k.leases}, waiter, m.k.channel).Err()
+	_ = leaveScript.Run(ctx, m.c.rdb, []string{m.k.lock, m.k.queue, m.k.leases},
+		waiter, m.k.channel, handoffWindow.Milliseconds()).Err()
 }
 
 func (m *Mutex) notObtained(ctx context.Context, last error) error {
@@ -246,7 +270,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 		return fmt.Errorf("%w: %q", ErrNotHeld, m.name)
 	}
 	res, err := releaseScript.Run(ctx, m.c.rdb, []string{m.k.lock, m.k.queue, m.k.leases},
-		token, m.k.channel).Int64()
+		token, m.k.channel, handoffWindow.Milliseconds()).Int64()
 	if err != nil {
 		return fmt.Errorf("mutex: unlock %q: %w", m.name, err)
 	}
@@ -393,6 +417,8 @@ func (m *Mutex) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, s
 		case errors.Is(err, ErrLost):
 			cancel(err)
 			return
+		case ctx.Err() != nil:
+			return // stopped or cancelled mid-renewal
 		default:
 			m.c.log.Warn("mutex: lease renewal failed", "lock", m.name, "err", err)
 			next = retryEvery

@@ -3,7 +3,9 @@ package mutex
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,8 +20,8 @@ type notifier struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	channels map[string]map[string]chan struct{} // channel -> waiter id -> wake
-	pings    map[string]chan struct{}            // pending readiness pings
+	channels map[string]map[string]chan time.Duration // channel -> waiter id -> wake
+	pings    map[string]chan struct{}                 // pending readiness pings
 	seq      uint64
 	broken   bool // the connection failed; wake everyone once it is back
 
@@ -31,7 +33,7 @@ func newNotifier(rdb redis.UniversalClient, log *slog.Logger) *notifier {
 	n := &notifier{
 		ps:       rdb.Subscribe(context.Background()),
 		log:      log,
-		channels: map[string]map[string]chan struct{}{},
+		channels: map[string]map[string]chan time.Duration{},
 		pings:    map[string]chan struct{}{},
 		done:     make(chan struct{}),
 	}
@@ -48,12 +50,12 @@ const readyTimeout = time.Second
 // returns once Redis has confirmed the subscription (a PING sent after the
 // SUBSCRIBE on the same connection came back), so that a release made
 // after the waiter's next attempt cannot be missed.
-func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan struct{}, func()) {
-	wake := make(chan struct{}, 1)
+func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan time.Duration, func()) {
+	wake := make(chan time.Duration, 1)
 	n.mu.Lock()
 	ws, ok := n.channels[channel]
 	if !ok {
-		ws = map[string]chan struct{}{}
+		ws = map[string]chan time.Duration{}
 		n.channels[channel] = ws
 	}
 	ws[waiter] = wake
@@ -133,7 +135,7 @@ func (n *notifier) run() {
 			n.broken = false
 			for _, ws := range n.channels {
 				for _, w := range ws {
-					signal(w)
+					signal(w, 0)
 				}
 			}
 			for p, r := range n.pings {
@@ -143,8 +145,14 @@ func (n *notifier) run() {
 		}
 		switch m := msg.(type) {
 		case *redis.Message:
-			if w, ok := n.channels[m.Channel][m.Payload]; ok {
-				signal(w)
+			// "head [second]": the head tries now, the second after the
+			// handoff window unless the head took the lock.
+			head, second, _ := strings.Cut(m.Payload, " ")
+			if w, ok := n.channels[m.Channel][head]; ok {
+				signal(w, 0)
+			}
+			if w, ok := n.channels[m.Channel][second]; ok && second != "" {
+				signal(w, handoffWindow+time.Duration(rand.N(50))*time.Millisecond)
 			}
 		case *redis.Pong:
 			if r, ok := n.pings[m.Payload]; ok {
@@ -156,10 +164,22 @@ func (n *notifier) run() {
 	}
 }
 
-func signal(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
+// signal delivers a wake-up without blocking; a pending one is replaced
+// only by a more urgent one.
+func signal(c chan time.Duration, after time.Duration) {
+	for {
+		select {
+		case c <- after:
+			return
+		default:
+		}
+		select {
+		case old := <-c:
+			if old < after {
+				after = old
+			}
+		default:
+		}
 	}
 }
 
