@@ -1,0 +1,33 @@
+# jobd. `make help` lists the targets.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+.PHONY: help build test run bench lint redis clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/jobd
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/jobd ./cmd/jobd
+
+redis: ## install redis-server if it is missing (tests start their own servers)
+	@scripts/redis.sh install
+
+lint: ## gofmt (must list nothing) and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt -l lists:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: redis lint ## lint, then every test with -race against real redis-server processes
+	$(GO) test -race -count=1 ./...
+
+run: build ## run jobd against a local Redis (a private one is started if none answers on 6379)
+	scripts/redis.sh run bin/jobd lock demo -- sh -c 'echo "holding $$JOBD_LOCK_KEY with fence $$JOBD_FENCE"; sleep 2; echo released'
+
+bench: redis ## benchmarks of the mutex
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/mutex/
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jobd/jobd/internal/mutex"
+	"github.com/jobd/jobd/internal/redistest"
+)
+
+func TestLockExitCodes(t *testing.T) {
+	url := redistest.SharedURL(t)
+	tests := []struct {
+		name     string
+		url      string
+		held     bool // another owner holds "k" first
+		args     []string
+		code     int
+		stdout   string   // substring
+		stderr   []string // substrings
+		noStderr string   // must not appear
+	}{
+		{name: "exit code passes through", args: []string{"lock", "k", "--", "sh", "-c", "exit 7"}, code: 7},
+		{name: "env carries key and fence", args: []string{"lock", "k", "--", "sh", "-c", `echo "$JOBD_LOCK_KEY $JOBD_FENCE"`},
+			stdout: "k 1"},
+		{name: "killed by a signal is 128+N", args: []string{"lock", "k", "--", "sh", "-c", "kill -9 $$"}, code: 137},
+		{name: "not obtained names the holder", held: true, args: []string{"lock", "k", "--", "true"}, code: 75,
+			stderr: []string{`lock "k" not obtained`, "test-holder", "expires in"}},
+		{name: "not obtained within --wait", held: true, args: []string{"lock", "--wait", "200ms", "k", "--", "true"}, code: 75,
+			stderr: []string{"not obtained", "test-holder"}},
+		{name: "redis unreachable", url: "redis://user:s3cret@127.0.0.1:1/0", args: []string{"lock", "k", "--", "true"}, code: 69,
+			stderr: []string{"redis unreachable at redis://user:xxxxx@127.0.0.1:1/0"}, noStderr: "s3cret"},
+		{name: "bad url", url: "http://x:s3cret@h/0", args: []string{"lock", "k", "--", "true"}, code: 2, noStderr: "s3cret"},
+		{name: "missing command", args: []string{"lock", "k"}, code: 2, stderr: []string{"usage"}},
+		{name: "command not found", args: []string{"lock", "k", "--", "/nonexistent/cmd"}, code: 127, stderr: []string{"command not found"}},
+		{name: "ttl too short", args: []string{"lock", "--ttl", "10ms", "k", "--", "true"}, code: 2},
+		{name: "unknown flag", args: []string{"lock", "--bogus", "k", "--", "true"}, code: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := url
+			if tt.url != "" {
+				u = tt.url
+			}
+			if tt.held {
+				c, _ := newMutexClient(t, url)
+				if err := c.NewMutex("k", mutex.WithLabel("maintenance")).Lock(ctxT(t, 5*time.Second)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := run(t, u, tt.args...)
+			if r.code != tt.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", r.code, tt.code, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stdout, tt.stdout) {
+				t.Errorf("stdout %q lacks %q", r.stdout, tt.stdout)
+			}
+			for _, s := range tt.stderr {
+				if !strings.Contains(r.stderr, s) {
+					t.Errorf("stderr %q lacks %q", r.stderr, s)
+				}
+			}
+			if tt.noStderr != "" && strings.Contains(r.stderr, tt.noStderr) {
+				t.Errorf("stderr shows %q: %s", tt.noStderr, r.stderr)
+			}
+			if tt.code != 75 {
+				// Whatever happened, jobd released what it took.
+				c, _ := newMutexClient(t, url)
+				if info, ok, _ := c.Inspect(ctxT(t, time.Second), "k"); ok && info.Owner != "test-holder" {
+					t.Errorf("lock still held after exit: %+v", info)
+				}
+			}
+		})
+	}
+}
+
+// TestLockExcludes: two `jobd lock` on one key never run together; the
+// second waits for the first with --wait.
+func TestLockExcludes(t *testing.T) {
+	url := redistest.SharedURL(t)
+	first := jobd(t, url, "lock", "k", "--", "sh", "-c", "sleep 0.5")
+	c, _ := newMutexClient(t, url)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok, _ := c.Inspect(ctxT(t, time.Second), "k"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first jobd never took the lock")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	second := run(t, url, "lock", "--wait", "10s", "k", "--", "sh", "-c", `echo "fence=$JOBD_FENCE"`)
+	if r := wait(t, first); r.code != 0 {
+		t.Fatalf("first: %+v", r)
+	}
+	if second.code != 0 || !strings.Contains(second.stdout, "fence=2") {
+		t.Fatalf("second: %+v", second)
+	}
+}
+
+// TestLockSignalForwarding: TERM to jobd reaches the command's process
+// group, and jobd exits with the command's code.
+func TestLockSignalForwarding(t *testing.T) {
+	url := redistest.SharedURL(t)
+	cmd := jobd(t, url, "lock", "k", "--", "sh", "-c",
+		`trap 'echo got-TERM; exit 42' TERM; echo ready; while :; do sleep 0.05; done`)
+	waitOutput(t, cmd, "ready")
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := wait(t, cmd)
+	if r.code != 42 || !strings.Contains(r.stdout, "got-TERM") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 42 and got-TERM", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestLockLeaseLost: when the lease is lost the command's group gets TERM,
+// then KILL after --kill-grace if it ignores TERM, and jobd exits 70.
+func TestLockLeaseLost(t *testing.T) {
+	tests := []struct {
+		name  string
+		child string
+		lose  func(t *testing.T, srv *redistest.Server, key string)
+	}{
+		{"key deleted, child stops on TERM", `echo ready; while :; do sleep 0.05; done`,
+			func(t *testing.T, srv *redistest.Server, key string) { deleteKey(t, srv, key) }},
+		{"key deleted, child ignores TERM", `trap '' TERM; echo ready $$; while :; do sleep 0.05; done`,
+			func(t *testing.T, srv *redistest.Server, key string) { deleteKey(t, srv, key) }},
+		{"redis stopped", `trap '' TERM; echo ready; while :; do sleep 0.05; done`,
+			func(t *testing.T, srv *redistest.Server, key string) { srv.Stop() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			cmd := jobd(t, srv.URL(), "lock", "--ttl", "1500ms", "--kill-grace", "300ms", "k", "--", "sh", "-c", tt.child)
+			out := waitOutput(t, cmd, "ready")
+			start := time.Now()
+			tt.lose(t, srv, prefix(t)+":lock:{k}")
+			r := wait(t, cmd)
+			if r.code != 70 || !strings.Contains(r.stderr, "lock lost") {
+				t.Fatalf("exit %d, stderr %q; want 70 and 'lock lost'", r.code, r.stderr)
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("took %v to end the command", d)
+			}
+			if f := strings.Fields(out); len(f) > 1 { // the child that ignored TERM is gone too
+				pid, _ := strconv.Atoi(f[1])
+				if err := syscall.Kill(pid, 0); err == nil {
+					t.Errorf("child %d survived the lost lease", pid)
+				}
+			}
+		})
+	}
+}
+
+func deleteKey(t *testing.T, srv *redistest.Server, key string) {
+	t.Helper()
+	_, rdb := newMutexClient(t, srv.URL())
+	if err := rdb.Del(context.Background(), key).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitOutput waits until the command's stdout has a line containing s
+// and returns that line.
+func waitOutput(t *testing.T, cmd *exec.Cmd, s string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range strings.Split(cmd.Stdout.(*syncBuffer).String(), "\n") {
+			if strings.Contains(line, s) {
+				return line
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no %q in output; stderr: %s", s, cmd.Stderr.(*syncBuffer).String())
+	return ""
+}

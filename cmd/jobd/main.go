@@ -1,0 +1,124 @@
+// Command jobd runs cron jobs across several replicas with Redis locks, so
+// that every scheduled tick runs exactly once even when a machine dies.
+//
+// This file holds the wiring: global flags, logging, the Redis client and
+// the mapping of failures to documented exit codes.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Set by the Makefile with -ldflags -X.
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+// Exit codes. They are documented in `jobd --help` and the README; scripts
+// and monitoring rely on them, so never renumber one.
+const (
+	exitOK          = 0
+	exitFailure     = 1   // generic failure (for example an invalid config)
+	exitUsage       = 2   // bad flags or arguments
+	exitUnavailable = 69  // Redis unreachable (EX_UNAVAILABLE)
+	exitLeaseLost   = 70  // the lock's lease was lost while the command ran
+	exitNotObtained = 75  // lock not obtained within --wait (EX_TEMPFAIL)
+	exitCannotExec  = 126 // the command exists but could not be started
+	exitNotFound    = 127 // the command was not found
+)
+
+const exitCodesHelp = `EXIT CODES:
+   0     success (jobd lock: the command's own exit code is passed through)
+   1     generic failure
+   2     bad flags or arguments
+   69    Redis unreachable
+   70    lease lost while the command ran (it was terminated)
+   75    lock not obtained within --wait
+   126   command could not be started
+   127   command not found
+   128+N command killed by signal N`
+
+// exitError carries an exit code up to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitf(code int, format string, args ...any) error {
+	return &exitError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+// exitCode returns the code for err; a silent exit (the child's own code)
+// has a nil inner error.
+func exitCode(err error) (int, string) {
+	if err == nil {
+		return exitOK, ""
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err == nil {
+			return ee.code, ""
+		}
+		return ee.code, ee.err.Error()
+	}
+	// Anything else comes from flag parsing in urfave/cli.
+	return exitUsage, err.Error()
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:    "jobd",
+		Usage:   "run cron jobs exactly once across replicas, with Redis locks",
+		Version: version,
+		Description: "Several identical jobd replicas read one schedule; on every tick each tries to\n" +
+			"claim it in Redis and only the winner runs the job. `jobd lock` runs one command\n" +
+			"under the same locks, like flock(1) across machines.",
+		Writer:                 stdout,
+		ErrWriter:              stderr,
+		Flags:                  globalFlags(),
+		UseShortOptionHandling: true,
+		HideVersion:            false,
+		Commands: []*cli.Command{
+			lockCommand(),
+			versionCommand(),
+		},
+		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
+		ExitErrHandler:        func(*cli.Context, error) {}, // main maps errors to codes
+	}
+	return app
+}
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version, commit and Go version",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print one JSON object"}},
+		Action: func(c *cli.Context) error {
+			if c.Bool("json") {
+				fmt.Fprintf(c.App.Writer, `{"version":%q,"commit":%q,"go":%q}`+"\n", version, commit, runtime.Version())
+				return nil
+			}
+			fmt.Fprintf(c.App.Writer, "jobd %s (commit %s, %s)\n", version, commit, runtime.Version())
+			return nil
+		},
+	}
+}
+
+func main() {
+	err := newApp(os.Stdout, os.Stderr).Run(os.Args)
+	code, msg := exitCode(err)
+	if msg != "" {
+		fmt.Fprintln(os.Stderr, "jobd:", msg)
+	}
+	os.Exit(code)
+}

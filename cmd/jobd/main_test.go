@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jobd/jobd/internal/mutex"
+	"github.com/jobd/jobd/internal/redistest"
+)
+
+// jobdBin is the real binary, built once for the CLI tests.
+var jobdBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "jobd-cli-")
+	if err != nil {
+		panic(err)
+	}
+	jobdBin = filepath.Join(dir, "jobd")
+	build := exec.Command("go", "build", "-race", "-o", jobdBin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: building jobd:", err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
+	redistest.Main(m)
+}
+
+// result of one jobd run.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// jobd starts the binary; the caller waits with wait().
+func jobd(t *testing.T, url string, args ...string) *exec.Cmd {
+	t.Helper()
+	full := append([]string{"--redis", url, "--prefix", prefix(t), "--log-format", "text"}, args...)
+	cmd := exec.Command(jobdBin, full...)
+	cmd.Stdout, cmd.Stderr = &syncBuffer{}, &syncBuffer{}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+func wait(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("jobd did not exit: %s", cmd.Stderr)
+	}
+	return result{cmd.ProcessState.ExitCode(), cmd.Stdout.(*syncBuffer).String(), cmd.Stderr.(*syncBuffer).String()}
+}
+
+func run(t *testing.T, url string, args ...string) result {
+	t.Helper()
+	return wait(t, jobd(t, url, args...))
+}
+
+func prefix(t *testing.T) string {
+	return "test:" + strings.NewReplacer("/", ":", " ", "_").Replace(t.Name())
+}
+
+func newMutexClient(t *testing.T, url string) (*mutex.Client, *redis.Client) {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.ContextTimeoutEnabled = true
+	rdb := redis.NewClient(opt)
+	c := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner("test-holder"))
+	t.Cleanup(func() { c.Close(); rdb.Close() })
+	return c, rdb
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// syncBuffer is a bytes.Buffer that tests may read while the process
+// writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
