@@ -67,6 +67,9 @@ func runLock(c *cli.Context) error {
 	if key == "" || len(argv) == 0 {
 		return exitf(exitUsage, "lock: usage: jobd lock [flags] KEY -- COMMAND [ARGS...]")
 	}
+	if err := mutex.ValidName(key); err != nil {
+		return exitf(exitUsage, "lock: KEY: %v", err)
+	}
 	ttl, wait, grace := c.Duration("ttl"), c.Duration("wait"), c.Duration("kill-grace")
 	if ttl < minLockTTL {
 		return exitf(exitUsage, "lock: --ttl %v is shorter than %v", ttl, minLockTTL)

@@ -183,3 +183,34 @@ func waitOutput(t *testing.T, cmd *exec.Cmd, s string) string {
 	t.Fatalf("no %q in output; stderr: %s", s, cmd.Stderr.(*syncBuffer).String())
 	return ""
 }
+
+// TestRedisURLForms: every URL form go-redis parses works, with an ACL
+// user and password, and a wrong password never shows up in the output.
+func TestRedisURLForms(t *testing.T) {
+	srv := redistest.Start(t)
+	_, rdb := newMutexClient(t, srv.URL())
+	if err := rdb.Do(context.Background(), "ACL", "SETUSER", "jobdtest", "on", ">pw-123", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, url string
+		code      int
+	}{
+		{"redis with user and password", "redis://jobdtest:pw-123@" + srv.Addr + "/0", 0},
+		{"unix socket with user and password", "unix://jobdtest:pw-123@" + srv.Socket() + "?db=1", 0},
+		{"wrong password", "redis://jobdtest:wrong-pw-456@" + srv.Addr + "/0", 69},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := run(t, tt.url, "lock", "k", "--", "true")
+			if r.code != tt.code {
+				t.Fatalf("exit %d, want %d: %s", r.code, tt.code, r.stderr)
+			}
+			for _, secret := range []string{"pw-123", "wrong-pw-456"} {
+				if strings.Contains(r.stderr+r.stdout, secret) {
+					t.Errorf("output shows the password: %s", r.stderr)
+				}
+			}
+		})
+	}
+}

@@ -1,6 +1,9 @@
 package mutex
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // The sentinels below match the seed article's error types, checked with
 // errors.Is. Its SetnxError has no counterpart: it reported a SETNX/GET race
@@ -24,4 +27,21 @@ var (
 	// LockError). When the context ended the wait, the error also matches
 	// context.Canceled or context.DeadlineExceeded.
 	ErrNotObtained = errors.New("mutex: not obtained")
+
+	// ErrBadName: the lock name is empty or starts with '}', which would
+	// leave its Redis Cluster hash tag empty (see ValidName).
+	ErrBadName = errors.New("mutex: invalid lock name")
 )
+
+// ValidName reports whether name can be a lock name: non-empty and not
+// starting with '}', so that the hash tag {name} keeps all of the lock's
+// keys in one Redis Cluster slot.
+func ValidName(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty", ErrBadName)
+	}
+	if name[0] == '}' {
+		return fmt.Errorf("%w: %q starts with '}'", ErrBadName, name)
+	}
+	return nil
+}

@@ -101,6 +101,9 @@ func (m *Mutex) Lock(ctx context.Context) error { return m.lock(ctx, true) }
 func (m *Mutex) TryLock(ctx context.Context) error { return m.lock(ctx, false) }
 
 func (m *Mutex) lock(ctx context.Context, wait bool) (err error) {
+	if err := ValidName(m.name); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	if m.busy {
 		m.mu.Unlock()

@@ -93,6 +93,7 @@ func (s *Server) start() error {
 	cmd := exec.Command("redis-server",
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
+		"--unixsocket", s.Socket(), "--unixsocketperm", "700",
 		"--daemonize", "no", "--protected-mode", "no")
 	cmd.Stdout = &s.out
 	cmd.Stderr = &s.out
@@ -135,6 +136,9 @@ func ping(addr string) error {
 	}
 	return nil
 }
+
+// Socket is the server's unix socket path.
+func (s *Server) Socket() string { return s.dir + "/redis-" + strconv.Itoa(s.Port) + ".sock" }
 
 // URL is the redis:// URL of the server, database 0.
 func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
