@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -12,12 +13,15 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
+
+	"github.com/jobd/jobd/internal/jobs"
 )
 
 // Defaults of the global flags.
 const (
 	defaultRedisURL = "redis://127.0.0.1:6379/0"
 	defaultPrefix   = "jobd"
+	defaultConfig   = "/etc/jobd/jobs.yaml"
 	pingTimeout     = 5 * time.Second
 )
 
@@ -25,6 +29,8 @@ func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "redis", Value: defaultRedisURL, EnvVars: []string{"JOBD_REDIS_URL"},
 			Usage: "Redis URL: redis://, rediss:// (TLS) or unix://, with user and password if needed"},
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: defaultConfig, EnvVars: []string{"JOBD_CONFIG"},
+			Usage: "the schedule file (see jobs.example.yaml)"},
 		&cli.StringFlag{Name: "prefix", Value: defaultPrefix, EnvVars: []string{"JOBD_PREFIX"},
 			Usage: "prefix of every Redis key jobd uses"},
 		&cli.StringFlag{Name: "log-format", Value: "auto", EnvVars: []string{"JOBD_LOG_FORMAT"},
@@ -118,4 +124,17 @@ func scrub(msg, raw string) string {
 		}
 	}
 	return msg
+}
+
+// loadConfig loads --config; problems are exit 1, one per line.
+func loadConfig(c *cli.Context) (*jobs.Config, error) {
+	cfg, err := jobs.Load(c.String("config"))
+	if err != nil {
+		if errors.Is(err, jobs.ErrInvalid) {
+			return nil, &exitError{code: exitFailure, plain: true,
+				err: fmt.Errorf("%w\n%d problem(s) in %s", err, len(err.(jobs.Problems)), c.String("config"))}
+		}
+		return nil, exitf(exitFailure, "%v", err)
+	}
+	return cfg, nil
 }

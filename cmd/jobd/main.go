@@ -47,8 +47,9 @@ const exitCodesHelp = `EXIT CODES:
 
 // exitError carries an exit code up to main.
 type exitError struct {
-	code int
-	err  error
+	code  int
+	err   error
+	plain bool // print the message as is, without "jobd: " (validation problems)
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -66,13 +67,16 @@ func exitCode(err error) (int, string) {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err == nil {
+		switch {
+		case ee.err == nil:
 			return ee.code, ""
+		case ee.plain:
+			return ee.code, ee.err.Error()
 		}
-		return ee.code, ee.err.Error()
+		return ee.code, "jobd: " + ee.err.Error()
 	}
 	// Anything else comes from flag parsing in urfave/cli.
-	return exitUsage, err.Error()
+	return exitUsage, "jobd: " + err.Error()
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -90,6 +94,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		HideVersion:            false,
 		Commands: []*cli.Command{
 			lockCommand(),
+			validateCommand(),
+			planCommand(),
 			versionCommand(),
 		},
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
@@ -118,7 +124,7 @@ func main() {
 	err := newApp(os.Stdout, os.Stderr).Run(os.Args)
 	code, msg := exitCode(err)
 	if msg != "" {
-		fmt.Fprintln(os.Stderr, "jobd:", msg)
+		fmt.Fprintln(os.Stderr, msg)
 	}
 	os.Exit(code)
 }

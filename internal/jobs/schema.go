@@ -1,0 +1,86 @@
+// Package jobs defines what a job is and how one run of it executes: the
+// YAML schedule file, its validation and templates, and the process
+// executor. When jobs run and who runs them is the scheduler's business.
+package jobs
+
+import "time"
+
+// File is the YAML document, as written. Field names are a contract with
+// users: never rename one.
+type File struct {
+	Redis    RedisConfig `yaml:"redis"`
+	Defaults Options     `yaml:"defaults"`
+	Jobs     []Job       `yaml:"jobs"`
+}
+
+// RedisConfig may name the Redis to use; --redis and JOBD_REDIS_URL win.
+type RedisConfig struct {
+	URL    string `yaml:"url"`
+	Prefix string `yaml:"prefix"`
+}
+
+// Job is one entry of jobs:.
+type Job struct {
+	Name     string  `yaml:"name"`     // required; letters, digits, . _ - :
+	Schedule string  `yaml:"schedule"` // required; see ParseSchedule
+	Params   []any   `yaml:"params"`   // optional: one instance per item (scalar or map of scalars)
+	Lock     string  `yaml:"lock"`     // template; default: the instance name
+	Command  Command `yaml:"command"`  // required: a list (exec'd) or a string (run by shell -c)
+	Options  `yaml:",inline"`
+}
+
+// Options are the job fields that defaults: may also set. Nil means unset;
+// the defaults below apply when neither the job nor defaults: set a field.
+type Options struct {
+	Timezone         *string           `yaml:"timezone"`          // IANA name; default UTC
+	Timeout          *Duration         `yaml:"timeout"`           // default 1h
+	LockTTL          *Duration         `yaml:"lock_ttl"`          // default 30s; at least 3s
+	KillGrace        *Duration         `yaml:"kill_grace"`        // SIGTERM to SIGKILL; default 10s
+	Overlap          *string           `yaml:"overlap"`           // skip (default) or wait
+	MaxWait          *Duration         `yaml:"max_wait"`          // overlap: wait bound; default: until the next fire time
+	Misfire          *string           `yaml:"misfire"`           // skip (default) or run_once
+	StartingDeadline *Duration         `yaml:"starting_deadline"` // misfire: run_once window; default 1m
+	History          *int              `yaml:"history"`           // runs kept per instance; default 100, 1..10000
+	Shell            *string           `yaml:"shell"`             // runs string commands; default /bin/sh
+	Env              map[string]string `yaml:"env"`               // templated values; merged over defaults' env
+	Workdir          *string           `yaml:"workdir"`           // templated; default: jobd's working directory
+	Enabled          *bool             `yaml:"enabled"`           // false: not scheduled at all; default true
+	Suspend          *bool             `yaml:"suspend"`           // true: listed, but no new runs; default false
+}
+
+// Defaults of Options, documented in jobs.example.yaml and the README.
+const (
+	DefaultTimezone         = "UTC"
+	DefaultTimeout          = time.Hour
+	DefaultLockTTL          = 30 * time.Second
+	MinLockTTL              = 3 * time.Second // keep-alive renews every ttl/3
+	DefaultKillGrace        = 10 * time.Second
+	DefaultStartingDeadline = time.Minute
+	DefaultHistory          = 100
+	MaxHistory              = 10000
+	DefaultShell            = "/bin/sh"
+	// MaxFileSize bounds the schedule file; a larger one is refused.
+	MaxFileSize = 1 << 20
+)
+
+// Overlap policies: what a tick does when its lock is held.
+const (
+	OverlapSkip = "skip" // record the tick as skipped, naming the holder
+	OverlapWait = "wait" // wait for the lock until max_wait or the next fire time
+)
+
+// Misfire policies: what happens to a tick no replica claimed in time.
+const (
+	MisfireSkip    = "skip"     // never run it late
+	MisfireRunOnce = "run_once" // run the latest missed tick once, if within starting_deadline
+)
+
+// Duration is a time.Duration written as "30s", "10m", "1h30m".
+type Duration time.Duration
+
+// Command is a job's command: Argv for the list form, or Shell for the
+// string form (run as SHELL -c STRING, never templated).
+type Command struct {
+	Argv  []string
+	Shell string
+}
