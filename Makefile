@@ -4,7 +4,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help build test run bench lint redis clean
+.PHONY: help build test run bench fuzz lint redis clean
+
+FUZZTIME ?= 5m
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,6 +30,9 @@ run: build ## run jobd against a local Redis (a private one is started if none a
 
 bench: redis ## benchmarks of the mutex
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/mutex/
+
+fuzz: ## fuzz the schedule-file loader for FUZZTIME (default 5m; CI runs 30s)
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/jobs/
 
 clean: ## remove build output
 	rm -rf bin

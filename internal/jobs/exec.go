@@ -1,0 +1,240 @@
+package jobs
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrLockLost, as the cancel cause of Execute's context, makes the run's
+// status lock_lost (the scheduler uses it when the job's lease is lost).
+var ErrLockLost = errors.New("jobs: lock lost")
+
+// Status is how a run ended.
+type Status string
+
+// Statuses set by Execute. The scheduler adds its own (running, skipped,
+// abandoned).
+const (
+	StatusSucceeded Status = "succeeded" // exit code 0
+	StatusFailed    Status = "failed"    // non-zero exit, or the command could not start
+	StatusTimeout   Status = "timeout"   // ran past its timeout and was terminated
+	StatusKilled    Status = "killed"    // terminated by a signal: a shutdown, or from outside
+	StatusLockLost  Status = "lock_lost" // terminated because the job's lease was lost
+)
+
+// OutputTail is how much combined output a Result keeps.
+const OutputTail = 4 << 10
+
+// Run is one execution of an instance; the scheduler fills it in.
+type Run struct {
+	Instance    *Instance
+	ID          string
+	ScheduledAt time.Time
+	Replica     string
+	LockKey     string
+	Fence       int64
+}
+
+// Result is what a run did.
+type Result struct {
+	Status   Status    `json:"status"`
+	ExitCode int       `json:"exit_code"`        // -1 when killed by a signal or never started
+	Signal   string    `json:"signal,omitempty"` // the signal that ended it
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	Output   string    `json:"output,omitempty"` // the last OutputTail bytes of stdout and stderr
+	Reason   string    `json:"reason,omitempty"` // why it failed, in words
+}
+
+// Env is the environment a run's command gets: jobd's own, the job's env,
+// the param, and the JOBD_* variables.
+func (r Run) Env() []string {
+	in := r.Instance
+	env := os.Environ()
+	for _, k := range sortedKeys(in.Env) {
+		env = append(env, k+"="+in.Env[k])
+	}
+	env = append(env, in.ParamEnv()...)
+	return append(env,
+		"JOBD_JOB="+in.Job,
+		"JOBD_INSTANCE="+in.Name,
+		"JOBD_RUN_ID="+r.ID,
+		"JOBD_SCHEDULED_AT="+r.ScheduledAt.UTC().Format(time.RFC3339),
+		"JOBD_REPLICA="+r.Replica,
+		"JOBD_LOCK_KEY="+r.LockKey,
+		"JOBD_FENCE="+strconv.FormatInt(r.Fence, 10),
+	)
+}
+
+// Execute runs the instance's command in its own process group and waits
+// for it. On timeout, or when ctx ends, the whole group gets SIGTERM, then
+// SIGKILL after kill_grace. When the main process exits, whatever it left
+// in its group is killed, as systemd does with a service's cgroup. Output
+// is logged line by line. Execute never panics on a bad command: a
+// missing binary or workdir is a failed run with a reason.
+func Execute(ctx context.Context, log *slog.Logger, r Run) Result {
+	in := r.Instance
+	log = log.With("job", in.Name, "run_id", r.ID)
+	res := Result{ExitCode: -1, Start: time.Now()}
+	fail := func(code int, format string, args ...any) Result {
+		res.Status, res.ExitCode, res.End = StatusFailed, code, time.Now()
+		res.Reason = fmt.Sprintf(format, args...)
+		return res
+	}
+	if len(in.Argv) == 0 {
+		return fail(-1, "empty command")
+	}
+	if in.Workdir != "" {
+		if st, err := os.Stat(in.Workdir); err != nil || !st.IsDir() {
+			return fail(126, "workdir %q is not a usable directory", in.Workdir)
+		}
+	}
+	cmd := exec.Command(in.Argv[0], in.Argv[1:]...)
+	cmd.Dir = in.Workdir
+	cmd.Env = r.Env()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	tail := &tailBuffer{}
+	var readers sync.WaitGroup
+	var parentEnds []*os.File
+	for _, stream := range []string{"stdout", "stderr"} {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return fail(-1, "pipe: %v", err)
+		}
+		parentEnds = append(parentEnds, pw)
+		if stream == "stdout" {
+			cmd.Stdout = pw
+		} else {
+			cmd.Stderr = pw
+		}
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			defer pr.Close()
+			streamLines(pr, tail, log, stream)
+		}()
+	}
+	err := cmd.Start()
+	for _, f := range parentEnds {
+		f.Close() // the child has its copies; readers see EOF when it exits
+	}
+	if err != nil {
+		readers.Wait()
+		switch {
+		case errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist):
+			return fail(127, "command not found: %v", err)
+		default:
+			return fail(126, "could not start: %v", err)
+		}
+	}
+	pgid := cmd.Process.Pid
+	log.Debug("run started", "pid", pgid)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	timeout := time.NewTimer(in.Timeout)
+	defer timeout.Stop()
+	var kill <-chan time.Time
+	cancelled := ctx.Done()
+	terminate := func(status Status, reason string) {
+		res.Status, res.Reason = status, reason
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		kill = time.After(in.KillGrace)
+		timeout.Stop()
+		cancelled = nil
+	}
+	var werr error
+loop:
+	for {
+		select {
+		case werr = <-done:
+			break loop
+		case <-timeout.C:
+			terminate(StatusTimeout, fmt.Sprintf("timed out after %v", in.Timeout))
+		case <-cancelled:
+			cause := context.Cause(ctx)
+			if errors.Is(cause, ErrLockLost) {
+				terminate(StatusLockLost, cause.Error())
+			} else {
+				terminate(StatusKilled, "stopped: "+cause.Error())
+			}
+		case <-kill:
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			kill = nil
+		}
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL) // leftovers of the group
+	readers.Wait()
+	res.End = time.Now()
+	res.Output = tail.String()
+	st, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	switch {
+	case st.Signaled():
+		res.Signal = st.Signal().String()
+	default:
+		res.ExitCode = st.ExitStatus()
+	}
+	if res.Status == "" {
+		switch {
+		case st.Signaled():
+			res.Status, res.Reason = StatusKilled, "killed by signal: "+res.Signal
+		case werr == nil && res.ExitCode == 0:
+			res.Status = StatusSucceeded
+		default:
+			res.Status, res.Reason = StatusFailed, fmt.Sprintf("exit code %d", res.ExitCode)
+		}
+	}
+	return res
+}
+
+// maxLine bounds one logged line; longer lines are split.
+const maxLine = 16 << 10
+
+func streamLines(r io.Reader, tail *tailBuffer, log *slog.Logger, stream string) {
+	br := bufio.NewReaderSize(r, maxLine)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			tail.Write(line)
+			text := string(line)
+			if text[len(text)-1] == '\n' {
+				text = text[:len(text)-1]
+			}
+			log.Info("output", "stream", stream, "line", text)
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+// tailBuffer keeps the last OutputTail bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - OutputTail; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}

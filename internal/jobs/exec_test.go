@@ -1,0 +1,144 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func testRun(argv []string, mod func(*Instance)) Run {
+	in := &Instance{Job: "j", Name: "j[p]", Param: "p", Argv: argv, Timeout: 10 * time.Second,
+		KillGrace: 300 * time.Millisecond, Env: map[string]string{"FROM_JOB": "yes"}}
+	if mod != nil {
+		mod(in)
+	}
+	return Run{Instance: in, ID: "run-1", ScheduledAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		Replica: "r1", LockKey: "L:p", Fence: 42}
+}
+
+// gone reports whether pid no longer runs (a zombie counts as gone).
+func gone(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return true
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	return err != nil || strings.Contains(string(stat), ") Z ")
+}
+
+func TestExecute(t *testing.T) {
+	tests := []struct {
+		name    string
+		argv    []string
+		mod     func(*Instance)
+		cancel  error // cancel the context with this cause after 200ms
+		status  Status
+		code    int
+		output  []string // substrings of the output tail
+		reason  string
+		maxTime time.Duration
+	}{
+		{name: "succeeded", argv: []string{"sh", "-c", "echo out; echo err >&2"}, status: StatusSucceeded,
+			output: []string{"out\n", "err\n"}},
+		{name: "failed", argv: []string{"sh", "-c", "exit 3"}, status: StatusFailed, code: 3, reason: "exit code 3"},
+		{name: "environment", argv: []string{"sh", "-c", "env | grep -E '^(JOBD_|FROM_JOB)' | sort"}, status: StatusSucceeded,
+			output: []string{"FROM_JOB=yes", "JOBD_JOB=j\n", "JOBD_INSTANCE=j[p]", "JOBD_PARAM=p\n", "JOBD_RUN_ID=run-1",
+				"JOBD_SCHEDULED_AT=2026-01-02T03:04:05Z", "JOBD_REPLICA=r1", "JOBD_LOCK_KEY=L:p", "JOBD_FENCE=42"}},
+		{name: "workdir", argv: []string{"pwd"}, mod: func(in *Instance) { in.Workdir = "/tmp" }, status: StatusSucceeded,
+			output: []string{"/tmp\n"}},
+		{name: "missing binary", argv: []string{"no-such-binary-jobd"}, status: StatusFailed, code: 127, reason: "not found"},
+		{name: "missing absolute binary", argv: []string{"/nonexistent/bin"}, status: StatusFailed, code: 127, reason: "not found"},
+		{name: "bad workdir", argv: []string{"true"}, mod: func(in *Instance) { in.Workdir = "/nonexistent" }, status: StatusFailed,
+			code: 126, reason: "workdir"},
+		{name: "timeout", argv: []string{"sleep", "30"}, mod: func(in *Instance) { in.Timeout = 200 * time.Millisecond },
+			status: StatusTimeout, code: -1, reason: "timed out", maxTime: 2 * time.Second},
+		{name: "timeout, TERM ignored", argv: []string{"sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"},
+			mod: func(in *Instance) { in.Timeout = 200 * time.Millisecond }, status: StatusTimeout, code: -1, maxTime: 2 * time.Second},
+		{name: "lease lost", argv: []string{"sleep", "30"}, cancel: fmt.Errorf("%w: renewal refused", ErrLockLost),
+			status: StatusLockLost, code: -1, reason: "renewal refused", maxTime: 2 * time.Second},
+		{name: "shutdown", argv: []string{"sleep", "30"}, cancel: context.Canceled, status: StatusKilled, code: -1, maxTime: 2 * time.Second},
+		{name: "killed from outside", argv: []string{"sh", "-c", "kill -KILL $$"}, status: StatusKilled, code: -1, reason: "signal"},
+		{name: "output tail", argv: []string{"sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done"},
+			status: StatusSucceeded, output: []string{"line-1999\n"}},
+		{name: "long line", argv: []string{"sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x; echo; echo end"},
+			status: StatusSucceeded, output: []string{"xxx\nend\n"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			if tt.cancel != nil {
+				time.AfterFunc(200*time.Millisecond, func() { cancel(tt.cancel) })
+			}
+			start := time.Now()
+			res := Execute(ctx, log, testRun(tt.argv, tt.mod))
+			if res.Status != tt.status || res.ExitCode != tt.code {
+				t.Fatalf("status %s code %d (%s), want %s %d\noutput: %s", res.Status, res.ExitCode, res.Reason, tt.status, tt.code, res.Output)
+			}
+			for _, s := range tt.output {
+				if !strings.Contains(res.Output, s) {
+					t.Errorf("output lacks %q:\n%s", s, res.Output)
+				}
+			}
+			if len(res.Output) > OutputTail {
+				t.Errorf("output tail is %d bytes", len(res.Output))
+			}
+			if !strings.Contains(res.Reason, tt.reason) {
+				t.Errorf("reason %q lacks %q", res.Reason, tt.reason)
+			}
+			if tt.maxTime > 0 && time.Since(start) > tt.maxTime {
+				t.Errorf("took %v", time.Since(start))
+			}
+			if res.End.Before(res.Start) {
+				t.Errorf("end %v before start %v", res.End, res.Start)
+			}
+			if tt.status == StatusSucceeded && !strings.Contains(logs.String(), "stream=stdout") {
+				t.Errorf("output not logged with stream key:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// TestExecuteKillsGrandchildren: a background grandchild started from a
+// shell dies with its run, on timeout and when the main process exits.
+func TestExecuteKillsGrandchildren(t *testing.T) {
+	tests := []struct {
+		name    string
+		script  string
+		timeout time.Duration
+		status  Status
+	}{
+		{"timeout", "sleep 60 & echo $!; wait", 300 * time.Millisecond, StatusTimeout},
+		{"main exits first", "sleep 60 & echo $!; exit 0", 10 * time.Second, StatusSucceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))
+			res := Execute(context.Background(), log, testRun([]string{"sh", "-c", tt.script},
+				func(in *Instance) { in.Timeout = tt.timeout }))
+			if res.Status != tt.status {
+				t.Fatalf("status %s (%s)", res.Status, res.Reason)
+			}
+			pid, err := strconv.Atoi(strings.TrimSpace(res.Output))
+			if err != nil {
+				t.Fatalf("output %q", res.Output)
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			for !gone(pid) {
+				if time.Now().After(deadline) {
+					syscall.Kill(pid, syscall.SIGKILL)
+					t.Fatalf("grandchild %d survived", pid)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
