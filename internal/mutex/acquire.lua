@@ -8,13 +8,20 @@
 -- ARGV[3] waiter id, "" for a caller that does not wait
 -- ARGV[4] waiter grace ms: how long a waiter stays queued past its next retry
 -- ARGV[5] owner  ARGV[6] host  ARGV[7] pid  ARGV[8] label
+-- Optional claim (the scheduler's per-tick claim), created first:
+-- KEYS[5] claim key  ARGV[9] claim value  ARGV[10] claim ttl ms
 --
--- Returns {1, fence} when obtained, or {0, retry_ms} when not: retry_ms is
+-- Returns {-1, 0} when the claim key already exists (nothing is changed),
+-- {1, fence} when obtained, or {0, retry_ms} when not: retry_ms is
 -- the longest the caller should wait before trying again even if no release
 -- is announced (the lock's PTTL, or the queue head's remaining lease).
 --
 -- A free lock with a live queue goes only to the queue head, so a release
 -- wakes one waiter instead of a herd. Times come from Redis, never clients.
+if KEYS[5] and not redis.call('SET', KEYS[5], ARGV[9], 'NX', 'PX', ARGV[10]) then
+  return {-1, 0}
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local waiter = ARGV[3]

@@ -19,6 +19,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -35,6 +36,8 @@ type Client struct {
 	host   string
 	pid    string
 	log    *slog.Logger
+
+	scriptsLoaded atomic.Bool // acquire.lua is in Redis's script cache
 
 	mu       sync.Mutex
 	notifier *notifier // started on the first wait; stopped by Close

@@ -28,6 +28,10 @@ var (
 	// context.Canceled or context.DeadlineExceeded.
 	ErrNotObtained = errors.New("mutex: not obtained")
 
+	// ErrClaimTaken: TryLockClaim found its claim key already set; someone
+	// else claimed that work, and the lock was not touched.
+	ErrClaimTaken = errors.New("mutex: claim already taken")
+
 	// ErrBadName: the lock name is empty or starts with '}', which would
 	// leave its Redis Cluster hash tag empty (see ValidName).
 	ErrBadName = errors.New("mutex: invalid lock name")
