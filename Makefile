@@ -25,8 +25,8 @@ lint: ## gofmt (must list nothing) and go vet
 test: redis lint ## lint, then every test with -race against real redis-server processes
 	$(GO) test -race -count=1 ./...
 
-run: build ## run jobd against a local Redis (a private one is started if none answers on 6379)
-	scripts/redis.sh run bin/jobd lock demo -- sh -c 'echo "holding $$JOBD_LOCK_KEY with fence $$JOBD_FENCE"; sleep 2; echo released'
+run: build ## run the daemon on jobs.example.yaml against a local Redis (a private one is started if none answers on 6379)
+	scripts/redis.sh run bin/jobd --log-format text -c jobs.example.yaml run
 
 bench: redis ## benchmarks of the mutex
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/mutex/

@@ -93,6 +93,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		UseShortOptionHandling: true,
 		HideVersion:            false,
 		Commands: []*cli.Command{
+			runCommand(),
 			lockCommand(),
 			validateCommand(),
 			planCommand(),

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/jobd/jobd/internal/jobs"
+	"github.com/jobd/jobd/internal/mutex"
+	"github.com/jobd/jobd/internal/scheduler"
+	"github.com/jobd/jobd/internal/scheduler/mutexlocker"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run the scheduler daemon in the foreground",
+		Description: "Runs every job of --config on its ticks; with several replicas on one Redis,\n" +
+			"each tick runs exactly once. SIGTERM/SIGINT: stop claiming, let running jobs\n" +
+			"finish for --shutdown-grace, then terminate them, record them, release their locks\n" +
+			"and exit 0; a second signal terminates them at once. SIGHUP: reload --config; an\n" +
+			"invalid file is logged and the old schedule keeps running. If Redis is\n" +
+			"unreachable, nothing is claimed or started until it is back.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "replica-id", EnvVars: []string{"JOBD_REPLICA_ID"},
+				Usage: "this replica's id (default: HOSTNAME-PID)"},
+			&cli.DurationFlag{Name: "shutdown-grace", Value: scheduler.DefaultShutdownGrace, EnvVars: []string{"JOBD_SHUTDOWN_GRACE"},
+				Usage: "how long running jobs may finish on shutdown"},
+			&cli.DurationFlag{Name: "splay", Value: scheduler.DefaultSplay, EnvVars: []string{"JOBD_SPLAY"},
+				Usage: "claims are spread over this long after each tick, later on busier replicas (at most 2s)"},
+		},
+		Action: runDaemon,
+	}
+}
+
+func runDaemon(c *cli.Context) error {
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	ctx, stop := context.WithCancel(c.Context)
+	defer stop()
+	rdb, err := connectRedis(ctx, withFileRedis(c, cfg))
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	prefix := c.String("prefix")
+	if !c.IsSet("prefix") && cfg.Redis.Prefix != "" {
+		prefix = cfg.Redis.Prefix
+	}
+	replica := c.String("replica-id")
+	host, _ := os.Hostname()
+	if replica == "" {
+		replica = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	mc := mutex.New(rdb, mutex.WithPrefix(prefix), mutex.WithOwner(replica), mutex.WithLogger(log))
+	defer mc.Close()
+	sched := scheduler.New(cfg, scheduler.NewStore(rdb, prefix), mutexlocker.New(mc),
+		scheduler.WithLogger(log), scheduler.WithReplicaID(replica), scheduler.WithVersion(version),
+		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")))
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	done := make(chan error, 1)
+	go func() { done <- sched.Run(ctx) }()
+	stopping := false
+	for {
+		select {
+		case err := <-done:
+			return err
+		case sig := <-sigs:
+			switch {
+			case sig == syscall.SIGHUP:
+				reload(c, sched, log)
+			case !stopping:
+				log.Info("signal received: stopping", "signal", sig.String())
+				stopping = true
+				stop()
+			default:
+				log.Warn("second signal: terminating running jobs now", "signal", sig.String())
+				sched.Hurry()
+			}
+		}
+	}
+}
+
+// reload re-reads --config; an invalid file keeps the old one running.
+func reload(c *cli.Context, sched *scheduler.Scheduler, log *slog.Logger) {
+	cfg, err := jobs.Load(c.String("config"))
+	if err != nil {
+		var ps jobs.Problems
+		if errors.As(err, &ps) {
+			for _, p := range ps {
+				log.Error("reload: invalid config; keeping the old one", "problem", p.String())
+			}
+		} else {
+			log.Error("reload: cannot read config; keeping the old one", "err", err)
+		}
+		return
+	}
+	sched.Reload(cfg)
+}
+
+// withFileRedis lets the file's redis.url apply when neither --redis nor
+// JOBD_REDIS_URL is set.
+func withFileRedis(c *cli.Context, cfg *jobs.Config) *cli.Context {
+	if !c.IsSet("redis") && cfg.Redis.URL != "" {
+		_ = c.Set("redis", cfg.Redis.URL)
+	}
+	return c
+}

@@ -1,0 +1,151 @@
+package scheduler_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jobd/jobd/internal/jobs"
+	"github.com/jobd/jobd/internal/mutex"
+	"github.com/jobd/jobd/internal/redistest"
+	"github.com/jobd/jobd/internal/scheduler"
+	"github.com/jobd/jobd/internal/scheduler/mutexlocker"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+func prefix(t *testing.T) string {
+	return "test:" + strings.NewReplacer("/", ":", " ", "_").Replace(t.Name())
+}
+
+func newRedis(t *testing.T, url string) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.ContextTimeoutEnabled = true
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+// skewClock is a replica clock off by d.
+type skewClock time.Duration
+
+func (c skewClock) Now() time.Time       { return time.Now().Add(time.Duration(c)) }
+func (c skewClock) Skew() time.Duration { return time.Duration(c) }
+
+// config parses YAML with OUT replaced by the test's output file.
+func config(t *testing.T, out, yaml string) *jobs.Config {
+	t.Helper()
+	cfg, err := jobs.Parse("test.yaml", []byte(strings.ReplaceAll(yaml, "OUT", out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// replica is one in-process scheduler.
+type replica struct {
+	s      *scheduler.Scheduler
+	cancel context.CancelFunc
+	done   chan error
+	logs   *syncBuf
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startReplica(t *testing.T, url string, cfg *jobs.Config, id string, opts ...scheduler.Option) *replica {
+	t.Helper()
+	rdb := newRedis(t, url)
+	logs := &syncBuf{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner(id), mutex.WithLogger(log))
+	t.Cleanup(func() { mc.Close() })
+	base := []scheduler.Option{scheduler.WithLogger(log), scheduler.WithReplicaID(id),
+		scheduler.WithIntervals(500*time.Millisecond, 500*time.Millisecond), scheduler.WithShutdownGrace(5 * time.Second)}
+	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), mutexlocker.New(mc), append(base, opts...)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &replica{s: s, cancel: cancel, done: make(chan error, 1), logs: logs}
+	go func() { r.done <- s.Run(ctx) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *replica) stop() {
+	r.cancel()
+	select {
+	case <-r.done:
+		r.done <- nil // let a second stop return
+	case <-time.After(30 * time.Second):
+		panic("replica did not stop")
+	}
+}
+
+// lines reads the output file's lines, split into fields.
+func lines(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out [][]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		out = append(out, strings.Fields(sc.Text()))
+	}
+	return out
+}
+
+func outFile(t *testing.T) string { return filepath.Join(t.TempDir(), "out") }
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func jobsYAML(n int, schedule, extra, command string) string {
+	var b strings.Builder
+	b.WriteString("jobs:\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  - name: j%02d\n    schedule: %q\n    command: %s\n%s", i, schedule, command, extra)
+	}
+	return b.String()
+}

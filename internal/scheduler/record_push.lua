@@ -1,0 +1,18 @@
+-- record_push.lua: add a run to an instance's history, capped.
+--
+-- KEYS[1] runs hash (run id -> record JSON)   KEYS[2] history list (run ids, newest first)
+-- KEYS[3] running index (run id -> JSON), touched only when ARGV[4] is not ""
+-- ARGV[1] run id  ARGV[2] record JSON  ARGV[3] history cap  ARGV[4] running-index JSON or ""
+--
+-- Returns the number of old runs dropped from the history.
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('LPUSH', KEYS[2], ARGV[1])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
+local cap = tonumber(ARGV[3])
+local dropped = 0
+while redis.call('LLEN', KEYS[2]) > cap do
+  local old = redis.call('RPOP', KEYS[2])
+  redis.call('HDEL', KEYS[1], old)
+  dropped = dropped + 1
+end
+return dropped

@@ -1,0 +1,29 @@
+-- record_update.lua: replace a run's record; a final one also leaves the
+-- running index.
+--
+-- KEYS[1] runs hash  KEYS[2] running index  KEYS[3] last-success key
+-- KEYS[4] history list
+-- ARGV[1] run id  ARGV[2] record JSON
+-- ARGV[3] "running" (ARGV[4] is then the new running-index JSON), "final",
+--         or "success" (final, and also the instance's last success)
+-- ARGV[5] history cap
+--
+-- Returns 1, or 0 when a final record found the run no longer in the
+-- running index (another replica marked it abandoned meanwhile; the
+-- record is replaced anyway, since this is what really happened).
+--
+-- A record that is gone (Redis restarted without persistence during the
+-- run) is added to the history again, so that no run vanishes.
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  redis.call('LPUSH', KEYS[4], ARGV[1])
+  while redis.call('LLEN', KEYS[4]) > tonumber(ARGV[5]) do
+    redis.call('HDEL', KEYS[1], redis.call('RPOP', KEYS[4]))
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] == 'running' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+  return 1
+end
+if ARGV[3] == 'success' then redis.call('SET', KEYS[3], ARGV[2]) end
+return redis.call('HDEL', KEYS[2], ARGV[1])

@@ -1,0 +1,601 @@
+package scheduler
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jobd/jobd/internal/jobs"
+)
+
+// Defaults of the options, documented where they are defined.
+const (
+	// DefaultSplay bounds how long a replica may delay its claims after a
+	// tick; each instance gets a random slot in it, pushed later by the
+	// replica's load, so that replicas share the work.
+	DefaultSplay = 200 * time.Millisecond
+	// MaxSplay bounds WithSplay.
+	MaxSplay = 2 * time.Second
+	// DefaultShutdownGrace is how long a stopping daemon lets runs finish.
+	DefaultShutdownGrace = 30 * time.Second
+	// DefaultHeartbeat is how often a replica refreshes its heartbeat; the
+	// heartbeat expires after three of these.
+	DefaultHeartbeat = 5 * time.Second
+	// DefaultMaintenance is how often a replica looks for abandoned runs
+	// and missed ticks (misfire: run_once).
+	DefaultMaintenance = 5 * time.Second
+	// clockCheckEvery is how often the local clock is compared with Redis.
+	clockCheckEvery = time.Minute
+	// skewWarn is the clock skew that earns a warning.
+	skewWarn = time.Second
+	// redisTimeout bounds one Redis operation of the scheduler's own.
+	redisTimeout = 5 * time.Second
+	// recordGrace is how long, after the runs ended at shutdown, the last
+	// records may still be retried against an unreachable Redis.
+	recordGrace = 10 * time.Second
+)
+
+// errShutdown is the cause that stops runs when the daemon stops.
+var errShutdown = errors.New("jobd is shutting down")
+
+// Scheduler is one replica.
+type Scheduler struct {
+	store   *Store
+	locker  Locker
+	log     *slog.Logger
+	clock   Clock
+	replica string
+	version string
+	host    string
+	pid     int
+	started time.Time
+
+	splay, grace, beatEvery, maintEvery time.Duration
+
+	cfg      atomic.Pointer[jobs.Config]
+	reloaded chan struct{}
+	hurry    chan struct{}
+	hurryOne sync.Once
+
+	mu     sync.Mutex
+	active map[string]*jobs.Instance // run id -> instance, for runs of this replica
+	runs   sync.WaitGroup            // run goroutines
+	firing sync.WaitGroup            // tick goroutines (claims in progress)
+
+	skew       atomic.Int64 // local minus Redis clock, ns
+	mismatch   atomic.Bool  // a live replica has another config hash
+	redisDown  atomic.Bool
+	limiter    limiter
+	hooks      Hooks
+	runCounter atomic.Int64
+}
+
+// Hooks let the daemon observe the scheduler (metrics); all optional.
+type Hooks struct {
+	ClaimWon    func(instance string)
+	ClaimLost   func(instance string)
+	Skipped     func(instance, reason string)
+	RunStarted  func(instance string, lag time.Duration)
+	RunFinished func(rec Record, dur time.Duration)
+	RedisError  func(op string)
+}
+
+// Option configures a Scheduler.
+type Option func(*Scheduler)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Scheduler) { s.log = l } }
+
+// WithClock replaces the system clock (tests skew it).
+func WithClock(c Clock) Option { return func(s *Scheduler) { s.clock = c } }
+
+// WithReplicaID sets the replica id (default "HOSTNAME-PID").
+func WithReplicaID(id string) Option { return func(s *Scheduler) { s.replica = id } }
+
+// WithVersion sets the version shown in the heartbeat (default "dev").
+func WithVersion(v string) Option { return func(s *Scheduler) { s.version = v } }
+
+// WithSplay sets the claim splay (default DefaultSplay, at most MaxSplay).
+func WithSplay(d time.Duration) Option {
+	return func(s *Scheduler) { s.splay = min(max(d, 0), MaxSplay) }
+}
+
+// WithShutdownGrace sets how long runs may finish on shutdown
+// (default DefaultShutdownGrace).
+func WithShutdownGrace(d time.Duration) Option { return func(s *Scheduler) { s.grace = d } }
+
+// WithIntervals sets the heartbeat and maintenance intervals (defaults
+// DefaultHeartbeat and DefaultMaintenance); tests shorten them.
+func WithIntervals(heartbeat, maintenance time.Duration) Option {
+	return func(s *Scheduler) { s.beatEvery, s.maintEvery = heartbeat, maintenance }
+}
+
+// WithHooks sets observers.
+func WithHooks(h Hooks) Option { return func(s *Scheduler) { s.hooks = h } }
+
+// New returns a replica running cfg.
+func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Scheduler {
+	host, _ := os.Hostname()
+	s := &Scheduler{
+		store: store, locker: locker, log: slog.Default(), clock: systemClock{},
+		version: "dev", host: host, pid: os.Getpid(),
+		splay: DefaultSplay, grace: DefaultShutdownGrace,
+		beatEvery: DefaultHeartbeat, maintEvery: DefaultMaintenance,
+		reloaded: make(chan struct{}, 1), hurry: make(chan struct{}),
+		active: map[string]*jobs.Instance{},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.replica == "" {
+		s.replica = fmt.Sprintf("%s-%d", host, s.pid)
+	}
+	s.log = s.log.With("replica", s.replica)
+	s.cfg.Store(cfg)
+	return s
+}
+
+// ReplicaID is this replica's id.
+func (s *Scheduler) ReplicaID() string { return s.replica }
+
+// Config is the configuration in force.
+func (s *Scheduler) Config() *jobs.Config { return s.cfg.Load() }
+
+// Reload switches to cfg. Running jobs are unaffected; a removed job
+// finishes its current run.
+func (s *Scheduler) Reload(cfg *jobs.Config) {
+	s.cfg.Store(cfg)
+	select {
+	case s.reloaded <- struct{}{}:
+	default:
+	}
+}
+
+// Hurry cuts the shutdown grace: running jobs are terminated now.
+func (s *Scheduler) Hurry() { s.hurryOne.Do(func() { close(s.hurry) }) }
+
+// ClockSkew is the local clock minus Redis's, as last measured.
+func (s *Scheduler) ClockSkew() time.Duration { return time.Duration(s.skew.Load()) }
+
+// ConfigMismatch reports whether a live replica runs another config.
+func (s *Scheduler) ConfigMismatch() bool { return s.mismatch.Load() }
+
+// RedisDown reports whether the last Redis operation failed.
+func (s *Scheduler) RedisDown() bool { return s.redisDown.Load() }
+
+// Running returns the instances this replica runs now.
+func (s *Scheduler) Running() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.active))
+	for _, in := range s.active {
+		out = append(out, in.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// env carries the contexts a run needs; it is passed, never stored.
+type env struct {
+	runs    context.Context // cancelled (cause errShutdown) to stop runs
+	records context.Context // cancelled when records may no longer be retried
+}
+
+// Run runs the replica until ctx ends, then shuts down in this order: stop
+// claiming; let runs finish for the shutdown grace (or until Hurry); then
+// terminate the rest (TERM, then KILL after their kill_grace), record them
+// and release their locks; finally remove the heartbeat.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.started = time.Now()
+	runs, stopRuns := context.WithCancelCause(context.WithoutCancel(ctx))
+	records, stopRecords := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRecords()
+	e := env{runs: runs, records: records}
+	s.log.Info("replica started", "config_hash", short(s.cfg.Load().Hash), "instances", len(s.cfg.Load().Instances))
+
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); s.every(ctx, s.beatEvery, "heartbeat", s.heartbeat) }()
+	go func() {
+		defer bg.Done()
+		s.every(ctx, s.maintEvery, "maintenance", func(ctx context.Context) { s.maintain(ctx, e) })
+	}()
+	s.tickLoop(ctx, e)
+
+	s.log.Info("stopping: no new claims; waiting for running jobs", "running", len(s.Running()), "grace", s.grace)
+	s.firing.Wait()
+	done := make(chan struct{})
+	go func() { s.runs.Wait(); close(done) }()
+	t := time.NewTimer(s.grace)
+	select {
+	case <-done:
+	case <-t.C:
+		s.log.Warn("shutdown grace over; terminating running jobs", "running", s.Running())
+	case <-s.hurry:
+		s.log.Warn("hurrying: terminating running jobs", "running", s.Running())
+	}
+	t.Stop()
+	stopRuns(errShutdown)
+	go func() { time.Sleep(recordGrace); stopRecords() }()
+	<-done
+	bg.Wait()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
+	defer cancel()
+	if err := s.store.RemoveBeat(rctx, s.replica); err != nil {
+		s.log.Warn("could not remove heartbeat; it expires by itself", "err", err)
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+// every runs fn now and then every d until ctx ends, surviving panics.
+func (s *Scheduler) every(ctx context.Context, d time.Duration, what string, fn func(context.Context)) {
+	for {
+		func() {
+			defer s.recoverPanic(what)
+			fn(ctx)
+		}()
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Scheduler) recoverPanic(where string) {
+	if r := recover(); r != nil {
+		s.log.Error("panic recovered", "where", where, "err", fmt.Sprint(r), "stack", string(debug.Stack()))
+	}
+}
+
+// tickLoop sleeps until the next fire time of any instance and fires
+// everything due then, until ctx ends.
+func (s *Scheduler) tickLoop(ctx context.Context, e env) {
+	next := map[string]time.Time{}
+	for {
+		cfg := s.cfg.Load()
+		now := s.clock.Now()
+		var earliest time.Time
+		seen := make(map[string]bool, len(cfg.Instances))
+		for _, in := range cfg.Instances {
+			if !in.Enabled || in.Suspended {
+				continue
+			}
+			seen[in.Name] = true
+			if next[in.Name].IsZero() {
+				next[in.Name] = in.Schedule.Next(now)
+			}
+			if t := next[in.Name]; !t.IsZero() && (earliest.IsZero() || t.Before(earliest)) {
+				earliest = t
+			}
+		}
+		for name := range next {
+			if !seen[name] {
+				delete(next, name)
+			}
+		}
+		wait := time.Duration(1<<62 - 1) // nothing scheduled: wait for a reload
+		if !earliest.IsZero() {
+			wait = earliest.Sub(s.clock.Now())
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-s.reloaded:
+			timer.Stop()
+			clear(next) // schedules may have changed
+			s.log.Info("config reloaded", "config_hash", short(s.cfg.Load().Hash))
+			continue
+		case <-timer.C:
+		}
+		var due []*jobs.Instance
+		for _, in := range cfg.Instances {
+			if seen[in.Name] && next[in.Name].Equal(earliest) {
+				due = append(due, in)
+				next[in.Name] = in.Schedule.Next(earliest)
+			}
+		}
+		s.firing.Add(1)
+		go func() {
+			defer s.firing.Done()
+			defer s.recoverPanic("fire")
+			s.fire(ctx, e, earliest, due)
+		}()
+	}
+}
+
+// fire claims the tick t for the due instances. Each instance gets a
+// random slot within the splay, later for a busier replica, so replicas
+// share the work; instances in one slot are claimed in one pipeline.
+func (s *Scheduler) fire(ctx context.Context, e env, t time.Time, due []*jobs.Instance) {
+	const slots = 4
+	groups := make([][]*jobs.Instance, slots)
+	for _, in := range due {
+		g := 0
+		if s.splay > 0 {
+			g = mrand.N(slots)
+		}
+		groups[g] = append(groups[g], in)
+	}
+	load := min(len(s.Running()), 10)
+	penalty := s.splay * time.Duration(load) / 20 // up to half the splay
+	for g, group := range groups {
+		if len(group) == 0 {
+			continue
+		}
+		at := t.Add(penalty + s.splay*time.Duration(g)/slots)
+		if d := at.Sub(s.clock.Now()); d > 0 {
+			timer := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return // stop claiming
+			case <-timer.C:
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.claim(ctx, e, t, group, "schedule")
+	}
+}
+
+// claim claims tick t of the instances, and starts, skips or queues them.
+func (s *Scheduler) claim(ctx context.Context, e env, t time.Time, insts []*jobs.Instance, trigger string) {
+	reqs := make([]ClaimRequest, len(insts))
+	ids := make([]string, len(insts))
+	for i, in := range insts {
+		ids[i] = newRunID(t)
+		reqs[i] = ClaimRequest{
+			ClaimKey: s.store.tickKey(in.Name, t), ClaimValue: claimValue(s.replica, ids[i]),
+			ClaimTTL: claimTTL(in, t), Lock: in.Lock, LockTTL: in.LockTTL, Label: label(in, ids[i]),
+		}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
+	results := s.locker.ClaimAndLock(cctx, reqs)
+	cancel()
+	for i, r := range results {
+		in := insts[i]
+		rec := &Record{RunID: ids[i], Instance: in.Name, Job: in.Job, ScheduledAt: t.UTC(),
+			Trigger: trigger, Replica: s.replica, Lock: in.Lock}
+		switch {
+		case r.Err != nil:
+			s.redisError("claim", r.Err)
+		case !r.Won:
+			s.log.Debug("tick claimed elsewhere", "job", in.Name, "scheduled_at", t.UTC())
+			call(s.hooks.ClaimLost, in.Name)
+		case r.Lease != nil:
+			s.redisOK()
+			call(s.hooks.ClaimWon, in.Name)
+			s.log.Info("claim won", "job", in.Name, "run_id", rec.RunID, "scheduled_at", t.UTC(), "lock", in.Lock, "fence", r.Lease.Fence())
+			s.start(e, in, rec, r.Lease)
+		case in.Overlap == jobs.OverlapWait:
+			s.redisOK()
+			call(s.hooks.ClaimWon, in.Name)
+			s.wait(e, in, rec)
+		default:
+			s.redisOK()
+			call(s.hooks.ClaimWon, in.Name)
+			s.skip(e, in, rec, "lock held")
+		}
+	}
+}
+
+// skip records a claimed tick that will not run, naming the lock holder.
+func (s *Scheduler) skip(e env, in *jobs.Instance, rec *Record, why string) {
+	hctx, cancel := context.WithTimeout(e.records, redisTimeout)
+	h, ok, _ := s.locker.Holder(hctx, in.Lock)
+	cancel()
+	rec.Status = StatusSkipped
+	rec.Reason = fmt.Sprintf("%s: lock %q", why, in.Lock)
+	if ok {
+		rec.Reason += fmt.Sprintf(" held by %s (%s, fence %d)", h.Owner, h.Label, h.Fence)
+	}
+	now := time.Now().UTC()
+	rec.End = &now
+	s.log.Info("tick skipped", "job", in.Name, "run_id", rec.RunID, "lock", in.Lock, "reason", rec.Reason)
+	call2(s.hooks.Skipped, in.Name, why)
+	s.persist(e, "record skip", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) })
+	call2(s.hooks.RunFinished, *rec, 0)
+}
+
+// start runs a claimed, locked tick in its own goroutine.
+func (s *Scheduler) start(e env, in *jobs.Instance, rec *Record, lease Lease) {
+	s.track(rec.RunID, in)
+	s.runs.Add(1)
+	go func() {
+		defer s.runs.Done()
+		defer s.untrack(rec.RunID)
+		now := time.Now().UTC()
+		rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
+		if !s.persist(e, "record start", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) }) {
+			return
+		}
+		s.execute(e, in, rec, lease)
+	}()
+}
+
+// wait queues a claimed tick for its lock (overlap: wait) until max_wait
+// or the next fire time, then runs or skips it.
+func (s *Scheduler) wait(e env, in *jobs.Instance, rec *Record) {
+	s.track(rec.RunID, in)
+	s.runs.Add(1)
+	go func() {
+		defer s.runs.Done()
+		defer s.untrack(rec.RunID)
+		rec.Status = StatusWaiting
+		if !s.persist(e, "record wait", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) }) {
+			return
+		}
+		limit := in.MaxWait
+		if limit == 0 {
+			limit = in.Schedule.Next(rec.ScheduledAt).Sub(s.clock.Now())
+		}
+		wctx, cancel := context.WithTimeout(e.runs, max(limit, 0))
+		lease, err := s.locker.Lock(wctx, in.Lock, in.LockTTL, label(in, rec.RunID))
+		cancel()
+		if err != nil {
+			s.skip(e, in, rec, "lock still held after waiting "+limit.Round(time.Millisecond).String())
+			return
+		}
+		now := time.Now().UTC()
+		rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
+		s.persist(e, "record start", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
+		s.execute(e, in, rec, lease)
+	}()
+}
+
+// execute runs the command under the lease, records the result, then
+// releases the lock (in that order, so that a finished run is never seen
+// without its lock and marked abandoned).
+func (s *Scheduler) execute(e env, in *jobs.Instance, rec *Record, lease Lease) {
+	log := s.log.With("job", in.Name, "run_id", rec.RunID)
+	kctx, stop := lease.KeepAlive(e.runs)
+	var res jobs.Result
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in a run", "err", fmt.Sprint(r), "stack", string(debug.Stack()))
+				res = jobs.Result{Status: jobs.StatusFailed, ExitCode: -1, Start: *rec.Start, End: time.Now(), Reason: fmt.Sprintf("panic in jobd: %v", r)}
+			}
+		}()
+		lag := rec.Start.Sub(rec.ScheduledAt)
+		call2(s.hooks.RunStarted, in.Name, lag)
+		log.Info("run started", "scheduled_at", rec.ScheduledAt, "lag", lag.Round(time.Millisecond), "fence", rec.Fence)
+		res = jobs.Execute(kctx, log, jobs.Run{Instance: in, ID: rec.RunID, ScheduledAt: rec.ScheduledAt,
+			Replica: s.replica, LockKey: in.Lock, Fence: rec.Fence})
+	}()
+	stop()
+	end := res.End.UTC()
+	code := res.ExitCode
+	rec.Status, rec.End, rec.ExitCode, rec.Signal, rec.Reason, rec.Output = string(res.Status), &end, &code, res.Signal, res.Reason, res.Output
+	dur := res.End.Sub(res.Start)
+	level := slog.LevelInfo
+	if res.Status != jobs.StatusSucceeded {
+		level = slog.LevelWarn
+	}
+	log.Log(context.Background(), level, "run finished", "status", res.Status, "exit_code", code, "duration", dur.Round(time.Millisecond), "reason", res.Reason)
+	s.persist(e, "record result", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
+	call2(s.hooks.RunFinished, *rec, dur)
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(e.runs), redisTimeout)
+	defer cancel()
+	if err := lease.Unlock(uctx); err != nil && res.Status != jobs.StatusLockLost {
+		log.Warn("lock release failed; it expires by itself", "lock", in.Lock, "err", err)
+	}
+}
+
+// persist retries a record write until it succeeds or records may no
+// longer be retried (shortly after shutdown). A run's outcome must reach
+// Redis once Redis is back.
+func (s *Scheduler) persist(e env, what string, fn func(context.Context) error) bool {
+	backoff := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(e.records, redisTimeout)
+		err := fn(ctx)
+		cancel()
+		if err == nil {
+			s.redisOK()
+			return true
+		}
+		s.redisError(what, err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-e.records.Done():
+			t.Stop()
+			s.log.Error("giving up on a record: Redis unreachable at shutdown", "what", what, "err", err)
+			return false
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (s *Scheduler) track(id string, in *jobs.Instance) {
+	s.mu.Lock()
+	s.active[id] = in
+	s.mu.Unlock()
+}
+
+func (s *Scheduler) untrack(id string) {
+	s.mu.Lock()
+	delete(s.active, id)
+	s.mu.Unlock()
+}
+
+func (s *Scheduler) isActive(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.active[id]
+	return ok
+}
+
+func (s *Scheduler) redisError(op string, err error) {
+	call(s.hooks.RedisError, op)
+	if !s.redisDown.Swap(true) {
+		s.log.Error("redis unreachable: no claims and no new runs until it is back", "op", op, "err", err)
+		return
+	}
+	if s.limiter.allow("redis-error", 30*time.Second) {
+		s.log.Error("redis still unreachable", "op", op, "err", err)
+	}
+}
+
+func (s *Scheduler) redisOK() {
+	if s.redisDown.Swap(false) {
+		s.log.Info("redis reachable again")
+	}
+}
+
+// claimTTL keeps a tick's claim for two periods plus the misfire window
+// plus a minute: far longer than any clock skew between replicas, so a
+// late replica always finds the claim.
+func claimTTL(in *jobs.Instance, t time.Time) time.Duration {
+	period := in.Schedule.Next(t).Sub(t)
+	return 2*max(period, 0) + in.StartingDeadline + time.Minute
+}
+
+func label(in *jobs.Instance, runID string) string {
+	return "instance=" + in.Name + " run=" + runID
+}
+
+// newRunID is sortable by scheduled time and unique.
+func newRunID(t time.Time) string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+func short(hash string) string {
+	if len(hash) > 12 {
+		return hash[:12]
+	}
+	return hash
+}
+
+// call and call2 invoke an optional hook.
+func call[T any](f func(T), v T) {
+	if f != nil {
+		f(v)
+	}
+}
+
+func call2[A, B any](f func(A, B), a A, b B) {
+	if f != nil {
+		f(a, b)
+	}
+}

@@ -1,0 +1,156 @@
+package scheduler_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobd/jobd/internal/redistest"
+	"github.com/jobd/jobd/internal/scheduler"
+)
+
+const recordCmd = `["sh", "-c", "echo \"$JOBD_INSTANCE $JOBD_SCHEDULED_AT $JOBD_REPLICA\" >> OUT"]`
+
+// TestExactlyOnce: three replicas, one started late and one with a clock
+// 1.5s fast; ten jobs every second for 16s. Every fire time in the window
+// runs exactly once, counted from what the jobs wrote.
+func TestExactlyOnce(t *testing.T) {
+	url := redistest.SharedURL(t)
+	out := outFile(t)
+	cfg := config(t, out, jobsYAML(10, "@every 1s", "", recordCmd))
+	t0 := time.Now()
+	a := startReplica(t, url, cfg, "a")
+	b := startReplica(t, url, cfg, "b", scheduler.WithClock(skewClock(1500*time.Millisecond)))
+	time.Sleep(3 * time.Second)
+	c := startReplica(t, url, cfg, "c")
+	time.Sleep(13 * time.Second)
+	for _, r := range []*replica{a, b, c} {
+		r.stop()
+	}
+	from := t0.Truncate(time.Second).Add(3 * time.Second) // b's skew puts its first ticks 1.5s ahead
+	to := t0.Add(15 * time.Second).Truncate(time.Second)
+	counts := map[string]int{}
+	byReplica := map[string]int{}
+	for _, f := range lines(t, out) {
+		counts[f[0]+" "+f[1]]++
+		byReplica[f[2]]++
+	}
+	dups, missing, ticks := 0, 0, 0
+	for i := 0; i < 10; i++ {
+		for at := from; !at.After(to); at = at.Add(time.Second) {
+			ticks++
+			key := fmt.Sprintf("j%02d %s", i, at.UTC().Format(time.RFC3339))
+			switch n := counts[key]; {
+			case n == 0:
+				missing++
+				t.Errorf("%s never ran", key)
+			case n > 1:
+				dups++
+				t.Errorf("%s ran %d times", key, n)
+			}
+		}
+	}
+	t.Logf("%d ticks in the window: %d duplicates, %d missing; runs by replica: %v", ticks, dups, missing, byReplica)
+	if len(byReplica) < 2 {
+		t.Errorf("only %v ran anything", byReplica)
+	}
+}
+
+// TestLoadSpread: with three equal replicas and 30 jobs, no replica runs
+// more than half the runs, and still every tick runs once.
+func TestLoadSpread(t *testing.T) {
+	url := redistest.SharedURL(t)
+	out := outFile(t)
+	cfg := config(t, out, jobsYAML(30, "@every 1s", "", recordCmd))
+	var rs []*replica
+	for _, id := range []string{"a", "b", "c"} {
+		rs = append(rs, startReplica(t, url, cfg, id))
+	}
+	time.Sleep(7 * time.Second)
+	for _, r := range rs {
+		r.stop()
+	}
+	byReplica := map[string]int{}
+	seen := map[string]int{}
+	total := 0
+	for _, f := range lines(t, out) {
+		byReplica[f[2]]++
+		seen[f[0]+" "+f[1]]++
+		total++
+	}
+	t.Logf("%d runs: %v", total, byReplica)
+	if total < 150 {
+		t.Fatalf("only %d runs", total)
+	}
+	for id, n := range byReplica {
+		if share := float64(n) / float64(total); share > 0.5 {
+			t.Errorf("replica %s ran %.0f%% of runs", id, share*100)
+		}
+	}
+	for k, n := range seen {
+		if n > 1 {
+			t.Errorf("%s ran %d times", k, n)
+		}
+	}
+}
+
+// TestSharedLockNeverOverlaps: two jobs with one lock, each running longer
+// than its period, on two replicas: their runs never overlap, and the ticks
+// that could not run are recorded as skipped, naming the holder.
+func TestSharedLockNeverOverlaps(t *testing.T) {
+	url := redistest.SharedURL(t)
+	out := outFile(t)
+	cmd := `["sh", "-c", "s=$(date +%s%N); sleep 1.3; echo \"$JOBD_INSTANCE $s $(date +%s%N) $JOBD_FENCE\" >> OUT"]`
+	cfg := config(t, out, jobsYAML(2, "@every 1s", "    lock: shared\n", cmd))
+	a := startReplica(t, url, cfg, "a")
+	b := startReplica(t, url, cfg, "b")
+	time.Sleep(9 * time.Second)
+	a.stop()
+	b.stop()
+	type span struct {
+		start, end int64
+		who        string
+	}
+	var spans []span
+	for _, f := range lines(t, out) {
+		var s span
+		fmt.Sscan(f[1], &s.start)
+		fmt.Sscan(f[2], &s.end)
+		s.who = f[0] + " fence " + f[3]
+		spans = append(spans, s)
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
+	overlaps := 0
+	for i := 1; i < len(spans); i++ {
+		if spans[i].start < spans[i-1].end {
+			overlaps++
+			t.Errorf("%s started %v before %s ended", spans[i].who, time.Duration(spans[i-1].end-spans[i].start), spans[i-1].who)
+		}
+	}
+	if len(spans) < 4 {
+		t.Fatalf("only %d runs", len(spans))
+	}
+	store := scheduler.NewStore(newRedis(t, url), prefix(t))
+	skipped := 0
+	for _, name := range []string{"j00", "j01"} {
+		recs, err := store.History(context.Background(), name, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Status == scheduler.StatusSkipped {
+				skipped++
+				if !strings.Contains(r.Reason, `lock "shared" held by`) {
+					t.Errorf("skip reason %q does not name the holder", r.Reason)
+				}
+			}
+		}
+	}
+	t.Logf("%d runs, %d overlaps, %d skipped ticks", len(spans), overlaps, skipped)
+	if skipped == 0 {
+		t.Error("no tick was recorded as skipped")
+	}
+}

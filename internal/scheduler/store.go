@@ -1,0 +1,256 @@
+package scheduler
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Store is the scheduler's Redis-facing part: tick claim keys, run
+// records, history and replica heartbeats. docs/scheduler.md lists the keys.
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+// NewStore returns a Store on rdb under prefix.
+func NewStore(rdb redis.UniversalClient, prefix string) *Store {
+	return &Store{rdb: rdb, prefix: prefix}
+}
+
+var (
+	//go:embed record_push.lua
+	recordPushSrc string
+	//go:embed record_update.lua
+	recordUpdateSrc string
+	//go:embed record_abandon.lua
+	recordAbandonSrc string
+
+	recordPush    = redis.NewScript(recordPushSrc)
+	recordUpdate  = redis.NewScript(recordUpdateSrc)
+	recordAbandon = redis.NewScript(recordAbandonSrc)
+)
+
+// Keys. The instance name is a hash tag, so an instance's keys share a slot.
+func (s *Store) tickKey(instance string, t time.Time) string {
+	return s.prefix + ":tick:{" + instance + "}:" + strconv.FormatInt(t.Unix(), 10)
+}
+func (s *Store) runsKey(instance string) string   { return s.prefix + ":runs:{" + instance + "}" }
+func (s *Store) histKey(instance string) string   { return s.prefix + ":hist:{" + instance + "}" }
+func (s *Store) lastOKKey(instance string) string { return s.prefix + ":lastok:{" + instance + "}" }
+func (s *Store) runningKey() string               { return s.prefix + ":running" }
+func (s *Store) replicaKey(id string) string      { return s.prefix + ":replica:" + id }
+
+// Record is one run's record: every claimed tick has one.
+type Record struct {
+	RunID       string     `json:"run_id"`
+	Instance    string     `json:"instance"`
+	Job         string     `json:"job"`
+	ScheduledAt time.Time  `json:"scheduled_at"`
+	Trigger     string     `json:"trigger"` // schedule, misfire or manual
+	Replica     string     `json:"replica"`
+	Status      string     `json:"status"`
+	Lock        string     `json:"lock"`
+	Fence       int64      `json:"fence,omitempty"`
+	Start       *time.Time `json:"start,omitempty"`
+	End         *time.Time `json:"end,omitempty"`
+	ExitCode    *int       `json:"exit_code,omitempty"`
+	Signal      string     `json:"signal,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
+	Output      string     `json:"output,omitempty"`
+}
+
+// Statuses the scheduler adds to the executor's (jobs.Status).
+const (
+	StatusWaiting   = "waiting"   // claimed; waiting for the lock (overlap: wait)
+	StatusRunning   = "running"   // the command is running
+	StatusSkipped   = "skipped"   // claimed, but not run (lock held)
+	StatusAbandoned = "abandoned" // its replica died while it ran
+)
+
+// runningEntry is what the running index holds, enough to check a run's
+// lock without reading its record.
+type runningEntry struct {
+	Instance string `json:"instance"`
+	Lock     string `json:"lock"`
+	Fence    int64  `json:"fence"`
+	Replica  string `json:"replica"`
+}
+
+// Push stores a new record at the head of its instance's history; a
+// running or waiting one also enters the running index.
+func (s *Store) Push(ctx context.Context, rec *Record, history int) error {
+	body, _ := json.Marshal(rec)
+	idx := ""
+	if rec.Status == StatusRunning || rec.Status == StatusWaiting {
+		b, _ := json.Marshal(runningEntry{rec.Instance, rec.Lock, rec.Fence, rec.Replica})
+		idx = string(b)
+	}
+	return recordPush.Run(ctx, s.rdb, []string{s.runsKey(rec.Instance), s.histKey(rec.Instance), s.runningKey()},
+		rec.RunID, body, history, idx).Err()
+}
+
+// Update replaces a record. A final status leaves the running index and,
+// for a success, becomes the instance's last success.
+func (s *Store) Update(ctx context.Context, rec *Record, history int) error {
+	body, _ := json.Marshal(rec)
+	mode, idx := "final", ""
+	switch rec.Status {
+	case StatusRunning, StatusWaiting:
+		mode = "running"
+		b, _ := json.Marshal(runningEntry{rec.Instance, rec.Lock, rec.Fence, rec.Replica})
+		idx = string(b)
+	case "succeeded":
+		mode = "success"
+	}
+	return recordUpdate.Run(ctx, s.rdb, []string{s.runsKey(rec.Instance), s.runningKey(), s.lastOKKey(rec.Instance), s.histKey(rec.Instance)},
+		rec.RunID, body, mode, idx, history).Err()
+}
+
+// History returns up to limit records of an instance, newest first.
+func (s *Store) History(ctx context.Context, instance string, limit int) ([]Record, error) {
+	ids, err := s.rdb.LRange(ctx, s.histKey(instance), 0, int64(limit)-1).Result()
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	bodies, err := s.rdb.HMGet(ctx, s.runsKey(instance), ids...).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Record, 0, len(bodies))
+	for _, b := range bodies {
+		var rec Record
+		if str, ok := b.(string); ok && json.Unmarshal([]byte(str), &rec) == nil {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
+// LastSuccess returns an instance's last successful run, if any.
+func (s *Store) LastSuccess(ctx context.Context, instance string) (Record, bool, error) {
+	b, err := s.rdb.Get(ctx, s.lastOKKey(instance)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, err
+	}
+	var rec Record
+	return rec, json.Unmarshal(b, &rec) == nil, nil
+}
+
+// Running returns the running index: run id -> entry.
+func (s *Store) running(ctx context.Context) (map[string]runningEntry, error) {
+	all, err := s.rdb.HGetAll(ctx, s.runningKey()).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]runningEntry, len(all))
+	for id, b := range all {
+		var e runningEntry
+		if json.Unmarshal([]byte(b), &e) == nil {
+			out[id] = e
+		}
+	}
+	return out, nil
+}
+
+// abandon marks a run abandoned if it is still in the running index.
+func (s *Store) abandon(ctx context.Context, id string, e runningEntry, reason string) (bool, error) {
+	recs, err := s.rdb.HGet(ctx, s.runsKey(e.Instance), id).Bytes()
+	var rec Record
+	if err == nil {
+		_ = json.Unmarshal(recs, &rec)
+	} else if !errors.Is(err, redis.Nil) {
+		return false, err
+	}
+	if rec.RunID == "" {
+		rec = Record{RunID: id, Instance: e.Instance, Lock: e.Lock, Fence: e.Fence, Replica: e.Replica}
+	}
+	now := time.Now().UTC()
+	rec.Status, rec.Reason, rec.End = StatusAbandoned, reason, &now
+	body, _ := json.Marshal(rec)
+	n, err := recordAbandon.Run(ctx, s.rdb, []string{s.runningKey(), s.runsKey(e.Instance)}, id, body).Int()
+	return n == 1, err
+}
+
+// claimsExist reports, for each tick, whether its claim key exists.
+func (s *Store) claimsExist(ctx context.Context, instance string, ticks []time.Time) ([]bool, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(ticks))
+	for i, t := range ticks {
+		cmds[i] = pipe.Exists(ctx, s.tickKey(instance, t))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(ticks))
+	for i, c := range cmds {
+		out[i] = c.Val() == 1
+	}
+	return out, nil
+}
+
+// Heartbeat is what a replica publishes about itself.
+type Heartbeat struct {
+	ID         string    `json:"id"`
+	Host       string    `json:"host"`
+	PID        int       `json:"pid"`
+	Version    string    `json:"version"`
+	StartedAt  time.Time `json:"started_at"`
+	ConfigHash string    `json:"config_hash"`
+	Running    []string  `json:"running"` // instances running now
+	BeatAt     time.Time `json:"heartbeat_at"`
+}
+
+// Beat writes a heartbeat that expires after ttl.
+func (s *Store) Beat(ctx context.Context, hb Heartbeat, ttl time.Duration) error {
+	b, _ := json.Marshal(hb)
+	return s.rdb.Set(ctx, s.replicaKey(hb.ID), b, ttl).Err()
+}
+
+// RemoveBeat deletes a replica's heartbeat (clean shutdown).
+func (s *Store) RemoveBeat(ctx context.Context, id string) error {
+	return s.rdb.Del(ctx, s.replicaKey(id)).Err()
+}
+
+// Replicas returns the live replicas' heartbeats.
+func (s *Store) Replicas(ctx context.Context) ([]Heartbeat, error) {
+	var keys []string
+	it := s.rdb.Scan(ctx, 0, s.prefix+":replica:*", 100).Iterator()
+	for it.Next(ctx) {
+		keys = append(keys, it.Val())
+	}
+	if err := it.Err(); err != nil || len(keys) == 0 {
+		return nil, err
+	}
+	vals, err := s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []Heartbeat
+	for _, v := range vals {
+		var hb Heartbeat
+		if str, ok := v.(string); ok && json.Unmarshal([]byte(str), &hb) == nil {
+			out = append(out, hb)
+		}
+	}
+	return out, nil
+}
+
+// Time is Redis's clock.
+func (s *Store) Time(ctx context.Context) (time.Time, error) {
+	return s.rdb.Time(ctx).Result()
+}
+
+// TickKey is the claim key of instance's tick t (for the Locker).
+func (s *Store) TickKey(instance string, t time.Time) string { return s.tickKey(instance, t) }
+
+func claimValue(replica, runID string) string { return fmt.Sprintf("%s %s", replica, runID) }
