@@ -43,7 +43,7 @@ func newRedis(t *testing.T, url string) *redis.Client {
 // skewClock is a replica clock off by d.
 type skewClock time.Duration
 
-func (c skewClock) Now() time.Time       { return time.Now().Add(time.Duration(c)) }
+func (c skewClock) Now() time.Time      { return time.Now().Add(time.Duration(c)) }
 func (c skewClock) Skew() time.Duration { return time.Duration(c) }
 
 // config parses YAML with OUT replaced by the test's output file.
@@ -149,3 +149,5 @@ func jobsYAML(n int, schedule, extra, command string) string {
 	}
 	return b.String()
 }
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

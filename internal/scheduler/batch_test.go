@@ -1,0 +1,137 @@
+package scheduler_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jobd/jobd/internal/jobs"
+	"github.com/jobd/jobd/internal/mutex"
+	"github.com/jobd/jobd/internal/redistest"
+	"github.com/jobd/jobd/internal/scheduler"
+	"github.com/jobd/jobd/internal/scheduler/mutexlocker"
+)
+
+// claimCounter counts the acquire scripts sent, and in how many round trips.
+type claimCounter struct {
+	mu               sync.Mutex
+	trips, acquires  int
+	acquireSHA       string
+	largestPipelined int
+}
+
+func (c *claimCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *claimCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.count([]redis.Cmder{cmd})
+		return next(ctx, cmd)
+	}
+}
+func (c *claimCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.count(cmds)
+		return next(ctx, cmds)
+	}
+}
+
+func (c *claimCounter) count(cmds []redis.Cmder) {
+	n := 0
+	for _, cmd := range cmds {
+		args := cmd.Args()
+		if len(args) > 2 && strings.EqualFold(cmd.Name(), "evalsha") && strings.Contains(strings.Join(strArgs(args), " "), ":tick:") {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.trips++
+	c.acquires += n
+	c.largestPipelined = max(c.largestPipelined, n)
+}
+
+func strArgs(args []any) []string {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		if s, ok := a.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// TestClaimsArePipelined: 1,000 instances due at the same second are
+// claimed in a handful of round trips (one pipeline per splay slot), not
+// a thousand.
+func TestClaimsArePipelined(t *testing.T) {
+	url := redistest.SharedURL(t)
+	params := make([]string, 1000)
+	for i := range params {
+		params[i] = fmt.Sprintf("%q", fmt.Sprintf("%04d", i))
+	}
+	cfg, err := jobs.Parse("t.yaml", []byte(`
+jobs:
+  - name: many
+    schedule: "@every 2s"
+    params: [`+strings.Join(params, ", ")+`]
+    lock: one
+    command: ["true"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := newRedis(t, url)
+	counter := &claimCounter{}
+	rdb.AddHook(counter)
+	mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner("a"))
+	defer mc.Close()
+	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), mutexlocker.New(mc), scheduler.WithReplicaID("a"),
+		scheduler.WithLogger(discard()))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, 10*time.Second, "a tick's claims", func() bool {
+		counter.mu.Lock()
+		defer counter.mu.Unlock()
+		return counter.acquires >= 1000
+	})
+	cancel()
+	<-done
+	counter.mu.Lock()
+	defer counter.mu.Unlock()
+	t.Logf("1000 claims of one tick: %d acquire scripts in %d round trips (largest pipeline %d)",
+		counter.acquires, counter.trips, counter.largestPipelined)
+	if counter.trips > 8 {
+		t.Fatalf("%d round trips for 1000 claims", counter.trips)
+	}
+}
+
+// TestClockAndConfigChecks: skew against Redis is measured, and replicas
+// that run different configs notice it.
+func TestClockAndConfigChecks(t *testing.T) {
+	url := redistest.SharedURL(t)
+	out := outFile(t)
+	a := startReplica(t, url, config(t, out, jobsYAML(1, "@every 1h", "", recordCmd)), "a",
+		scheduler.WithClock(skewClock(2*time.Second)))
+	b := startReplica(t, url, config(t, out, jobsYAML(2, "@every 1h", "", recordCmd)), "b")
+	waitFor(t, 5*time.Second, "the mismatch", func() bool { return a.s.ConfigMismatch() && b.s.ConfigMismatch() })
+	if skew := a.s.ClockSkew(); skew < 1900*time.Millisecond || skew > 2100*time.Millisecond {
+		t.Errorf("skew %v, want about 2s", skew)
+	}
+	if skew := b.s.ClockSkew(); skew < -100*time.Millisecond || skew > 100*time.Millisecond {
+		t.Errorf("skew %v, want about 0", skew)
+	}
+	if !strings.Contains(a.logs.String(), "local clock differs from Redis's") {
+		t.Error("no skew warning")
+	}
+	if !strings.Contains(b.logs.String(), "replicas run different configs") {
+		t.Error("no config mismatch warning")
+	}
+}

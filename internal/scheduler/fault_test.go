@@ -1,0 +1,140 @@
+package scheduler_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobd/jobd/internal/redistest"
+	"github.com/jobd/jobd/internal/scheduler"
+)
+
+// TestMisfire: a replica that starts after a tick nobody claimed runs it
+// once with misfire: run_once (within starting_deadline), never with skip.
+func TestMisfire(t *testing.T) {
+	tests := []struct {
+		policy string
+		runs   bool
+	}{
+		{"run_once", true},
+		{"skip", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.policy, func(t *testing.T) {
+			url := redistest.SharedURL(t)
+			out := outFile(t)
+			cfg := config(t, out, jobsYAML(1, "@every 10s",
+				fmt.Sprintf("    misfire: %s\n    starting_deadline: 1m\n", tt.policy), recordCmd))
+			// Start 4-6s after a tick, when the normal path has long passed
+			// it by (the misfire grace is 3s plus the splay).
+			for s := time.Now().Second() % 10; s < 4 || s > 6; s = time.Now().Second() % 10 {
+				time.Sleep(100 * time.Millisecond)
+			}
+			missed := time.Now().Truncate(10 * time.Second)
+			startReplica(t, url, cfg, "a")
+			time.Sleep(2 * time.Second)
+			got := false
+			for _, f := range lines(t, out) {
+				if f[1] == missed.UTC().Format(time.RFC3339) {
+					got = true
+				}
+			}
+			if got != tt.runs {
+				t.Fatalf("missed tick %v ran: %v, want %v\n%s", missed.UTC(), got, tt.runs, lines(t, out))
+			}
+			if tt.runs {
+				recs, _ := scheduler.NewStore(newRedis(t, url), prefix(t)).History(context.Background(), "j00", 10)
+				if len(recs) == 0 || recs[len(recs)-1].Trigger != "misfire" {
+					t.Fatalf("records %+v, want a misfire trigger", recs)
+				}
+			}
+		})
+	}
+}
+
+// TestRedisFaults: a run whose lease cannot be kept (Redis restarted, or
+// down longer than the lease) is terminated and recorded lock_lost once
+// Redis is back; the replica resumes by itself and never crashes.
+func TestRedisFaults(t *testing.T) {
+	tests := []struct {
+		name string
+		down time.Duration
+	}{
+		{"restart during a run", 0},
+		{"down longer than the lease", 4 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			dir := t.TempDir()
+			flag := filepath.Join(dir, "long-done")
+			// The first run is long; later ones end at once, to show that the
+			// replica resumed.
+			cmd := fmt.Sprintf(`["sh", "-c", "echo \"$JOBD_RUN_ID\" >> OUT; if [ -e %s ]; then exit 0; fi; touch %s; exec sleep 60"]`, flag, flag)
+			out := filepath.Join(dir, "out")
+			cfg := config(t, out, jobsYAML(1, "@every 1s", "    lock_ttl: 3s\n    kill_grace: 200ms\n", cmd))
+			r := startReplica(t, srv.URL(), cfg, "a")
+			waitFor(t, 10*time.Second, "the long run", func() bool { _, err := os.Stat(flag); return err == nil })
+			longRun := lines(t, out)[0][0]
+			srv.Stop()
+			time.Sleep(tt.down)
+			if err := srv.Start(); err != nil {
+				t.Fatal(err)
+			}
+			store := scheduler.NewStore(newRedis(t, srv.URL()), prefix(t))
+			waitFor(t, 15*time.Second, "the long run recorded lock_lost", func() bool {
+				recs, _ := store.History(context.Background(), "j00", 100)
+				for _, rec := range recs {
+					if rec.RunID == longRun && rec.Status == "lock_lost" {
+						return true
+					}
+				}
+				return false
+			})
+			waitFor(t, 15*time.Second, "a later run to succeed", func() bool {
+				_, ok, _ := store.LastSuccess(context.Background(), "j00")
+				return ok
+			})
+			select {
+			case err := <-r.done:
+				t.Fatalf("replica stopped: %v", err)
+			default:
+			}
+			if tt.down > 0 && !strings.Contains(r.logs.String(), "redis reachable again") {
+				t.Error("no reconnect log line")
+			}
+		})
+	}
+}
+
+// TestPanicRecovered: a panic in a job-handling path is recorded as a
+// failed run and does not take the replica down.
+func TestPanicRecovered(t *testing.T) {
+	url := redistest.SharedURL(t)
+	out := outFile(t)
+	cfg := config(t, out, jobsYAML(1, "@every 1s", "", recordCmd))
+	panicked := make(chan struct{}, 100)
+	r := startReplica(t, url, cfg, "a", scheduler.WithHooks(scheduler.Hooks{
+		RunStarted: func(string, time.Duration) { panicked <- struct{}{}; panic("boom in a hook") },
+	}))
+	store := scheduler.NewStore(newRedis(t, url), prefix(t))
+	waitFor(t, 10*time.Second, "two recorded panics", func() bool {
+		recs, _ := store.History(context.Background(), "j00", 10)
+		n := 0
+		for _, rec := range recs {
+			if rec.Status == "failed" && strings.Contains(rec.Reason, "panic in jobd: boom in a hook") {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	select {
+	case err := <-r.done:
+		t.Fatalf("replica stopped: %v", err)
+	default:
+	}
+}
