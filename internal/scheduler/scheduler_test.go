@@ -154,3 +154,48 @@ func TestSharedLockNeverOverlaps(t *testing.T) {
 		t.Error("no tick was recorded as skipped")
 	}
 }
+
+// TestOverlapWait: a tick whose lock is held waits for it (woken by the
+// release) instead of being skipped, and the two runs never overlap.
+func TestOverlapWait(t *testing.T) {
+	url := redistest.SharedURL(t)
+	out := outFile(t)
+	cfg := config(t, out, `
+jobs:
+  - name: first
+    schedule: "@every 4s"
+    lock: shared
+    command: ["sh", "-c", "s=$(date +%s%N); sleep 1; echo \"first $s $(date +%s%N)\" >> OUT"]
+  - name: second
+    schedule: "@every 4s"
+    lock: shared
+    overlap: wait
+    command: ["sh", "-c", "s=$(date +%s%N); echo \"second $s $(date +%s%N)\" >> OUT"]
+`)
+	r := startReplica(t, url, cfg, "a", scheduler.WithSplay(0))
+	waitFor(t, 15*time.Second, "both jobs to run", func() bool { return len(lines(t, out)) >= 2 })
+	r.stop()
+	var firstEnd, secondStart int64
+	for _, f := range lines(t, out) {
+		switch f[0] {
+		case "first":
+			fmt.Sscan(f[2], &firstEnd)
+		case "second":
+			fmt.Sscan(f[1], &secondStart)
+		}
+	}
+	recs, _ := scheduler.NewStore(newRedis(t, url), prefix(t)).History(context.Background(), "second", 10)
+	for _, rec := range recs {
+		if rec.Status == scheduler.StatusSkipped {
+			t.Errorf("second was skipped: %s", rec.Reason)
+		}
+	}
+	// Both fire at the same tick; "first" is claimed first in the pipeline
+	// and takes the lock, "second" waits and runs right after the release.
+	if secondStart < firstEnd {
+		t.Fatalf("second started %v before first ended", time.Duration(firstEnd-secondStart))
+	}
+	if lag := time.Duration(secondStart - firstEnd); lag > 500*time.Millisecond {
+		t.Errorf("second started %v after the release", lag)
+	}
+}
