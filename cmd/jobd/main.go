@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -37,7 +38,8 @@ const (
 const exitCodesHelp = `EXIT CODES:
    0     success (jobd lock: the command's own exit code is passed through)
    1     generic failure
-   2     bad flags or arguments
+   2     bad flags or arguments, or unknown instance
+   3     no replica is alive (status, trigger)
    69    Redis unreachable
    70    lease lost while the command ran (it was terminated)
    75    lock not obtained within --wait
@@ -97,6 +99,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			lockCommand(),
 			validateCommand(),
 			planCommand(),
+			statusCommand(),
+			historyCommand(),
+			triggerCommand(),
 			versionCommand(),
 		},
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
@@ -121,8 +126,53 @@ func versionCommand() *cli.Command {
 	}
 }
 
+// flagsFirst moves flags written after the INSTANCE argument of history
+// and trigger in front of it: urfave/cli v2 stops parsing flags at the
+// first argument, and `jobd history web --limit 5` is what people type.
+// Other commands are left alone (lock's trailing words are its command).
+func flagsFirst(app *cli.App, args []string) []string {
+	for i, a := range args {
+		cmd := app.Command(a)
+		if cmd == nil {
+			continue
+		}
+		if cmd.Name != "history" && cmd.Name != "trigger" {
+			return args
+		}
+		takesValue := map[string]bool{}
+		for _, f := range cmd.Flags {
+			_, isBool := f.(*cli.BoolFlag)
+			for _, n := range f.Names() {
+				takesValue[n] = !isBool
+			}
+		}
+		var flags, rest []string
+		tail := args[i+1:]
+		for j := 0; j < len(tail); j++ {
+			t := tail[j]
+			if t == "--" {
+				rest = append(rest, tail[j:]...)
+				break
+			}
+			if !strings.HasPrefix(t, "-") || t == "-" {
+				rest = append(rest, t)
+				continue
+			}
+			flags = append(flags, t)
+			if name := strings.TrimLeft(t, "-"); !strings.Contains(name, "=") && takesValue[name] && j+1 < len(tail) {
+				j++
+				flags = append(flags, tail[j])
+			}
+		}
+		out := append(append(append([]string{}, args[:i+1]...), flags...), rest...)
+		return out
+	}
+	return args
+}
+
 func main() {
-	err := newApp(os.Stdout, os.Stderr).Run(os.Args)
+	app := newApp(os.Stdout, os.Stderr)
+	err := app.Run(flagsFirst(app, os.Args))
 	code, msg := exitCode(err)
 	if msg != "" {
 		fmt.Fprintln(os.Stderr, msg)

@@ -46,7 +46,14 @@ type result struct {
 // jobd starts the binary; the caller waits with wait().
 func jobd(t *testing.T, url string, args ...string) *exec.Cmd {
 	t.Helper()
-	full := append([]string{"--redis", url, "--prefix", prefix(t), "--log-format", "text"}, args...)
+	return jobdPrefix(t, url, prefix(t), args...)
+}
+
+// jobdPrefix is jobd with an explicit key prefix (subtests share their
+// parent's daemons).
+func jobdPrefix(t *testing.T, url, pfx string, args ...string) *exec.Cmd {
+	t.Helper()
+	full := append([]string{"--redis", url, "--prefix", pfx, "--log-format", "text"}, args...)
 	cmd := exec.Command(jobdBin, full...)
 	cmd.Stdout, cmd.Stderr = &syncBuffer{}, &syncBuffer{}
 	if err := cmd.Start(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/urfave/cli/v2"
 
 	"github.com/jobd/jobd/internal/jobs"
@@ -32,6 +33,8 @@ func runCommand() *cli.Command {
 				Usage: "this replica's id (default: HOSTNAME-PID)"},
 			&cli.DurationFlag{Name: "shutdown-grace", Value: scheduler.DefaultShutdownGrace, EnvVars: []string{"JOBD_SHUTDOWN_GRACE"},
 				Usage: "how long running jobs may finish on shutdown"},
+			&cli.StringFlag{Name: "http", EnvVars: []string{"JOBD_HTTP"},
+				Usage: "serve /metrics, /healthz and /readyz on this address, such as 127.0.0.1:9187 (default: off)"},
 			&cli.DurationFlag{Name: "splay", Value: scheduler.DefaultSplay, EnvVars: []string{"JOBD_SPLAY"},
 				Usage: "claims are spread over this long after each tick, later on busier replicas (at most 2s)"},
 		},
@@ -64,17 +67,30 @@ func runDaemon(c *cli.Context) error {
 	if replica == "" {
 		replica = host + "-" + strconv.Itoa(os.Getpid())
 	}
-	mc := mutex.New(rdb, mutex.WithPrefix(prefix), mutex.WithOwner(replica), mutex.WithLogger(log))
+	var sched *scheduler.Scheduler
+	m := newMetrics(func() *scheduler.Scheduler { return sched })
+	m.setConfig(cfg.Hash)
+	mc := mutex.New(rdb, mutex.WithPrefix(prefix), mutex.WithOwner(replica), mutex.WithLogger(log), mutex.WithEvents(m.leaseEvent))
 	defer mc.Close()
-	sched := scheduler.New(cfg, scheduler.NewStore(rdb, prefix), mutexlocker.New(mc),
+	sched = scheduler.New(cfg, scheduler.NewStore(rdb, prefix), mutexlocker.New(mc),
 		scheduler.WithLogger(log), scheduler.WithReplicaID(replica), scheduler.WithVersion(version),
-		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")))
+		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")),
+		scheduler.WithHooks(m.hooks()))
+	if addr := c.String("http"); addr != "" {
+		stopHTTP, err := serveHTTP(ctx, addr, m, rdb, log)
+		if err != nil {
+			return err
+		}
+		defer stopHTTP()
+	}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	done := make(chan error, 1)
 	go func() { done <- sched.Run(ctx) }()
+	stopWatchdog := notifySystemd(ctx, log)
+	defer stopWatchdog()
 	stopping := false
 	for {
 		select {
@@ -83,9 +99,18 @@ func runDaemon(c *cli.Context) error {
 		case sig := <-sigs:
 			switch {
 			case sig == syscall.SIGHUP:
-				reload(c, sched, log)
+				systemdNotify(daemon.SdNotifyReloading)
+				if cfg, ok := reload(c, log); ok {
+					sched.Reload(cfg)
+					m.setConfig(cfg.Hash)
+					m.reloads.WithLabelValues("ok").Inc()
+				} else {
+					m.reloads.WithLabelValues("failed").Inc()
+				}
+				systemdNotify(daemon.SdNotifyReady)
 			case !stopping:
 				log.Info("signal received: stopping", "signal", sig.String())
+				systemdNotify(daemon.SdNotifyStopping)
 				stopping = true
 				stop()
 			default:
@@ -97,7 +122,7 @@ func runDaemon(c *cli.Context) error {
 }
 
 // reload re-reads --config; an invalid file keeps the old one running.
-func reload(c *cli.Context, sched *scheduler.Scheduler, log *slog.Logger) {
+func reload(c *cli.Context, log *slog.Logger) (*jobs.Config, bool) {
 	cfg, err := jobs.Load(c.String("config"))
 	if err != nil {
 		var ps jobs.Problems
@@ -108,9 +133,10 @@ func reload(c *cli.Context, sched *scheduler.Scheduler, log *slog.Logger) {
 		} else {
 			log.Error("reload: cannot read config; keeping the old one", "err", err)
 		}
-		return
+		return nil, false
 	}
-	sched.Reload(cfg)
+	log.Info("reload: config loaded", "config_hash", cfg.Hash[:12])
+	return cfg, true
 }
 
 // withFileRedis lets the file's redis.url apply when neither --redis nor

@@ -25,8 +25,8 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-// daemon starts `jobd run` as a real process.
-func daemon(t *testing.T, url, cfgPath, id string, args ...string) *exec.Cmd {
+// startDaemon starts `jobd run` as a real process.
+func startDaemon(t *testing.T, url, cfgPath, id string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := jobd(t, url, append([]string{"-c", cfgPath, "run", "--replica-id", id}, args...)...)
 	t.Cleanup(func() {
@@ -98,7 +98,7 @@ jobs:
 			}
 		}
 	})
-	procs := map[string]*exec.Cmd{"r1": daemon(t, url, cfgPath, "r1"), "r2": daemon(t, url, cfgPath, "r2")}
+	procs := map[string]*exec.Cmd{"r1": startDaemon(t, url, cfgPath, "r1"), "r2": startDaemon(t, url, cfgPath, "r2")}
 	_, rdb := newMutexClient(t, url)
 	var firstID string
 	var first runningEntry
@@ -177,7 +177,7 @@ jobs:
     kill_grace: 500ms
     command: ["sh", "-c", "echo start >> `+out+`; sleep `+tt.sleep+`; echo done >> `+out+`"]
 `)
-			cmd := daemon(t, url, cfgPath, "r1", "--shutdown-grace", tt.grace)
+			cmd := startDaemon(t, url, cfgPath, "r1", "--shutdown-grace", tt.grace)
 			poll(t, 10*time.Second, "the job to start", func() bool { return fileHas(out, "start") })
 			start := time.Now()
 			_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -225,7 +225,7 @@ func TestReload(t *testing.T) {
 		return "  - name: " + name + "\n    schedule: \"@every 1s\"\n    command: [\"sh\", \"-c\", \"echo " + name + " >> " + out + "\"]\n"
 	}
 	writeFile(t, cfgPath, "jobs:\n"+job("a"))
-	cmd := daemon(t, url, cfgPath, "r1")
+	cmd := startDaemon(t, url, cfgPath, "r1")
 	poll(t, 10*time.Second, "job a", func() bool { return fileHas(out, "a") })
 
 	writeFile(t, cfgPath, "jobs:\n"+job("a")+job("b"))

@@ -50,6 +50,7 @@ type Result struct {
 	Status   Status    `json:"status"`
 	ExitCode int       `json:"exit_code"`        // -1 when killed by a signal or never started
 	Signal   string    `json:"signal,omitempty"` // the signal that ended it
+	SignalNo int       `json:"signal_number,omitempty"`
 	Start    time.Time `json:"start"`
 	End      time.Time `json:"end"`
 	Output   string    `json:"output,omitempty"` // the last OutputTail bytes of stdout and stderr
@@ -180,7 +181,7 @@ loop:
 	st, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	switch {
 	case st.Signaled():
-		res.Signal = st.Signal().String()
+		res.Signal, res.SignalNo = st.Signal().String(), int(st.Signal())
 	default:
 		res.ExitCode = st.ExitStatus()
 	}

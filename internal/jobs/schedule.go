@@ -23,6 +23,16 @@ func (s Schedule) Next(t time.Time) time.Time {
 	return s.sched.Next(t.In(s.Location))
 }
 
+// Last returns the latest fire time in (at-lookback, at], or the zero
+// time if there is none.
+func (s Schedule) Last(at time.Time, lookback time.Duration) time.Time {
+	var last time.Time
+	for t := s.Next(at.Add(-lookback)); !t.IsZero() && !t.After(at); t = s.Next(t) {
+		last = t
+	}
+	return last
+}
+
 var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour |
 	cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 

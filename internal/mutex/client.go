@@ -36,6 +36,7 @@ type Client struct {
 	host   string
 	pid    string
 	log    *slog.Logger
+	events func(Event, string) // optional observer: event, lock name
 
 	scriptsLoaded atomic.Bool // acquire.lua is in Redis's script cache
 
@@ -56,6 +57,28 @@ func WithOwner(id string) ClientOption { return func(c *Client) { c.owner = id }
 
 // WithLogger sets the logger (default: slog.Default()).
 func WithLogger(l *slog.Logger) ClientOption { return func(c *Client) { c.log = l } }
+
+// Event is a keep-alive event, for metrics.
+type Event string
+
+// Keep-alive events.
+const (
+	EventRenewed     Event = "renewed"      // a renewal succeeded
+	EventRenewFailed Event = "renew_failed" // a renewal failed (Redis error); keep-alive retries
+	EventLost        Event = "lost"         // the lease was lost; the holder's context is cancelled
+)
+
+// WithEvents sets an observer of keep-alive events (default none). It
+// must not block.
+func WithEvents(fn func(ev Event, lock string)) ClientOption {
+	return func(c *Client) { c.events = fn }
+}
+
+func (c *Client) emit(ev Event, lock string) {
+	if c.events != nil {
+		c.events(ev, lock)
+	}
+}
 
 // New returns a Client on rdb. The caller keeps ownership of rdb.
 func New(rdb redis.UniversalClient, opts ...ClientOption) *Client {

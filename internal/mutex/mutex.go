@@ -506,6 +506,7 @@ func (m *Mutex) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, s
 	// The deadline fires on its own timer, so a renewal stuck on a hung
 	// Redis cannot delay the cancellation.
 	expire := time.AfterFunc(time.Until(since.Add(trusted)), func() {
+		m.c.emit(EventLost, m.name)
 		cancel(fmt.Errorf("%w: %q: no renewal succeeded for %v", ErrLost, m.name, trusted))
 	})
 	defer expire.Stop()
@@ -529,15 +530,18 @@ func (m *Mutex) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, s
 		rcancel()
 		switch {
 		case err == nil:
+			m.c.emit(EventRenewed, m.name)
 			since = sent
 			expire.Reset(time.Until(since.Add(trusted)))
 			next = every
 		case errors.Is(err, ErrLost):
+			m.c.emit(EventLost, m.name)
 			cancel(err)
 			return
 		case ctx.Err() != nil:
 			return // stopped or cancelled mid-renewal
 		default:
+			m.c.emit(EventRenewFailed, m.name)
 			m.c.log.Warn("mutex: lease renewal failed", "lock", m.name, "err", err)
 			next = retryEvery
 		}

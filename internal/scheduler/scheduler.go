@@ -88,6 +88,8 @@ type Hooks struct {
 	RunStarted  func(instance string, lag time.Duration)
 	RunFinished func(rec Record, dur time.Duration)
 	RedisError  func(op string)
+	// ClaimLatency observes one claim-and-lock round trip (a batch).
+	ClaimLatency func(d time.Duration)
 }
 
 // Option configures a Scheduler.
@@ -204,8 +206,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.log.Info("replica started", "config_hash", short(s.cfg.Load().Hash), "instances", len(s.cfg.Load().Instances))
 
 	var bg sync.WaitGroup
-	bg.Add(2)
+	bg.Add(3)
 	go func() { defer bg.Done(); s.every(ctx, s.beatEvery, "heartbeat", s.heartbeat) }()
+	go func() { defer bg.Done(); s.triggerLoop(ctx, e) }()
 	go func() {
 		defer bg.Done()
 		s.every(ctx, s.maintEvery, "maintenance", func(ctx context.Context) { s.maintain(ctx, e) })
@@ -355,45 +358,67 @@ func (s *Scheduler) fire(ctx context.Context, e env, t time.Time, due []*jobs.In
 	}
 }
 
+// claimItem is one claim to make: an instance's tick, or a manual trigger.
+type claimItem struct {
+	in       *jobs.Instance
+	at       time.Time // scheduled time (for a trigger: when it was asked)
+	runID    string
+	claimKey string
+	trigger  string
+}
+
 // claim claims tick t of the instances, and starts, skips or queues them.
 func (s *Scheduler) claim(ctx context.Context, e env, t time.Time, insts []*jobs.Instance, trigger string) {
-	reqs := make([]ClaimRequest, len(insts))
-	ids := make([]string, len(insts))
+	items := make([]claimItem, len(insts))
 	for i, in := range insts {
-		ids[i] = newRunID(t)
+		items[i] = claimItem{in: in, at: t, runID: newRunID(t), claimKey: s.store.tickKey(in.Name, t), trigger: trigger}
+	}
+	s.claimItems(ctx, e, items)
+}
+
+// claimItems claims in one batch; the winners run, skip or wait.
+func (s *Scheduler) claimItems(ctx context.Context, e env, items []claimItem) []bool {
+	reqs := make([]ClaimRequest, len(items))
+	for i, it := range items {
 		reqs[i] = ClaimRequest{
-			ClaimKey: s.store.tickKey(in.Name, t), ClaimValue: claimValue(s.replica, ids[i]),
-			ClaimTTL: claimTTL(in, t), Lock: in.Lock, LockTTL: in.LockTTL, Label: label(in, ids[i]),
+			ClaimKey: it.claimKey, ClaimValue: claimValue(s.replica, it.runID),
+			ClaimTTL: claimTTL(it.in, it.at), Lock: it.in.Lock, LockTTL: it.in.LockTTL, Label: label(it.in, it.runID),
 		}
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
+	began := time.Now()
 	results := s.locker.ClaimAndLock(cctx, reqs)
+	call(s.hooks.ClaimLatency, time.Since(began))
 	cancel()
+	won := make([]bool, len(items))
 	for i, r := range results {
-		in := insts[i]
-		rec := &Record{RunID: ids[i], Instance: in.Name, Job: in.Job, ScheduledAt: t.UTC(),
-			Trigger: trigger, Replica: s.replica, Lock: in.Lock}
-		switch {
-		case r.Err != nil:
+		it := items[i]
+		in := it.in
+		rec := &Record{RunID: it.runID, Instance: in.Name, Job: in.Job, ScheduledAt: it.at.UTC(),
+			Trigger: it.trigger, Replica: s.replica, Lock: in.Lock}
+		if r.Err != nil {
 			s.redisError("claim", r.Err)
-		case !r.Won:
-			s.log.Debug("tick claimed elsewhere", "job", in.Name, "scheduled_at", t.UTC())
+			continue
+		}
+		if !r.Won {
+			s.log.Debug("tick claimed elsewhere", "job", in.Name, "scheduled_at", it.at.UTC())
 			call(s.hooks.ClaimLost, in.Name)
+			continue
+		}
+		won[i] = true
+		s.redisOK()
+		call(s.hooks.ClaimWon, in.Name)
+		switch {
 		case r.Lease != nil:
-			s.redisOK()
-			call(s.hooks.ClaimWon, in.Name)
-			s.log.Info("claim won", "job", in.Name, "run_id", rec.RunID, "scheduled_at", t.UTC(), "lock", in.Lock, "fence", r.Lease.Fence())
+			s.log.Info("claim won", "job", in.Name, "run_id", rec.RunID, "scheduled_at", it.at.UTC(), "trigger", it.trigger, "lock", in.Lock, "fence", r.Lease.Fence())
 			s.start(e, in, rec, r.Lease)
 		case in.Overlap == jobs.OverlapWait:
-			s.redisOK()
-			call(s.hooks.ClaimWon, in.Name)
 			s.wait(e, in, rec)
 		default:
-			s.redisOK()
-			call(s.hooks.ClaimWon, in.Name)
 			s.skip(e, in, rec, "lock held")
 		}
 	}
+	return won
 }
 
 // skip records a claimed tick that will not run, naming the lock holder.
@@ -483,7 +508,11 @@ func (s *Scheduler) execute(e env, in *jobs.Instance, rec *Record, lease Lease) 
 	stop()
 	end := res.End.UTC()
 	code := res.ExitCode
-	rec.Status, rec.End, rec.ExitCode, rec.Signal, rec.Reason, rec.Output = string(res.Status), &end, &code, res.Signal, res.Reason, res.Output
+	rec.Status, rec.End, rec.ExitCode, rec.Reason, rec.Output = string(res.Status), &end, &code, res.Reason, res.Output
+	rec.Signal, rec.SignalNo = res.Signal, res.SignalNo
+	if res.Status == jobs.StatusLockLost {
+		log.Warn("lease lost: the run was terminated", "lock", in.Lock, "reason", res.Reason)
+	}
 	dur := res.End.Sub(res.Start)
 	level := slog.LevelInfo
 	if res.Status != jobs.StatusSucceeded {

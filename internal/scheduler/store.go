@@ -62,6 +62,7 @@ type Record struct {
 	End         *time.Time `json:"end,omitempty"`
 	ExitCode    *int       `json:"exit_code,omitempty"`
 	Signal      string     `json:"signal,omitempty"`
+	SignalNo    int        `json:"signal_number,omitempty"`
 	Reason      string     `json:"reason,omitempty"`
 	Output      string     `json:"output,omitempty"`
 }
@@ -196,6 +197,15 @@ func (s *Store) claimsExist(ctx context.Context, instance string, ticks []time.T
 		out[i] = c.Val() == 1
 	}
 	return out, nil
+}
+
+// Claimed reports whether instance's tick t was claimed by any replica.
+func (s *Store) Claimed(ctx context.Context, instance string, t time.Time) (bool, error) {
+	ok, err := s.claimsExist(ctx, instance, []time.Time{t})
+	if err != nil {
+		return false, err
+	}
+	return ok[0], nil
 }
 
 // Heartbeat is what a replica publishes about itself.
