@@ -53,7 +53,9 @@ func TestOperatorCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	pfx := prefix(t)
-	run := func(t *testing.T, url string, args ...string) result { return wait(t, jobdPrefix(t, url, pfx, args...)) }
+	run := func(t *testing.T, url string, args ...string) result {
+		return wait(t, jobdPrefix(t, url, pfx, args...))
+	}
 	poll(t, 15*time.Second, "three runs of fast", func() bool {
 		r := run(t, url, "-c", cfgPath, "history", "fast", "--json")
 		var recs []map[string]any
@@ -246,4 +248,3 @@ func normalizeStatus(t *testing.T, s, dir string) string {
 	_ = enc.Encode(walk(v))
 	return b.String()
 }
-
