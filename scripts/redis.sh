@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # redis.sh: make sure redis-server is installed, and optionally that one runs.
 #
-#   scripts/redis.sh install   install redis-server if missing (tests start their own)
+#   scripts/redis.sh install   install redis-server (and systemd-analyze, for the unit
+#                              tests) if missing; tests start their own servers
 #   scripts/redis.sh run CMD…  run CMD with JOBD_REDIS_URL pointing at a Redis:
 #                              the one at 127.0.0.1:6379 if it answers, otherwise a
 #                              private redis-server on a free port, stopped when CMD exits.
@@ -11,9 +12,18 @@ hint="redis-server is not installed and could not be installed here.
 Install it, then run this again:
     sudo apt-get update && sudo apt-get install -y redis-server"
 
+# install [tests]: redis-server; with "tests", also systemd-analyze.
 install() {
-  command -v redis-server >/dev/null 2>&1 && return 0
-  echo "redis.sh: installing redis-server with apt-get" >&2
+  local pkgs=""
+  command -v redis-server >/dev/null 2>&1 || pkgs="redis-server"
+  if [ "${1:-}" = tests ]; then
+    command -v systemd-analyze >/dev/null 2>&1 || pkgs="$pkgs systemd"
+  fi
+  [ -z "$pkgs" ] && return 0
+  hint="These packages are missing and could not be installed here:$pkgs
+Install them, then run this again:
+    sudo apt-get update && sudo apt-get install -y$pkgs"
+  echo "redis.sh: installing$pkgs with apt-get" >&2
   local sudo=""
   if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
@@ -21,7 +31,8 @@ install() {
     fi
   fi
   if ! command -v apt-get >/dev/null 2>&1; then echo "$hint" >&2; exit 1; fi
-  $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >&2 \
+  # shellcheck disable=SC2086
+  $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $pkgs >&2 \
     || { echo "$hint" >&2; exit 1; }
   command -v redis-server >/dev/null 2>&1 || { echo "$hint" >&2; exit 1; }
 }
@@ -50,7 +61,7 @@ run() {
 }
 
 case "${1:-}" in
-  install) install ;;
+  install) install tests ;;
   run) shift; run "$@" ;;
   *) echo "usage: scripts/redis.sh install | run CMD [ARGS...]" >&2; exit 2 ;;
 esac
