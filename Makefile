@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help build test run bench fuzz lint redis clean
+.PHONY: help build test run demo bench fuzz lint redis clean
 
 FUZZTIME ?= 5m
 
@@ -27,6 +27,9 @@ test: redis lint ## lint, then every test with -race against real redis-server p
 
 run: build ## run the daemon on jobs.example.yaml against a local Redis (a private one is started if none answers on 6379)
 	scripts/redis.sh run bin/jobd --log-format text -c jobs.example.yaml run
+
+demo: build ## a private Redis and three replicas: spread, shared locks, one replica killed (Ctrl-C stops it)
+	scripts/demo.sh
 
 bench: redis ## benchmarks of the mutex
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/mutex/

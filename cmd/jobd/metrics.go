@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/jobd/jobd/internal/jobs"
 	"github.com/jobd/jobd/internal/mutex"
 	"github.com/jobd/jobd/internal/scheduler"
 )
@@ -32,6 +33,7 @@ type metrics struct {
 	lastSuccess *prometheus.GaugeVec
 	reloads     *prometheus.CounterVec
 	configInfo  *prometheus.GaugeVec
+	period      *prometheus.GaugeVec
 }
 
 func newMetrics(sched func() *scheduler.Scheduler) *metrics {
@@ -59,7 +61,9 @@ func newMetrics(sched func() *scheduler.Scheduler) *metrics {
 		Help: "Config reloads by result: ok or failed."}, []string{"result"})
 	m.configInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jobd_config_info",
 		Help: "Always 1; the label is the hash of the config in force."}, []string{"hash"})
-	for _, c := range []prometheus.Collector{m.runs, m.duration, m.lag, m.claims, m.skips, m.acquire, m.lease,
+	m.period = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jobd_schedule_period_seconds",
+		Help: "Time between an instance's next two fire times (for alerts on missed successes)."}, []string{"job"})
+	for _, c := range []prometheus.Collector{m.period, m.runs, m.duration, m.lag, m.claims, m.skips, m.acquire, m.lease,
 		m.redisErrors, m.lastSuccess, m.reloads, m.configInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
@@ -101,9 +105,31 @@ func (m *metrics) hooks() scheduler.Hooks {
 
 func (m *metrics) leaseEvent(ev mutex.Event, _ string) { m.lease.WithLabelValues(string(ev)).Inc() }
 
-func (m *metrics) setConfig(hash string) {
+func (m *metrics) setConfig(cfg *jobs.Config) {
 	m.configInfo.Reset()
-	m.configInfo.WithLabelValues(hash).Set(1)
+	m.configInfo.WithLabelValues(cfg.Hash).Set(1)
+	m.period.Reset()
+	now := time.Now()
+	for _, in := range cfg.Instances {
+		if a := in.Schedule.Next(now); !a.IsZero() {
+			m.period.WithLabelValues(in.Name).Set(in.Schedule.Next(a).Sub(a).Seconds())
+		}
+	}
+}
+
+// refreshLastSuccess exports the cluster-wide last success of every
+// instance (from Redis), so that any replica's /metrics can answer "did
+// this job succeed lately", even one that just restarted.
+func (m *metrics) refreshLastSuccess(ctx context.Context, store *scheduler.Store, cfg *jobs.Config) {
+	for _, in := range cfg.Instances {
+		rec, ok, err := store.LastSuccess(ctx, in.Name)
+		if err != nil {
+			return
+		}
+		if ok && rec.End != nil {
+			m.lastSuccess.WithLabelValues(in.Name).Set(float64(rec.End.Unix()))
+		}
+	}
 }
 
 // serveHTTP serves /metrics, /healthz and /readyz on addr until ctx ends.

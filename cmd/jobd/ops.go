@@ -439,9 +439,13 @@ func runHistory(c *cli.Context) error {
 		fmt.Fprintf(w, "%s has no runs yet\n", name)
 		return nil
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	// Align the rows first, then interleave each run's extra lines, so that
+	// long output does not stretch the columns.
+	var table strings.Builder
+	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCHEDULED\tRUN ID\tREPLICA\tTRIGGER\tSTATUS\tEXIT\tDURATION\tFENCE")
-	for _, r := range recs {
+	extras := make([][]string, len(recs))
+	for i, r := range recs {
 		exit, dur := "-", "-"
 		switch {
 		case r.Signal != "":
@@ -453,18 +457,28 @@ func runHistory(c *cli.Context) error {
 			dur = human(secs(r.End.Sub(*r.Start)))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", r.ScheduledAt.Format(time.RFC3339), r.RunID, r.Replica, r.Trigger, r.Status, exit, dur, r.Fence)
-		if c.Bool("output") {
-			if r.Reason != "" {
-				fmt.Fprintf(tw, "  reason: %s\n", r.Reason)
-			}
-			for _, line := range strings.Split(strings.TrimRight(r.Output, "\n"), "\n") {
-				if line != "" {
-					fmt.Fprintf(tw, "  | %s\n", line)
-				}
+		if !c.Bool("output") {
+			continue
+		}
+		if r.Reason != "" {
+			extras[i] = append(extras[i], "  reason: "+r.Reason)
+		}
+		for _, line := range strings.Split(strings.TrimRight(r.Output, "\n"), "\n") {
+			if line != "" {
+				extras[i] = append(extras[i], "  | "+line)
 			}
 		}
 	}
-	return tw.Flush()
+	tw.Flush()
+	rows := strings.Split(strings.TrimRight(table.String(), "\n"), "\n")
+	fmt.Fprintln(w, rows[0])
+	for i, row := range rows[1:] {
+		fmt.Fprintln(w, row)
+		for _, x := range extras[i] {
+			fmt.Fprintln(w, x)
+		}
+	}
+	return nil
 }
 
 func triggerCommand() *cli.Command {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -151,6 +152,7 @@ func TestOperatorCommands(t *testing.T) {
 			`jobd_last_success_timestamp_seconds\{job="fast"\} 1\.[0-9.e+]+`,
 			`jobd_config_info\{hash="[0-9a-f]{64}"\} 1`,
 			`jobd_clock_skew_seconds `, `jobd_running_jobs `, `jobd_config_mismatch 0`,
+			`jobd_schedule_period_seconds\{job="fast"\} 1\n`, `jobd_schedule_period_seconds\{job="paused"\} 86400\n`,
 		} {
 			if !regexp.MustCompile(re).MatchString(body) {
 				t.Errorf("/metrics lacks %s", re)
@@ -182,10 +184,12 @@ func TestOperatorCommands(t *testing.T) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	s := redistest.Start(t) // any free port: take one from a server we then stop
-	addr := s.Addr
-	s.Close()
-	return addr
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 func get(t *testing.T, url string, want int) string {

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/urfave/cli/v2"
@@ -69,10 +70,11 @@ func runDaemon(c *cli.Context) error {
 	}
 	var sched *scheduler.Scheduler
 	m := newMetrics(func() *scheduler.Scheduler { return sched })
-	m.setConfig(cfg.Hash)
+	m.setConfig(cfg)
 	mc := mutex.New(rdb, mutex.WithPrefix(prefix), mutex.WithOwner(replica), mutex.WithLogger(log), mutex.WithEvents(m.leaseEvent))
 	defer mc.Close()
-	sched = scheduler.New(cfg, scheduler.NewStore(rdb, prefix), mutexlocker.New(mc),
+	store := scheduler.NewStore(rdb, prefix)
+	sched = scheduler.New(cfg, store, mutexlocker.New(mc),
 		scheduler.WithLogger(log), scheduler.WithReplicaID(replica), scheduler.WithVersion(version),
 		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")),
 		scheduler.WithHooks(m.hooks()))
@@ -82,6 +84,10 @@ func runDaemon(c *cli.Context) error {
 			return err
 		}
 		defer stopHTTP()
+		stopRefresh := every(ctx, 15*time.Second, func(ctx context.Context) {
+			m.refreshLastSuccess(ctx, store, sched.Config())
+		})
+		defer stopRefresh()
 	}
 
 	sigs := make(chan os.Signal, 4)
@@ -102,7 +108,7 @@ func runDaemon(c *cli.Context) error {
 				systemdNotify(daemon.SdNotifyReloading)
 				if cfg, ok := reload(c, log); ok {
 					sched.Reload(cfg)
-					m.setConfig(cfg.Hash)
+					m.setConfig(cfg)
 					m.reloads.WithLabelValues("ok").Inc()
 				} else {
 					m.reloads.WithLabelValues("failed").Inc()
@@ -146,4 +152,27 @@ func withFileRedis(c *cli.Context, cfg *jobs.Config) *cli.Context {
 		_ = c.Set("redis", cfg.Redis.URL)
 	}
 	return c
+}
+
+// every runs fn now and then every d until ctx ends or stop is called;
+// stop waits for it.
+func every(ctx context.Context, d time.Duration, fn func(context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, d)
+			fn(rctx)
+			rcancel()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
