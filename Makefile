@@ -1,12 +1,16 @@
 # jobd. `make help` lists the targets.
+SHELL   := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help build test run demo bench fuzz lint redis clean
+.PHONY: help build test run demo bench fuzz soak chaos lint redis clean
 
-FUZZTIME ?= 5m
+FUZZTIME  ?= 5m
+SOAKTIME  ?= 10m
+CHAOSTIME ?= 5m
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -36,6 +40,12 @@ bench: redis ## benchmarks of the mutex
 
 fuzz: ## fuzz the schedule-file loader for FUZZTIME (default 5m; CI runs 30s)
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/jobs/
+
+soak: redis ## three replicas, ten jobs every second, for SOAKTIME (default 10m): every tick exactly once
+	JOBD_SOAK=$(SOAKTIME) $(GO) test -race -count=1 -timeout 0 -run '^TestExactlyOnce$$' -v ./internal/scheduler/ | grep -E '^(---|ok|FAIL)|ticks in the window'
+
+chaos: redis ## real replicas killed with -9 and Redis paused for CHAOSTIME (default 5m): no duplicate, no overlap
+	JOBD_CHAOS=$(CHAOSTIME) $(GO) test -race -count=1 -timeout 0 -run '^TestChaos$$' -v ./cmd/jobd/ | grep -E '^(---|ok|FAIL)|chaos '
 
 clean: ## remove build output
 	rm -rf bin

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -212,5 +214,49 @@ func TestRedisURLForms(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDocumentedACL: the ACL user the README recommends is enough for the
+// daemon, status and jobd lock.
+func TestDocumentedACL(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acl []string
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(line, "ACL SETUSER jobd ") {
+			acl = strings.Fields(strings.ReplaceAll(line, "LONG-RANDOM-PASSWORD", "pw-acl-test"))
+		}
+	}
+	if acl == nil {
+		t.Fatal("README has no ACL SETUSER jobd line")
+	}
+	srv := redistest.Start(t)
+	_, admin := newMutexClient(t, srv.URL())
+	args := make([]any, len(acl))
+	for i, a := range acl {
+		args[i] = a
+	}
+	if err := admin.Do(context.Background(), args...).Err(); err != nil {
+		t.Fatalf("%v: %v", acl, err)
+	}
+	url := "redis://jobd:pw-acl-test@" + srv.Addr + "/0"
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "jobs.yaml")
+	out := filepath.Join(dir, "out")
+	writeFile(t, cfgPath, "jobs:\n  - name: a\n    schedule: \"@every 1s\"\n    command: [\"sh\", \"-c\", \"echo ran >> "+out+"\"]\n")
+	daemon := jobdPrefix(t, url, "jobd", "-c", cfgPath, "run", "--replica-id", "acl")
+	poll(t, 10*time.Second, "a run under the ACL user", func() bool { return fileHas(out, "ran") })
+	if r := wait(t, jobdPrefix(t, url, "jobd", "-c", cfgPath, "status")); r.code != 0 {
+		t.Errorf("status: exit %d: %s", r.code, r.stderr)
+	}
+	if r := wait(t, jobdPrefix(t, url, "jobd", "lock", "--wait", "5s", "db-maintenance", "--", "true")); r.code != 0 {
+		t.Errorf("lock: exit %d: %s", r.code, r.stderr)
+	}
+	_ = daemon.Process.Signal(syscall.SIGTERM)
+	if r := wait(t, daemon); r.code != 0 || strings.Contains(r.stderr, "NOPERM") {
+		t.Errorf("daemon: exit %d: %s", r.code, r.stderr)
 	}
 }

@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -14,11 +15,26 @@ import (
 
 const recordCmd = `["sh", "-c", "echo \"$JOBD_INSTANCE $JOBD_SCHEDULED_AT $JOBD_REPLICA\" >> OUT"]`
 
+// soakTime is how long TestExactlyOnce runs: 16s, or JOBD_SOAK (make soak).
+func soakTime(t *testing.T) time.Duration {
+	d := 16 * time.Second
+	if s := os.Getenv("JOBD_SOAK"); s != "" {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("JOBD_SOAK: %v", err)
+		}
+		d = max(d, v)
+	}
+	return d
+}
+
 // TestExactlyOnce: three replicas, one started late and one with a clock
-// 1.5s fast; ten jobs every second for 16s. Every fire time in the window
-// runs exactly once, counted from what the jobs wrote.
+// 1.5s fast; ten jobs every second for 16s (JOBD_SOAK for longer). Every
+// fire time in the window runs exactly once, counted from what the jobs
+// wrote.
 func TestExactlyOnce(t *testing.T) {
 	url := redistest.SharedURL(t)
+	total := soakTime(t)
 	out := outFile(t)
 	cfg := config(t, out, jobsYAML(10, "@every 1s", "", recordCmd))
 	t0 := time.Now()
@@ -26,12 +42,12 @@ func TestExactlyOnce(t *testing.T) {
 	b := startReplica(t, url, cfg, "b", scheduler.WithClock(skewClock(1500*time.Millisecond)))
 	time.Sleep(3 * time.Second)
 	c := startReplica(t, url, cfg, "c")
-	time.Sleep(13 * time.Second)
+	time.Sleep(total - 3*time.Second)
 	for _, r := range []*replica{a, b, c} {
 		r.stop()
 	}
 	from := t0.Truncate(time.Second).Add(3 * time.Second) // b's skew puts its first ticks 1.5s ahead
-	to := t0.Add(15 * time.Second).Truncate(time.Second)
+	to := t0.Add(total - time.Second).Truncate(time.Second)
 	counts := map[string]int{}
 	byReplica := map[string]int{}
 	for _, f := range lines(t, out) {
