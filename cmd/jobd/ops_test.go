@@ -100,6 +100,16 @@ func TestOperatorCommands(t *testing.T) {
 			t.Error("status shows a token")
 		}
 	})
+	t.Run("status watch", func(t *testing.T) {
+		cmd := jobdPrefix(t, url, pfx, "-c", cfgPath, "status", "--watch")
+		poll(t, 10*time.Second, "two redraws", func() bool {
+			return strings.Count(cmd.Stdout.(*syncBuffer).String(), "\033[H\033[2J") >= 2
+		})
+		_ = cmd.Process.Signal(os.Interrupt)
+		if r := wait(t, cmd); r.code != 0 || strings.Count(r.stdout, "REPLICAS") < 2 {
+			t.Fatalf("exit %d: %s", r.code, r.stdout)
+		}
+	})
 	t.Run("history", func(t *testing.T) {
 		r := run(t, url, "-c", cfgPath, "history", "fast", "--limit", "2", "--output")
 		if r.code != 0 {
