@@ -89,6 +89,9 @@ func isTerminal(w any) bool {
 // exit 69 with a one-line reason that never shows the password.
 func connectRedis(ctx context.Context, c *cli.Context) (redis.UniversalClient, error) {
 	raw := c.String("redis")
+	if raw == "" {
+		raw = defaultRedisURL
+	}
 	opt, err := redis.ParseURL(raw)
 	if err != nil {
 		return nil, exitf(exitUsage, "--redis %s: %s", redactURL(raw), scrub(err.Error(), raw))

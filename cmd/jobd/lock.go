@@ -99,7 +99,7 @@ func runLock(c *cli.Context) error {
 		return err
 	}
 	defer rdb.Close()
-	mc := mutex.New(rdb, mutex.WithPrefix(c.String("prefix")), mutex.WithLogger(log))
+	mc := mutex.New(rdb, mutex.WithPrefix(keyPrefix(c, nil)), mutex.WithLogger(log))
 	defer mc.Close()
 	m := mc.NewMutex(key, mutex.WithTTL(ttl), mutex.WithWait(wait), mutex.WithLabel(label))
 

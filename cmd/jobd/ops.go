@@ -47,12 +47,9 @@ func openOps(c *cli.Context, needConfig bool) (*opsEnv, error) {
 	if e.cfgErr != nil && needConfig {
 		return nil, exitf(exitFailure, "%s: %v", c.String("config"), e.cfgErr)
 	}
-	prefix := c.String("prefix")
+	prefix := keyPrefix(c, e.cfg)
 	if e.cfg != nil {
 		c = withFileRedis(c, e.cfg)
-		if !c.IsSet("prefix") && e.cfg.Redis.Prefix != "" {
-			prefix = e.cfg.Redis.Prefix
-		}
 	}
 	rdb, err := connectRedis(c.Context, c)
 	if err != nil {

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -261,4 +263,29 @@ func normalizeStatus(t *testing.T, s, dir string) string {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(walk(v))
 	return b.String()
+}
+
+// TestConfigRedisSettings: the file's redis.url and redis.prefix apply
+// when neither a flag nor the environment sets them.
+func TestConfigRedisSettings(t *testing.T) {
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "jobs.yaml")
+	writeFile(t, cfgPath, "redis:\n  url: "+srv.URL()+"\n  prefix: from-file\njobs:\n  - name: a\n    schedule: \"@daily\"\n    command: [\"true\"]\n")
+	cmd := exec.Command(jobdBin, "-c", cfgPath, "status", "--json")
+	cmd.Env = append(os.Environ(), "JOBD_REDIS_URL=", "JOBD_PREFIX=")
+	out, _ := cmd.Output()
+	if code := cmd.ProcessState.ExitCode(); code != 3 { // reached the file's Redis; nobody alive there
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	_, rdb := newMutexClient(t, srv.URL())
+	if err := rdb.Set(context.Background(), "from-file:replica:x", `{"id":"x","config_hash":"h"}`, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(jobdBin, "-c", cfgPath, "status", "--json")
+	cmd.Env = append(os.Environ(), "JOBD_REDIS_URL=", "JOBD_PREFIX=")
+	out, _ = cmd.Output()
+	if code := cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(string(out), `"id": "x"`) {
+		t.Fatalf("prefix from the file not used: exit %d: %s", code, out)
+	}
 }

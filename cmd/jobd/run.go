@@ -59,10 +59,7 @@ func runDaemon(c *cli.Context) error {
 		return err
 	}
 	defer rdb.Close()
-	prefix := c.String("prefix")
-	if !c.IsSet("prefix") && cfg.Redis.Prefix != "" {
-		prefix = cfg.Redis.Prefix
-	}
+	prefix := keyPrefix(c, cfg)
 	replica := c.String("replica-id")
 	host, _ := os.Hostname()
 	if replica == "" {
@@ -147,11 +144,25 @@ func reload(c *cli.Context, log *slog.Logger) (*jobs.Config, bool) {
 
 // withFileRedis lets the file's redis.url apply when neither --redis nor
 // JOBD_REDIS_URL is set.
+// An empty value (JOBD_REDIS_URL=) counts as unset.
 func withFileRedis(c *cli.Context, cfg *jobs.Config) *cli.Context {
-	if !c.IsSet("redis") && cfg.Redis.URL != "" {
+	if (!c.IsSet("redis") || c.String("redis") == "") && cfg.Redis.URL != "" {
 		_ = c.Set("redis", cfg.Redis.URL)
 	}
 	return c
+}
+
+// keyPrefix is --prefix, else the file's redis.prefix, else the default;
+// an empty value counts as unset.
+func keyPrefix(c *cli.Context, cfg *jobs.Config) string {
+	p := c.String("prefix")
+	if (!c.IsSet("prefix") || p == "") && cfg != nil && cfg.Redis.Prefix != "" {
+		p = cfg.Redis.Prefix
+	}
+	if p == "" {
+		p = defaultPrefix
+	}
+	return p
 }
 
 // every runs fn now and then every d until ctx ends or stop is called;

@@ -312,54 +312,24 @@ func optPath(path, field string, inJob bool) string {
 // merge applies defaults: and then the built-in defaults to a job's options.
 func merge(job, defs Options) Options {
 	o := job
-	pick := func(dst **Duration, def *Duration, builtin time.Duration) {
-		if *dst == nil {
-			*dst = def
-		}
-		if *dst == nil {
-			v := Duration(builtin)
-			*dst = &v
-		}
-	}
-	pick(&o.Timeout, defs.Timeout, DefaultTimeout)
-	pick(&o.LockTTL, defs.LockTTL, DefaultLockTTL)
-	pick(&o.KillGrace, defs.KillGrace, DefaultKillGrace)
-	pick(&o.StartingDeadline, defs.StartingDeadline, DefaultStartingDeadline)
-	if o.MaxWait == nil {
+	dur := func(d time.Duration) Duration { return Duration(d) }
+	orDefault(&o.Timeout, defs.Timeout, dur(DefaultTimeout))
+	orDefault(&o.LockTTL, defs.LockTTL, dur(DefaultLockTTL))
+	orDefault(&o.KillGrace, defs.KillGrace, dur(DefaultKillGrace))
+	orDefault(&o.StartingDeadline, defs.StartingDeadline, dur(DefaultStartingDeadline))
+	orDefault(&o.Timezone, defs.Timezone, DefaultTimezone)
+	orDefault(&o.Overlap, defs.Overlap, OverlapSkip)
+	orDefault(&o.Misfire, defs.Misfire, MisfireSkip)
+	orDefault(&o.Shell, defs.Shell, DefaultShell)
+	orDefault(&o.History, defs.History, DefaultHistory)
+	orDefault(&o.Enabled, defs.Enabled, true)
+	orDefault(&o.Suspend, defs.Suspend, false)
+	if o.MaxWait == nil { // no built-in: until the next fire time
 		o.MaxWait = defs.MaxWait
 	}
-	str := func(dst **string, def *string, builtin string) {
-		if *dst == nil {
-			*dst = def
-		}
-		if *dst == nil {
-			*dst = &builtin
-		}
-	}
-	str(&o.Timezone, defs.Timezone, DefaultTimezone)
-	str(&o.Overlap, defs.Overlap, OverlapSkip)
-	str(&o.Misfire, defs.Misfire, MisfireSkip)
-	str(&o.Shell, defs.Shell, DefaultShell)
-	if o.Workdir == nil {
+	if o.Workdir == nil { // no built-in: jobd's working directory
 		o.Workdir = defs.Workdir
 	}
-	if o.History == nil {
-		o.History = defs.History
-	}
-	if o.History == nil {
-		h := DefaultHistory
-		o.History = &h
-	}
-	boolean := func(dst **bool, def *bool, builtin bool) {
-		if *dst == nil {
-			*dst = def
-		}
-		if *dst == nil {
-			*dst = &builtin
-		}
-	}
-	boolean(&o.Enabled, defs.Enabled, true)
-	boolean(&o.Suspend, defs.Suspend, false)
 	env := map[string]string{}
 	for k, v := range defs.Env {
 		env[k] = v
@@ -369,6 +339,16 @@ func merge(job, defs Options) Options {
 	}
 	o.Env = env
 	return o
+}
+
+// orDefault sets an unset option from defaults:, else to its built-in value.
+func orDefault[T any](dst **T, def *T, builtin T) {
+	if *dst == nil {
+		*dst = def
+	}
+	if *dst == nil {
+		*dst = &builtin
+	}
 }
 
 func (d *decoder) checkOptions(path string, job, o Options) {

@@ -229,7 +229,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	t.Stop()
 	stopRuns(errShutdown)
-	go func() { time.Sleep(recordGrace); stopRecords() }()
+	giveUp := time.AfterFunc(recordGrace, stopRecords) // last records of an unreachable Redis
+	defer giveUp.Stop()
 	<-done
 	bg.Wait()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
