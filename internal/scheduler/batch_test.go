@@ -135,3 +135,60 @@ func TestClockAndConfigChecks(t *testing.T) {
 		t.Error("no config mismatch warning")
 	}
 }
+
+// tripCounter counts every round trip (a command or a pipeline).
+type tripCounter struct {
+	mu    sync.Mutex
+	trips int
+}
+
+func (c *tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.add()
+		return next(ctx, cmd)
+	}
+}
+func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.add()
+		return next(ctx, cmds)
+	}
+}
+func (c *tripCounter) add() { c.mu.Lock(); c.trips++; c.mu.Unlock() }
+func (c *tripCounter) get() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.trips
+}
+
+// TestRoundTripsPerRun measures the daemon's own Redis work per run: claim
+// and lock, start record, result record, unlock. Heartbeats and
+// maintenance run on their own intervals and are kept out of the window.
+func TestRoundTripsPerRun(t *testing.T) {
+	url := redistest.SharedURL(t)
+	out := outFile(t)
+	cfg := config(t, out, jobsYAML(1, "@every 1s", "", recordCmd))
+	rdb := newRedis(t, url)
+	counter := &tripCounter{}
+	rdb.AddHook(counter)
+	mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner("a"))
+	defer mc.Close()
+	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), mutexlocker.New(mc), scheduler.WithReplicaID("a"),
+		scheduler.WithLogger(discard()), scheduler.WithIntervals(time.Hour, time.Hour))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, 5*time.Second, "the first run", func() bool { return len(lines(t, out)) >= 1 })
+	time.Sleep(200 * time.Millisecond) // let the first run finish its records
+	before, runsBefore := counter.get(), len(lines(t, out))
+	time.Sleep(5 * time.Second)
+	trips, runs := counter.get()-before, len(lines(t, out))-runsBefore
+	cancel()
+	<-done
+	perRun := float64(trips) / float64(runs)
+	t.Logf("%d runs cost %d Redis round trips: %.1f per run", runs, trips, perRun)
+	if runs < 4 || perRun > 4.5 {
+		t.Fatalf("%d runs, %.1f round trips per run; want at most 4 (claim+lock, start, result, unlock)", runs, perRun)
+	}
+}
