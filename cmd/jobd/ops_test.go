@@ -282,6 +282,7 @@ func TestConfigRedisSettings(t *testing.T) {
 	if err := rdb.Set(context.Background(), "from-file:replica:x", `{"id":"x","config_hash":"h"}`, time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
+	rdb.SAdd(context.Background(), "from-file:replicas", "x")
 	cmd = exec.Command(jobdBin, "-c", cfgPath, "status", "--json")
 	cmd.Env = append(os.Environ(), "JOBD_REDIS_URL=", "JOBD_PREFIX=")
 	out, _ = cmd.Output()

@@ -138,3 +138,30 @@ func TestPanicRecovered(t *testing.T) {
 	default:
 	}
 }
+
+// TestReplicasExpire: a replica whose heartbeat expired is no longer
+// listed, and its id is pruned from the replica set.
+func TestReplicasExpire(t *testing.T) {
+	rdb := newRedis(t, redistest.SharedURL(t))
+	store := scheduler.NewStore(rdb, prefix(t))
+	ctx := context.Background()
+	for id, ttl := range map[string]time.Duration{"alive": time.Minute, "dying": 200 * time.Millisecond} {
+		if err := store.Beat(ctx, scheduler.Heartbeat{ID: id}, ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	hbs, err := store.Replicas(ctx)
+	if err != nil || len(hbs) != 1 || hbs[0].ID != "alive" {
+		t.Fatalf("replicas %+v, %v", hbs, err)
+	}
+	if ids := rdb.SMembers(ctx, prefix(t)+":replicas").Val(); len(ids) != 1 || ids[0] != "alive" {
+		t.Fatalf("replica set %v, want [alive]", ids)
+	}
+	if err := store.RemoveBeat(ctx, "alive"); err != nil {
+		t.Fatal(err)
+	}
+	if hbs, _ := store.Replicas(ctx); len(hbs) != 0 {
+		t.Fatalf("after RemoveBeat: %+v", hbs)
+	}
+}

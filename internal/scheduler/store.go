@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"time"
 
@@ -220,37 +221,58 @@ type Heartbeat struct {
 	BeatAt     time.Time `json:"heartbeat_at"`
 }
 
-// Beat writes a heartbeat that expires after ttl.
+// replicasKey is the set of replica ids that have sent a heartbeat; a
+// member whose heartbeat key expired is dead and is pruned on read. It
+// spares status and the config check a scan of the whole keyspace.
+func (s *Store) replicasKey() string { return s.prefix + ":replicas" }
+
+// Beat writes a heartbeat that expires after ttl (one round trip).
 func (s *Store) Beat(ctx context.Context, hb Heartbeat, ttl time.Duration) error {
 	b, _ := json.Marshal(hb)
-	return s.rdb.Set(ctx, s.replicaKey(hb.ID), b, ttl).Err()
+	pipe := s.rdb.Pipeline()
+	pipe.Set(ctx, s.replicaKey(hb.ID), b, ttl)
+	pipe.SAdd(ctx, s.replicasKey(), hb.ID)
+	_, err := pipe.Exec(ctx)
+	return err
 }
 
 // RemoveBeat deletes a replica's heartbeat (clean shutdown).
 func (s *Store) RemoveBeat(ctx context.Context, id string) error {
-	return s.rdb.Del(ctx, s.replicaKey(id)).Err()
+	pipe := s.rdb.Pipeline()
+	pipe.Del(ctx, s.replicaKey(id))
+	pipe.SRem(ctx, s.replicasKey(), id)
+	_, err := pipe.Exec(ctx)
+	return err
 }
 
-// Replicas returns the live replicas' heartbeats.
+// Replicas returns the live replicas' heartbeats, sorted by id. Liveness
+// is the heartbeat key's own TTL, so no clock is compared.
 func (s *Store) Replicas(ctx context.Context) ([]Heartbeat, error) {
-	var keys []string
-	it := s.rdb.Scan(ctx, 0, s.prefix+":replica:*", 100).Iterator()
-	for it.Next(ctx) {
-		keys = append(keys, it.Val())
-	}
-	if err := it.Err(); err != nil || len(keys) == 0 {
+	ids, err := s.rdb.SMembers(ctx, s.replicasKey()).Result()
+	if err != nil || len(ids) == 0 {
 		return nil, err
+	}
+	sort.Strings(ids)
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = s.replicaKey(id)
 	}
 	vals, err := s.rdb.MGet(ctx, keys...).Result()
 	if err != nil {
 		return nil, err
 	}
 	var out []Heartbeat
-	for _, v := range vals {
+	var dead []any
+	for i, v := range vals {
 		var hb Heartbeat
 		if str, ok := v.(string); ok && json.Unmarshal([]byte(str), &hb) == nil {
 			out = append(out, hb)
+		} else if v == nil {
+			dead = append(dead, ids[i])
 		}
+	}
+	if len(dead) > 0 {
+		_ = s.rdb.SRem(ctx, s.replicasKey(), dead...).Err() // best effort
 	}
 	return out, nil
 }
