@@ -331,7 +331,7 @@ func printStatus(w io.Writer, st *statusJSON) {
 		if !r.ConfigMatches {
 			cfg = "DIFFERS " + short(r.ConfigHash)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.Host, r.PID, r.Version, human(r.Uptime), ago(r.HeartbeatAge), len(r.Running), cfg)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Host, r.PID, r.Version, human(r.Uptime), ago(r.HeartbeatAge), running(r.Running), cfg)
 	}
 	fmt.Fprintln(tw, "\t")
 	fmt.Fprintln(tw, "LOCKS")
@@ -368,6 +368,18 @@ func printStatus(w io.Writer, st *statusJSON) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Instance, j.Schedule, j.Timezone, next, last, replica, status, dur)
 	}
 	tw.Flush()
+}
+
+// running lists a replica's running instances, shortened to fit a column.
+func running(names []string) string {
+	if len(names) == 0 {
+		return "-"
+	}
+	s := strings.Join(names, ",")
+	if len(s) > 40 {
+		s = s[:37] + fmt.Sprintf("… (%d)", len(names))
+	}
+	return s
 }
 
 func short(h string) string {
