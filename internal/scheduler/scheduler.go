@@ -266,9 +266,16 @@ func (s *Scheduler) recoverPanic(where string) {
 }
 
 // tickLoop sleeps until the next fire time of any instance and fires
-// everything due then, until ctx ends.
+// everything due then, until ctx ends. Each instance keeps its pending
+// fire time across reloads unless its schedule changed, so a reload (even
+// one that lands on a tick) never drops or repeats a tick; a new or
+// rescheduled instance starts from now.
 func (s *Scheduler) tickLoop(ctx context.Context, e env) {
-	next := map[string]time.Time{}
+	type pending struct {
+		at    time.Time
+		sched string // spec and timezone the time was computed with
+	}
+	next := map[string]pending{}
 	for {
 		cfg := s.cfg.Load()
 		now := s.clock.Now()
@@ -279,10 +286,11 @@ func (s *Scheduler) tickLoop(ctx context.Context, e env) {
 				continue
 			}
 			seen[in.Name] = true
-			if next[in.Name].IsZero() {
-				next[in.Name] = in.Schedule.Next(now)
+			key := in.Schedule.Spec + " " + in.Timezone
+			if p, ok := next[in.Name]; !ok || p.sched != key {
+				next[in.Name] = pending{in.Schedule.Next(now), key}
 			}
-			if t := next[in.Name]; !t.IsZero() && (earliest.IsZero() || t.Before(earliest)) {
+			if t := next[in.Name].at; !t.IsZero() && (earliest.IsZero() || t.Before(earliest)) {
 				earliest = t
 			}
 		}
@@ -302,16 +310,15 @@ func (s *Scheduler) tickLoop(ctx context.Context, e env) {
 			return
 		case <-s.reloaded:
 			timer.Stop()
-			clear(next) // schedules may have changed
 			s.log.Info("config reloaded", "config_hash", short(s.cfg.Load().Hash))
-			continue
+			continue // a tick that came due meanwhile fires at once
 		case <-timer.C:
 		}
 		var due []*jobs.Instance
 		for _, in := range cfg.Instances {
-			if seen[in.Name] && next[in.Name].Equal(earliest) {
+			if p := next[in.Name]; seen[in.Name] && p.at.Equal(earliest) {
 				due = append(due, in)
-				next[in.Name] = in.Schedule.Next(earliest)
+				next[in.Name] = pending{in.Schedule.Next(earliest), p.sched}
 			}
 		}
 		s.firing.Add(1)

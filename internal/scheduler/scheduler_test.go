@@ -215,3 +215,41 @@ jobs:
 		t.Errorf("second started %v after the release", lag)
 	}
 }
+
+// TestReloadStorm: reloads arriving all the time (even at the instant of
+// a tick) neither drop nor repeat ticks.
+func TestReloadStorm(t *testing.T) {
+	url := redistest.SharedURL(t)
+	out := outFile(t)
+	cfg := config(t, out, jobsYAML(3, "@every 1s", "", recordCmd))
+	t0 := time.Now()
+	r := startReplica(t, url, cfg, "a", scheduler.WithSplay(0))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				r.s.Reload(cfg)
+			}
+		}
+	}()
+	time.Sleep(8 * time.Second)
+	close(stop)
+	<-done
+	r.stop()
+	counts := map[string]int{}
+	for _, f := range lines(t, out) {
+		counts[f[0]+" "+f[1]]++
+	}
+	for i := 0; i < 3; i++ {
+		for at := t0.Truncate(time.Second).Add(2 * time.Second); at.Before(t0.Add(7 * time.Second)); at = at.Add(time.Second) {
+			if n := counts[fmt.Sprintf("j%02d %s", i, at.UTC().Format(time.RFC3339))]; n != 1 {
+				t.Errorf("j%02d at %s ran %d times", i, at.UTC().Format(time.RFC3339), n)
+			}
+		}
+	}
+}
