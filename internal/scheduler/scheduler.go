@@ -456,10 +456,7 @@ func (s *Scheduler) start(e env, in *jobs.Instance, rec *Record, lease Lease) {
 		defer s.untrack(rec.RunID)
 		now := time.Now().UTC()
 		rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
-		if !s.persist(e, "record start", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) }) {
-			return
-		}
-		s.execute(e, in, rec, lease)
+		s.execute(e, in, rec, lease, func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) })
 	}()
 }
 
@@ -488,17 +485,29 @@ func (s *Scheduler) wait(e env, in *jobs.Instance, rec *Record) {
 		}
 		now := time.Now().UTC()
 		rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
-		s.persist(e, "record start", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
-		s.execute(e, in, rec, lease)
+		s.execute(e, in, rec, lease, func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
 	}()
 }
 
-// execute runs the command under the lease, records the result, then
-// releases the lock (in that order, so that a finished run is never seen
-// without its lock and marked abandoned).
-func (s *Scheduler) execute(e env, in *jobs.Instance, rec *Record, lease Lease) {
+// execute runs the command under the lease: keep-alive starts first, then
+// the running record is written (started), then the command runs; the
+// result is recorded and only then is the lock released, so that a
+// finished run is never seen without its lock and marked abandoned.
+func (s *Scheduler) execute(e env, in *jobs.Instance, rec *Record, lease Lease, started func(context.Context) error) {
 	log := s.log.With("job", in.Name, "run_id", rec.RunID)
 	kctx, stop := lease.KeepAlive(e.runs)
+	release := func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(e.runs), redisTimeout)
+		defer cancel()
+		if err := lease.Unlock(uctx); err != nil && !errors.Is(context.Cause(kctx), jobs.ErrLockLost) {
+			log.Warn("lock release failed; it expires by itself", "lock", in.Lock, "err", err)
+		}
+	}
+	if !s.persist(e, "record start", started) {
+		stop()
+		release()
+		return
+	}
 	var res jobs.Result
 	func() {
 		defer func() {
@@ -529,11 +538,7 @@ func (s *Scheduler) execute(e env, in *jobs.Instance, rec *Record, lease Lease) 
 	log.Log(context.Background(), level, "run finished", "status", res.Status, "exit_code", code, "duration", dur.Round(time.Millisecond), "reason", res.Reason)
 	s.persist(e, "record result", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
 	call2(s.hooks.RunFinished, *rec, dur)
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(e.runs), redisTimeout)
-	defer cancel()
-	if err := lease.Unlock(uctx); err != nil && res.Status != jobs.StatusLockLost {
-		log.Warn("lock release failed; it expires by itself", "lock", in.Lock, "err", err)
-	}
+	release() // after a lost lease this is refused, or frees a lock Redis kept
 }
 
 // persist retries a record write until it succeeds or records may no
