@@ -61,9 +61,9 @@ func (s *Scheduler) checkClock(ctx context.Context) {
 
 // maintain marks runs of dead replicas abandoned and runs missed ticks of
 // misfire: run_once instances.
-func (s *Scheduler) maintain(ctx context.Context, e env) {
+func (s *Scheduler) maintain(ctx, runs context.Context) {
 	s.abandonDead(ctx)
-	s.runMissed(ctx, e)
+	s.runMissed(ctx, runs)
 }
 
 // abandonDead marks abandoned every run in the running index whose lock
@@ -118,7 +118,7 @@ func (s *Scheduler) missGrace() time.Duration { return 3*time.Second + s.splay }
 // runMissed implements misfire: run_once. For each such instance, the most
 // recent tick within starting_deadline that nobody claimed is claimed and
 // run once; older misses are counted and logged, not run.
-func (s *Scheduler) runMissed(ctx context.Context, e env) {
+func (s *Scheduler) runMissed(ctx, runs context.Context) {
 	cfg := s.cfg.Load()
 	now := s.clock.Now()
 	var wg sync.WaitGroup
@@ -155,7 +155,7 @@ func (s *Scheduler) runMissed(ctx context.Context, e env) {
 			defer wg.Done()
 			defer s.firing.Done()
 			defer s.recoverPanic("misfire")
-			s.claim(ctx, e, ticks[last], []*jobs.Instance{in}, "misfire")
+			s.claim(ctx, runs, ticks[last], []*jobs.Instance{in}, "misfire")
 		}()
 	}
 	wg.Wait()

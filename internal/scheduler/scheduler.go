@@ -66,6 +66,10 @@ type Scheduler struct {
 	reloaded chan struct{}
 	hurry    chan struct{}
 	hurryOne sync.Once
+	// recordsDone is closed shortly after shutdown: record writes to an
+	// unreachable Redis stop being retried.
+	recordsDone   chan struct{}
+	recordsDoneBy sync.Once
 
 	mu     sync.Mutex
 	active map[string]*jobs.Instance // run id -> instance, for runs of this replica
@@ -133,7 +137,7 @@ func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Schedul
 		version: "dev", host: host, pid: os.Getpid(),
 		splay: DefaultSplay, grace: DefaultShutdownGrace,
 		beatEvery: DefaultHeartbeat, maintEvery: DefaultMaintenance,
-		reloaded: make(chan struct{}, 1), hurry: make(chan struct{}),
+		reloaded: make(chan struct{}, 1), hurry: make(chan struct{}), recordsDone: make(chan struct{}),
 		active: map[string]*jobs.Instance{},
 	}
 	for _, o := range opts {
@@ -163,6 +167,8 @@ func (s *Scheduler) Reload(cfg *jobs.Config) {
 	}
 }
 
+func (s *Scheduler) giveUpRecords() { s.recordsDoneBy.Do(func() { close(s.recordsDone) }) }
+
 // Hurry cuts the shutdown grace: running jobs are terminated now.
 func (s *Scheduler) Hurry() { s.hurryOne.Do(func() { close(s.hurry) }) }
 
@@ -187,33 +193,28 @@ func (s *Scheduler) Running() []string {
 	return out
 }
 
-// env carries the contexts a run needs; it is passed, never stored.
-type env struct {
-	runs    context.Context // cancelled (cause errShutdown) to stop runs
-	records context.Context // cancelled when records may no longer be retried
-}
-
-// Run runs the replica until ctx ends, then shuts down in this order: stop
+// Run runs the replica (once) until ctx ends, then shuts down in this order: stop
 // claiming; let runs finish for the shutdown grace (or until Hurry); then
 // terminate the rest (TERM, then KILL after their kill_grace), record them
 // and release their locks; finally remove the heartbeat.
 func (s *Scheduler) Run(ctx context.Context) error {
 	s.started = time.Now()
+	// runs is the parent of every run's context: cancelling it (cause
+	// errShutdown) terminates the runs, after the grace.
 	runs, stopRuns := context.WithCancelCause(context.WithoutCancel(ctx))
-	records, stopRecords := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRecords()
-	e := env{runs: runs, records: records}
+	defer stopRuns(nil)
+	defer s.giveUpRecords()
 	s.log.Info("replica started", "config_hash", short(s.cfg.Load().Hash), "instances", len(s.cfg.Load().Instances))
 
 	var bg sync.WaitGroup
 	bg.Add(3)
 	go func() { defer bg.Done(); s.every(ctx, s.beatEvery, "heartbeat", s.heartbeat) }()
-	go func() { defer bg.Done(); s.triggerLoop(ctx, e) }()
+	go func() { defer bg.Done(); s.triggerLoop(ctx, runs) }()
 	go func() {
 		defer bg.Done()
-		s.every(ctx, s.maintEvery, "maintenance", func(ctx context.Context) { s.maintain(ctx, e) })
+		s.every(ctx, s.maintEvery, "maintenance", func(ctx context.Context) { s.maintain(ctx, runs) })
 	}()
-	s.tickLoop(ctx, e)
+	s.tickLoop(ctx, runs)
 
 	s.log.Info("stopping: no new claims; waiting for running jobs", "running", len(s.Running()), "grace", s.grace)
 	s.firing.Wait()
@@ -229,7 +230,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	t.Stop()
 	stopRuns(errShutdown)
-	giveUp := time.AfterFunc(recordGrace, stopRecords) // last records of an unreachable Redis
+	giveUp := time.AfterFunc(recordGrace, s.giveUpRecords) // last records of an unreachable Redis
 	defer giveUp.Stop()
 	<-done
 	bg.Wait()
@@ -270,7 +271,7 @@ func (s *Scheduler) recoverPanic(where string) {
 // fire time across reloads unless its schedule changed, so a reload (even
 // one that lands on a tick) never drops or repeats a tick; a new or
 // rescheduled instance starts from now.
-func (s *Scheduler) tickLoop(ctx context.Context, e env) {
+func (s *Scheduler) tickLoop(ctx, runs context.Context) {
 	type pending struct {
 		at    time.Time
 		sched string // spec and timezone the time was computed with
@@ -325,7 +326,7 @@ func (s *Scheduler) tickLoop(ctx context.Context, e env) {
 		go func() {
 			defer s.firing.Done()
 			defer s.recoverPanic("fire")
-			s.fire(ctx, e, earliest, due)
+			s.fire(ctx, runs, earliest, due)
 		}()
 	}
 }
@@ -333,7 +334,7 @@ func (s *Scheduler) tickLoop(ctx context.Context, e env) {
 // fire claims the tick t for the due instances. Each instance gets a
 // random slot within the splay, later for a busier replica, so replicas
 // share the work; instances in one slot are claimed in one pipeline.
-func (s *Scheduler) fire(ctx context.Context, e env, t time.Time, due []*jobs.Instance) {
+func (s *Scheduler) fire(ctx, runs context.Context, t time.Time, due []*jobs.Instance) {
 	const slots = 4
 	groups := make([][]*jobs.Instance, slots)
 	for _, in := range due {
@@ -362,7 +363,7 @@ func (s *Scheduler) fire(ctx context.Context, e env, t time.Time, due []*jobs.In
 		if ctx.Err() != nil {
 			return
 		}
-		s.claim(ctx, e, t, group, "schedule")
+		s.claim(ctx, runs, t, group, "schedule")
 	}
 }
 
@@ -376,16 +377,16 @@ type claimItem struct {
 }
 
 // claim claims tick t of the instances, and starts, skips or queues them.
-func (s *Scheduler) claim(ctx context.Context, e env, t time.Time, insts []*jobs.Instance, trigger string) {
+func (s *Scheduler) claim(ctx, runs context.Context, t time.Time, insts []*jobs.Instance, trigger string) {
 	items := make([]claimItem, len(insts))
 	for i, in := range insts {
 		items[i] = claimItem{in: in, at: t, runID: newRunID(t), claimKey: s.store.tickKey(in.Name, t), trigger: trigger}
 	}
-	s.claimItems(ctx, e, items)
+	s.claimItems(ctx, runs, items)
 }
 
 // claimItems claims in one batch; the winners run, skip or wait.
-func (s *Scheduler) claimItems(ctx context.Context, e env, items []claimItem) []bool {
+func (s *Scheduler) claimItems(ctx, runs context.Context, items []claimItem) []bool {
 	reqs := make([]ClaimRequest, len(items))
 	for i, it := range items {
 		reqs[i] = ClaimRequest{
@@ -419,19 +420,19 @@ func (s *Scheduler) claimItems(ctx context.Context, e env, items []claimItem) []
 		switch {
 		case r.Lease != nil:
 			s.log.Info("claim won", "job", in.Name, "run_id", rec.RunID, "scheduled_at", it.at.UTC(), "trigger", it.trigger, "lock", in.Lock, "fence", r.Lease.Fence())
-			s.start(e, in, rec, r.Lease)
+			s.start(runs, in, rec, r.Lease)
 		case in.Overlap == jobs.OverlapWait:
-			s.wait(e, in, rec)
+			s.wait(runs, in, rec)
 		default:
-			s.skip(e, in, rec, "lock held")
+			s.skip(in, rec, "lock held")
 		}
 	}
 	return won
 }
 
 // skip records a claimed tick that will not run, naming the lock holder.
-func (s *Scheduler) skip(e env, in *jobs.Instance, rec *Record, why string) {
-	hctx, cancel := context.WithTimeout(e.records, redisTimeout)
+func (s *Scheduler) skip(in *jobs.Instance, rec *Record, why string) {
+	hctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	h, ok, _ := s.locker.Holder(hctx, in.Lock)
 	cancel()
 	rec.Status = StatusSkipped
@@ -443,12 +444,12 @@ func (s *Scheduler) skip(e env, in *jobs.Instance, rec *Record, why string) {
 	rec.End = &now
 	s.log.Info("tick skipped", "job", in.Name, "run_id", rec.RunID, "lock", in.Lock, "reason", rec.Reason)
 	call2(s.hooks.Skipped, in.Name, why)
-	s.persist(e, "record skip", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) })
+	s.persist("record skip", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) })
 	call2(s.hooks.RunFinished, *rec, 0)
 }
 
 // start runs a claimed, locked tick in its own goroutine.
-func (s *Scheduler) start(e env, in *jobs.Instance, rec *Record, lease Lease) {
+func (s *Scheduler) start(runs context.Context, in *jobs.Instance, rec *Record, lease Lease) {
 	s.track(rec.RunID, in)
 	s.runs.Add(1)
 	go func() {
@@ -456,36 +457,36 @@ func (s *Scheduler) start(e env, in *jobs.Instance, rec *Record, lease Lease) {
 		defer s.untrack(rec.RunID)
 		now := time.Now().UTC()
 		rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
-		s.execute(e, in, rec, lease, func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) })
+		s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) })
 	}()
 }
 
 // wait queues a claimed tick for its lock (overlap: wait) until max_wait
 // or the next fire time, then runs or skips it.
-func (s *Scheduler) wait(e env, in *jobs.Instance, rec *Record) {
+func (s *Scheduler) wait(runs context.Context, in *jobs.Instance, rec *Record) {
 	s.track(rec.RunID, in)
 	s.runs.Add(1)
 	go func() {
 		defer s.runs.Done()
 		defer s.untrack(rec.RunID)
 		rec.Status = StatusWaiting
-		if !s.persist(e, "record wait", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) }) {
+		if !s.persist("record wait", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) }) {
 			return
 		}
 		limit := in.MaxWait
 		if limit == 0 {
 			limit = in.Schedule.Next(rec.ScheduledAt).Sub(s.clock.Now())
 		}
-		wctx, cancel := context.WithTimeout(e.runs, max(limit, 0))
+		wctx, cancel := context.WithTimeout(runs, max(limit, 0))
 		lease, err := s.locker.Lock(wctx, in.Lock, in.LockTTL, label(in, rec.RunID))
 		cancel()
 		if err != nil {
-			s.skip(e, in, rec, "lock still held after waiting "+limit.Round(time.Millisecond).String())
+			s.skip(in, rec, "lock still held after waiting "+limit.Round(time.Millisecond).String())
 			return
 		}
 		now := time.Now().UTC()
 		rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
-		s.execute(e, in, rec, lease, func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
+		s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
 	}()
 }
 
@@ -493,17 +494,17 @@ func (s *Scheduler) wait(e env, in *jobs.Instance, rec *Record) {
 // the running record is written (started), then the command runs; the
 // result is recorded and only then is the lock released, so that a
 // finished run is never seen without its lock and marked abandoned.
-func (s *Scheduler) execute(e env, in *jobs.Instance, rec *Record, lease Lease, started func(context.Context) error) {
+func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record, lease Lease, started func(context.Context) error) {
 	log := s.log.With("job", in.Name, "run_id", rec.RunID)
-	kctx, stop := lease.KeepAlive(e.runs)
+	kctx, stop := lease.KeepAlive(runs)
 	release := func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(e.runs), redisTimeout)
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(runs), redisTimeout)
 		defer cancel()
 		if err := lease.Unlock(uctx); err != nil && !errors.Is(context.Cause(kctx), jobs.ErrLockLost) {
 			log.Warn("lock release failed; it expires by itself", "lock", in.Lock, "err", err)
 		}
 	}
-	if !s.persist(e, "record start", started) {
+	if !s.persist("record start", started) {
 		stop()
 		release()
 		return
@@ -536,7 +537,7 @@ func (s *Scheduler) execute(e env, in *jobs.Instance, rec *Record, lease Lease, 
 		level = slog.LevelWarn
 	}
 	log.Log(context.Background(), level, "run finished", "status", res.Status, "exit_code", code, "duration", dur.Round(time.Millisecond), "reason", res.Reason)
-	s.persist(e, "record result", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
+	s.persist("record result", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
 	call2(s.hooks.RunFinished, *rec, dur)
 	release() // after a lost lease this is refused, or frees a lock Redis kept
 }
@@ -544,10 +545,10 @@ func (s *Scheduler) execute(e env, in *jobs.Instance, rec *Record, lease Lease, 
 // persist retries a record write until it succeeds or records may no
 // longer be retried (shortly after shutdown). A run's outcome must reach
 // Redis once Redis is back.
-func (s *Scheduler) persist(e env, what string, fn func(context.Context) error) bool {
+func (s *Scheduler) persist(what string, fn func(context.Context) error) bool {
 	backoff := 100 * time.Millisecond
 	for {
-		ctx, cancel := context.WithTimeout(e.records, redisTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 		err := fn(ctx)
 		cancel()
 		if err == nil {
@@ -557,7 +558,7 @@ func (s *Scheduler) persist(e env, what string, fn func(context.Context) error) 
 		s.redisError(what, err)
 		t := time.NewTimer(backoff)
 		select {
-		case <-e.records.Done():
+		case <-s.recordsDone:
 			t.Stop()
 			s.log.Error("giving up on a record: Redis unreachable at shutdown", "what", what, "err", err)
 			return false

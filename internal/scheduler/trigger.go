@@ -71,7 +71,7 @@ func (s *Store) pendingTriggers(ctx context.Context) ([]TriggerRequest, error) {
 // and every maintenance interval in case a nudge was lost. Every replica
 // that has the instance claims the request's own claim key, so exactly
 // one runs it, through the job's lock and overlap policy.
-func (s *Scheduler) triggerLoop(ctx context.Context, e env) {
+func (s *Scheduler) triggerLoop(ctx, runs context.Context) {
 	ps := s.store.rdb.Subscribe(ctx, s.store.triggersKey())
 	defer ps.Close()
 	msgs := ps.Channel()
@@ -80,7 +80,7 @@ func (s *Scheduler) triggerLoop(ctx context.Context, e env) {
 	for {
 		func() {
 			defer s.recoverPanic("trigger")
-			s.takeTriggers(ctx, e)
+			s.takeTriggers(ctx, runs)
 		}()
 		select {
 		case <-ctx.Done():
@@ -91,7 +91,7 @@ func (s *Scheduler) triggerLoop(ctx context.Context, e env) {
 	}
 }
 
-func (s *Scheduler) takeTriggers(ctx context.Context, e env) {
+func (s *Scheduler) takeTriggers(ctx, runs context.Context) {
 	qctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	reqs, err := s.store.pendingTriggers(qctx)
 	cancel()
@@ -115,7 +115,7 @@ func (s *Scheduler) takeTriggers(ctx context.Context, e env) {
 	if len(items) == 0 {
 		return
 	}
-	for i, won := range s.claimItems(ctx, e, items) {
+	for i, won := range s.claimItems(ctx, runs, items) {
 		if won {
 			s.log.Info("trigger picked up", "job", items[i].in.Name, "run_id", items[i].runID)
 			_ = s.store.CancelTrigger(ctx, items[i].runID)
