@@ -19,6 +19,7 @@ type Problem struct {
 	Msg       string
 }
 
+// String formats the problem for editors: FILE:LINE:COL: PATH: MESSAGE.
 func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(p.File)
@@ -40,6 +41,7 @@ func (p Problem) String() string {
 // Load return, and it matches ErrInvalid.
 type Problems []Problem
 
+// Error lists every problem, one per line.
 func (ps Problems) Error() string {
 	lines := make([]string, len(ps))
 	for i, p := range ps {
