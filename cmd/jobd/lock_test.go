@@ -175,14 +175,14 @@ func waitOutput(t *testing.T, cmd *exec.Cmd, s string) string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, line := range strings.Split(cmd.Stdout.(*syncBuffer).String(), "\n") {
+		for _, line := range strings.Split(cmd.Stdout.(*redistest.Buffer).String(), "\n") {
 			if strings.Contains(line, s) {
 				return line
 			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("no %q in output; stderr: %s", s, cmd.Stderr.(*syncBuffer).String())
+	t.Fatalf("no %q in output; stderr: %s", s, cmd.Stderr.(*redistest.Buffer).String())
 	return ""
 }
 

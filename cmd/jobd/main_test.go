@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +53,7 @@ func jobdPrefix(t *testing.T, url, pfx string, args ...string) *exec.Cmd {
 	t.Helper()
 	full := append([]string{"--redis", url, "--prefix", pfx, "--log-format", "text"}, args...)
 	cmd := exec.Command(jobdBin, full...)
-	cmd.Stdout, cmd.Stderr = &syncBuffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = &redistest.Buffer{}, &redistest.Buffer{}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +71,7 @@ func wait(t *testing.T, cmd *exec.Cmd) result {
 		<-done
 		t.Fatalf("jobd did not exit: %s", cmd.Stderr)
 	}
-	return result{cmd.ProcessState.ExitCode(), cmd.Stdout.(*syncBuffer).String(), cmd.Stderr.(*syncBuffer).String()}
+	return result{cmd.ProcessState.ExitCode(), cmd.Stdout.(*redistest.Buffer).String(), cmd.Stderr.(*redistest.Buffer).String()}
 }
 
 func run(t *testing.T, url string, args ...string) result {
@@ -102,23 +100,4 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// syncBuffer is a bytes.Buffer that tests may read while the process
-// writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

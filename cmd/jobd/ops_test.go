@@ -105,7 +105,7 @@ func TestOperatorCommands(t *testing.T) {
 	t.Run("status watch", func(t *testing.T) {
 		cmd := jobdPrefix(t, url, pfx, "-c", cfgPath, "status", "--watch")
 		poll(t, 10*time.Second, "two redraws", func() bool {
-			return strings.Count(cmd.Stdout.(*syncBuffer).String(), "\033[H\033[2J") >= 2
+			return strings.Count(cmd.Stdout.(*redistest.Buffer).String(), "\033[H\033[2J") >= 2
 		})
 		_ = cmd.Process.Signal(os.Interrupt)
 		if r := wait(t, cmd); r.code != 0 || strings.Count(r.stdout, "REPLICAS") < 2 {

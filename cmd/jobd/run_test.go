@@ -234,7 +234,7 @@ func TestReload(t *testing.T) {
 
 	writeFile(t, cfgPath, "jobs:\n  - name: broken\n    schedule: \"* * *\"\n")
 	_ = cmd.Process.Signal(syscall.SIGHUP)
-	stderr := cmd.Stderr.(*syncBuffer)
+	stderr := cmd.Stderr.(*redistest.Buffer)
 	poll(t, 10*time.Second, "the reload error", func() bool { return strings.Contains(stderr.String(), "reload: invalid config") })
 	before := len(lines(out))
 	poll(t, 10*time.Second, "a and b still running", func() bool {

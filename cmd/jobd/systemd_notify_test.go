@@ -28,7 +28,7 @@ func TestSystemdNotify(t *testing.T) {
 	writeFile(t, cfgPath, "jobs:\n  - name: a\n    schedule: \"@daily\"\n    command: [\"true\"]\n")
 	cmd := exec.Command(jobdBin, "--redis", url, "--prefix", prefix(t), "-c", cfgPath, "run", "--replica-id", "n1")
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=400000") // WatchdogSec=0.4s
-	cmd.Stdout, cmd.Stderr = &syncBuffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = &redistest.Buffer{}, &redistest.Buffer{}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +50,6 @@ func TestSystemdNotify(t *testing.T) {
 		}
 	}
 	if got["READY=1"] == 0 || got["WATCHDOG=1"] < 2 || got["STOPPING=1"] == 0 {
-		t.Fatalf("notifications %v; stderr: %s", got, cmd.Stderr.(*syncBuffer).String())
+		t.Fatalf("notifications %v; stderr: %s", got, cmd.Stderr.(*redistest.Buffer).String())
 	}
 }

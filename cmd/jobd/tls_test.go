@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jobd/jobd/internal/redistest"
 )
 
 // TestRedisTLS: rediss:// URLs work against a TLS-only redis-server, and
@@ -32,7 +34,7 @@ func TestRedisTLS(t *testing.T) {
 		"--tls-ca-cert-file", filepath.Join(dir, "ca.crt"), "--tls-auth-clients", "no",
 		"--save", "", "--appendonly", "no", "--dir", dir)
 	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out := &syncBuffer{}
+	out := &redistest.Buffer{}
 	srv.Stdout, srv.Stderr = out, out
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

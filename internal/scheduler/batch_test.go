@@ -17,33 +17,32 @@ import (
 	"github.com/jobd/jobd/internal/scheduler/mutexlocker"
 )
 
-// claimCounter counts the acquire scripts sent, and in how many round trips.
-type claimCounter struct {
-	mu               sync.Mutex
-	trips, acquires  int
-	acquireSHA       string
-	largestPipelined int
+// counter counts Redis round trips (a command or a pipeline) and the
+// commands in them that match its filter (all of them when nil).
+type counter struct {
+	mu                      sync.Mutex
+	match                   func(redis.Cmder) bool
+	trips, matched, largest int
 }
 
-func (c *claimCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (c *claimCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (c *counter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *counter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		c.count([]redis.Cmder{cmd})
 		return next(ctx, cmd)
 	}
 }
-func (c *claimCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (c *counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		c.count(cmds)
 		return next(ctx, cmds)
 	}
 }
 
-func (c *claimCounter) count(cmds []redis.Cmder) {
+func (c *counter) count(cmds []redis.Cmder) {
 	n := 0
 	for _, cmd := range cmds {
-		args := cmd.Args()
-		if len(args) > 2 && strings.EqualFold(cmd.Name(), "evalsha") && strings.Contains(strings.Join(strArgs(args), " "), ":tick:") {
+		if c.match == nil || c.match(cmd) {
 			n++
 		}
 	}
@@ -53,18 +52,27 @@ func (c *claimCounter) count(cmds []redis.Cmder) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.trips++
-	c.acquires += n
-	c.largestPipelined = max(c.largestPipelined, n)
+	c.matched += n
+	c.largest = max(c.largest, n)
 }
 
-func strArgs(args []any) []string {
-	out := make([]string, 0, len(args))
-	for _, a := range args {
-		if s, ok := a.(string); ok {
-			out = append(out, s)
+func (c *counter) get() (trips, matched, largest int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.trips, c.matched, c.largest
+}
+
+// isTickClaim matches the acquire script when it carries a tick claim.
+func isTickClaim(cmd redis.Cmder) bool {
+	if !strings.EqualFold(cmd.Name(), "evalsha") {
+		return false
+	}
+	for _, a := range cmd.Args() {
+		if s, ok := a.(string); ok && strings.Contains(s, ":tick:") {
+			return true
 		}
 	}
-	return out
+	return false
 }
 
 // TestClaimsArePipelined: 1,000 instances due at the same second are
@@ -88,8 +96,8 @@ jobs:
 		t.Fatal(err)
 	}
 	rdb := newRedis(t, url)
-	counter := &claimCounter{}
-	rdb.AddHook(counter)
+	claims := &counter{match: isTickClaim}
+	rdb.AddHook(claims)
 	mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner("a"))
 	defer mc.Close()
 	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), mutexlocker.New(mc), scheduler.WithReplicaID("a"),
@@ -97,19 +105,13 @@ jobs:
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
-	waitFor(t, 10*time.Second, "a tick's claims", func() bool {
-		counter.mu.Lock()
-		defer counter.mu.Unlock()
-		return counter.acquires >= 1000
-	})
+	waitFor(t, 10*time.Second, "a tick's claims", func() bool { _, n, _ := claims.get(); return n >= 1000 })
 	cancel()
 	<-done
-	counter.mu.Lock()
-	defer counter.mu.Unlock()
-	t.Logf("1000 claims of one tick: %d acquire scripts in %d round trips (largest pipeline %d)",
-		counter.acquires, counter.trips, counter.largestPipelined)
-	if counter.trips > 8 {
-		t.Fatalf("%d round trips for 1000 claims", counter.trips)
+	trips, n, largest := claims.get()
+	t.Logf("1000 claims of one tick: %d acquire scripts in %d round trips (largest pipeline %d)", n, trips, largest)
+	if trips > 8 {
+		t.Fatalf("%d round trips for 1000 claims", trips)
 	}
 }
 
@@ -136,32 +138,6 @@ func TestClockAndConfigChecks(t *testing.T) {
 	}
 }
 
-// tripCounter counts every round trip (a command or a pipeline).
-type tripCounter struct {
-	mu    sync.Mutex
-	trips int
-}
-
-func (c *tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (c *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.add()
-		return next(ctx, cmd)
-	}
-}
-func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.add()
-		return next(ctx, cmds)
-	}
-}
-func (c *tripCounter) add() { c.mu.Lock(); c.trips++; c.mu.Unlock() }
-func (c *tripCounter) get() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.trips
-}
-
 // TestRoundTripsPerRun measures the daemon's own Redis work per run: claim
 // and lock, start record, result record, unlock. Heartbeats and
 // maintenance run on their own intervals and are kept out of the window.
@@ -170,8 +146,8 @@ func TestRoundTripsPerRun(t *testing.T) {
 	out := outFile(t)
 	cfg := config(t, out, jobsYAML(1, "@every 1s", "", recordCmd))
 	rdb := newRedis(t, url)
-	counter := &tripCounter{}
-	rdb.AddHook(counter)
+	all := &counter{}
+	rdb.AddHook(all)
 	mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner("a"))
 	defer mc.Close()
 	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), mutexlocker.New(mc), scheduler.WithReplicaID("a"),
@@ -181,9 +157,11 @@ func TestRoundTripsPerRun(t *testing.T) {
 	go func() { done <- s.Run(ctx) }()
 	waitFor(t, 5*time.Second, "the first run", func() bool { return len(lines(t, out)) >= 1 })
 	time.Sleep(200 * time.Millisecond) // let the first run finish its records
-	before, runsBefore := counter.get(), len(lines(t, out))
+	before, _, _ := all.get()
+	runsBefore := len(lines(t, out))
 	time.Sleep(5 * time.Second)
-	trips, runs := counter.get()-before, len(lines(t, out))-runsBefore
+	after, _, _ := all.get()
+	trips, runs := after-before, len(lines(t, out))-runsBefore
 	cancel()
 	<-done
 	perRun := float64(trips) / float64(runs)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -61,30 +60,13 @@ type replica struct {
 	s      *scheduler.Scheduler
 	cancel context.CancelFunc
 	done   chan error
-	logs   *syncBuf
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs   *redistest.Buffer
 }
 
 func startReplica(t *testing.T, url string, cfg *jobs.Config, id string, opts ...scheduler.Option) *replica {
 	t.Helper()
 	rdb := newRedis(t, url)
-	logs := &syncBuf{}
+	logs := &redistest.Buffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner(id), mutex.WithLogger(log))
 	t.Cleanup(func() { mc.Close() })
