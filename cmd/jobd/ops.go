@@ -256,6 +256,22 @@ func collectStatus(ctx context.Context, cfgFile string, e *opsEnv) (*statusJSON,
 	if e.cfg == nil {
 		return st, nil
 	}
+	names := make([]string, 0, len(e.cfg.Instances))
+	dueTicks := map[string]time.Time{}
+	for _, in := range e.cfg.Instances {
+		names = append(names, in.Name)
+		if in.Enabled && !in.Suspended {
+			first := in.Schedule.Next(now)
+			period := in.Schedule.Next(first).Sub(first)
+			if due := in.Schedule.Last(now.Add(-overdueGrace), 2*period+overdueGrace); !due.IsZero() {
+				dueTicks[in.Name] = due
+			}
+		}
+	}
+	last, claimed, err := e.store.Overview(ctx, names, dueTicks)
+	if err != nil {
+		return nil, err
+	}
 	for _, in := range e.cfg.Instances {
 		j := jobJSON{Instance: in.Name, Job: in.Job, Schedule: in.Schedule.Spec, Timezone: in.Timezone, Lock: in.Lock, State: "active"}
 		switch {
@@ -268,12 +284,7 @@ func collectStatus(ctx context.Context, cfgFile string, e *opsEnv) (*statusJSON,
 			next = next.UTC()
 			j.NextFire = &next
 		}
-		recs, err := e.store.History(ctx, in.Name, 1)
-		if err != nil {
-			return nil, err
-		}
-		if len(recs) > 0 {
-			r := recs[0]
+		if r, ok := last[in.Name]; ok {
 			lr := &lastRunJSON{RunID: r.RunID, ScheduledAt: r.ScheduledAt, Replica: r.Replica, Trigger: r.Trigger,
 				Status: r.Status, Start: r.Start, End: r.End, ExitCode: r.ExitCode}
 			if r.Start != nil && r.End != nil {
@@ -282,16 +293,9 @@ func collectStatus(ctx context.Context, cfgFile string, e *opsEnv) (*statusJSON,
 			}
 			j.LastRun = lr
 		}
-		if j.State == "active" {
-			period := in.Schedule.Next(in.Schedule.Next(now)).Sub(in.Schedule.Next(now))
-			if due := in.Schedule.Last(now.Add(-overdueGrace), 2*period+overdueGrace); !due.IsZero() {
-				claimed, err := e.store.Claimed(ctx, in.Name, due)
-				if err != nil {
-					return nil, err
-				}
-				// Missed, unless a later tick has run since.
-				j.Overdue = !claimed && (j.LastRun == nil || j.LastRun.ScheduledAt.Before(due))
-			}
+		// Missed: the last due tick has no claim, and nothing ran since.
+		if due, ok := dueTicks[in.Name]; ok && !claimed[in.Name] {
+			j.Overdue = j.LastRun == nil || j.LastRun.ScheduledAt.Before(due)
 		}
 		st.Jobs = append(st.Jobs, j)
 	}

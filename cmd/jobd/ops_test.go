@@ -178,6 +178,21 @@ func TestOperatorCommands(t *testing.T) {
 		if r.code != 3 || !strings.Contains(r.stdout, "NO REPLICA IS ALIVE") {
 			t.Errorf("exit %d: %s", r.code, r.stdout)
 		}
+		// Nobody ran fast's ticks under this prefix: it is overdue; the
+		// suspended and disabled ones are not.
+		r = wait(t, jobdPrefix(t, url, "nobody-here", "-c", cfgPath, "status", "--json"))
+		var st statusJSON
+		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range st.Jobs {
+			if want := j.Instance == "fast"; j.Overdue != want {
+				t.Errorf("%s overdue=%v, want %v", j.Instance, j.Overdue, want)
+			}
+		}
+		if !strings.Contains(wait(t, jobdPrefix(t, url, "nobody-here", "-c", cfgPath, "status")).stdout, "OVERDUE") {
+			t.Error("the table does not show OVERDUE")
+		}
 		if r := wait(t, jobdPrefix(t, url, "nobody-here", "-c", cfgPath, "trigger", "fast")); r.code != 3 {
 			t.Errorf("trigger: exit %d", r.code)
 		}

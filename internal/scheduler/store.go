@@ -135,6 +135,50 @@ func (s *Store) History(ctx context.Context, instance string, limit int) ([]Reco
 	return out, nil
 }
 
+// Overview reads, for many instances at once, each one's last run and
+// whether the given tick of each was claimed: two round trips in all, so
+// that status stays quick with thousands of instances. Instances without
+// a tick in ticks are not checked.
+func (s *Store) Overview(ctx context.Context, instances []string, ticks map[string]time.Time) (last map[string]Record, claimed map[string]bool, err error) {
+	pipe := s.rdb.Pipeline()
+	heads := make([]*redis.StringCmd, len(instances))
+	exists := make(map[string]*redis.IntCmd, len(ticks))
+	for i, name := range instances {
+		heads[i] = pipe.LIndex(ctx, s.histKey(name), 0)
+		if t, ok := ticks[name]; ok {
+			exists[name] = pipe.Exists(ctx, s.tickKey(name, t))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, err
+	}
+	claimed = make(map[string]bool, len(exists))
+	for name, c := range exists {
+		claimed[name] = c.Val() == 1
+	}
+	pipe = s.rdb.Pipeline()
+	bodies := make(map[string]*redis.StringCmd)
+	for i, name := range instances {
+		if id := heads[i].Val(); id != "" {
+			bodies[name] = pipe.HGet(ctx, s.runsKey(name), id)
+		}
+	}
+	last = make(map[string]Record, len(bodies))
+	if len(bodies) == 0 {
+		return last, claimed, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, err
+	}
+	for name, c := range bodies {
+		var rec Record
+		if json.Unmarshal([]byte(c.Val()), &rec) == nil && rec.RunID != "" {
+			last[name] = rec
+		}
+	}
+	return last, claimed, nil
+}
+
 // LastSuccess returns an instance's last successful run, if any.
 func (s *Store) LastSuccess(ctx context.Context, instance string) (Record, bool, error) {
 	b, err := s.rdb.Get(ctx, s.lastOKKey(instance)).Bytes()
@@ -198,15 +242,6 @@ func (s *Store) claimsExist(ctx context.Context, instance string, ticks []time.T
 		out[i] = c.Val() == 1
 	}
 	return out, nil
-}
-
-// Claimed reports whether instance's tick t was claimed by any replica.
-func (s *Store) Claimed(ctx context.Context, instance string, t time.Time) (bool, error) {
-	ok, err := s.claimsExist(ctx, instance, []time.Time{t})
-	if err != nil {
-		return false, err
-	}
-	return ok[0], nil
 }
 
 // Heartbeat is what a replica publishes about itself.
