@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -85,13 +87,9 @@ func isTerminal(w any) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// connectRedis parses --redis and checks that Redis answers. Failures are
+// connectRedis parses a Redis URL (see redisURL) and checks that Redis answers. Failures are
 // exit 69 with a one-line reason that never shows the password.
-func connectRedis(ctx context.Context, c *cli.Context) (redis.UniversalClient, error) {
-	raw := c.String("redis")
-	if raw == "" {
-		raw = defaultRedisURL
-	}
+func connectRedis(ctx context.Context, raw string) (redis.UniversalClient, error) {
 	opt, err := redis.ParseURL(raw)
 	if err != nil {
 		return nil, exitf(exitUsage, "--redis %s: %s", redactURL(raw), scrub(err.Error(), raw))
@@ -140,4 +138,44 @@ func loadConfig(c *cli.Context) (*jobs.Config, error) {
 		return nil, exitf(exitFailure, "%v", err)
 	}
 	return cfg, nil
+}
+
+// printJSON writes v as indented JSON: the --json output of every command.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// redisURL is --redis (or JOBD_REDIS_URL), else the file's redis.url,
+// else the default.
+func redisURL(c *cli.Context, cfg *jobs.Config) string {
+	var file string
+	if cfg != nil {
+		file = cfg.Redis.URL
+	}
+	return setting(c, "redis", file, defaultRedisURL)
+}
+
+// keyPrefix is --prefix (or JOBD_PREFIX), else the file's redis.prefix,
+// else the default.
+func keyPrefix(c *cli.Context, cfg *jobs.Config) string {
+	var file string
+	if cfg != nil {
+		file = cfg.Redis.Prefix
+	}
+	return setting(c, "prefix", file, defaultPrefix)
+}
+
+// setting resolves a flag that the schedule file may also set: the flag
+// or its environment variable wins, then the file, then the default. An
+// empty value (JOBD_REDIS_URL=) counts as unset.
+func setting(c *cli.Context, flag, fromFile, def string) string {
+	if v := c.String(flag); c.IsSet(flag) && v != "" {
+		return v
+	}
+	if fromFile != "" {
+		return fromFile
+	}
+	return def
 }

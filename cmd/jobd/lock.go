@@ -94,7 +94,7 @@ func runLock(c *cli.Context) error {
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
 
-	rdb, err := connectRedis(ctx, c)
+	rdb, err := connectRedis(ctx, redisURL(c, nil))
 	if err != nil {
 		return err
 	}

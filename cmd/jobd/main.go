@@ -117,8 +117,7 @@ func versionCommand() *cli.Command {
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print one JSON object"}},
 		Action: func(c *cli.Context) error {
 			if c.Bool("json") {
-				fmt.Fprintf(c.App.Writer, `{"version":%q,"commit":%q,"go":%q}`+"\n", version, commit, runtime.Version())
-				return nil
+				return printJSON(c.App.Writer, map[string]string{"version": version, "commit": commit, "go": runtime.Version()})
 			}
 			fmt.Fprintf(c.App.Writer, "jobd %s (commit %s, %s)\n", version, commit, runtime.Version())
 			return nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -43,15 +42,15 @@ func openOps(c *cli.Context, needConfig bool) (*opsEnv, error) {
 		return nil, err
 	}
 	e := &opsEnv{}
-	e.cfg, e.cfgErr = jobs.Load(c.String("config"))
-	if e.cfgErr != nil && needConfig {
-		return nil, exitf(exitFailure, "%s: %v", c.String("config"), e.cfgErr)
+	if needConfig {
+		if e.cfg, e.cfgErr = loadConfig(c); e.cfgErr != nil {
+			return nil, e.cfgErr // every problem, as `jobd validate` prints them
+		}
+	} else {
+		e.cfg, e.cfgErr = jobs.Load(c.String("config")) // status shows JOBS only if it loads
 	}
 	prefix := keyPrefix(c, e.cfg)
-	if e.cfg != nil {
-		c = withFileRedis(c, e.cfg)
-	}
-	rdb, err := connectRedis(c.Context, c)
+	rdb, err := connectRedis(c.Context, redisURL(c, e.cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -189,9 +188,7 @@ func showStatus(c *cli.Context, e *opsEnv, w io.Writer) error {
 		return exitf(exitUnavailable, "redis unreachable: %v", err)
 	}
 	if c.Bool("json") {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
+		if err := printJSON(w, st); err != nil {
 			return err
 		}
 	} else {
@@ -443,9 +440,7 @@ func runHistory(c *cli.Context) error {
 		recs = []scheduler.Record{}
 	}
 	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		return enc.Encode(recs)
+		return printJSON(c.App.Writer, recs)
 	}
 	w := c.App.Writer
 	if len(recs) == 0 {

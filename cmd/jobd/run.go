@@ -54,7 +54,7 @@ func runDaemon(c *cli.Context) error {
 	}
 	ctx, stop := context.WithCancel(c.Context)
 	defer stop()
-	rdb, err := connectRedis(ctx, withFileRedis(c, cfg))
+	rdb, err := connectRedis(ctx, redisURL(c, cfg))
 	if err != nil {
 		return err
 	}
@@ -140,29 +140,6 @@ func reload(c *cli.Context, log *slog.Logger) (*jobs.Config, bool) {
 	}
 	log.Info("reload: config loaded", "config_hash", cfg.Hash[:12])
 	return cfg, true
-}
-
-// withFileRedis lets the file's redis.url apply when neither --redis nor
-// JOBD_REDIS_URL is set.
-// An empty value (JOBD_REDIS_URL=) counts as unset.
-func withFileRedis(c *cli.Context, cfg *jobs.Config) *cli.Context {
-	if (!c.IsSet("redis") || c.String("redis") == "") && cfg.Redis.URL != "" {
-		_ = c.Set("redis", cfg.Redis.URL)
-	}
-	return c
-}
-
-// keyPrefix is --prefix, else the file's redis.prefix, else the default;
-// an empty value counts as unset.
-func keyPrefix(c *cli.Context, cfg *jobs.Config) string {
-	p := c.String("prefix")
-	if (!c.IsSet("prefix") || p == "") && cfg != nil && cfg.Redis.Prefix != "" {
-		p = cfg.Redis.Prefix
-	}
-	if p == "" {
-		p = defaultPrefix
-	}
-	return p
 }
 
 // every runs fn now and then every d until ctx ends or stop is called;

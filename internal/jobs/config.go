@@ -74,9 +74,8 @@ func (in *Instance) ParamEnv() []string {
 	return nil
 }
 
-func envKey(k string) string {
-	return strings.ToUpper(regexp.MustCompile(`[^A-Za-z0-9_]`).ReplaceAllString(k, "_"))
-}
+// envKey turns a param key into the tail of JOBD_PARAM_<KEY>.
+func envKey(k string) string { return strings.ToUpper(notEnvChar.ReplaceAllString(k, "_")) }
 
 // Summary is the one-line report of `jobd validate`.
 func (c *Config) Summary() string {
@@ -115,6 +114,8 @@ var (
 	nameRe   = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
 	envKeyRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	// notEnvChar is what envKey replaces in a param key.
+	notEnvChar = regexp.MustCompile(`[^A-Za-z0-9_]`)
 )
 
 // Parse validates data, read from file (used in messages). It never

@@ -103,21 +103,12 @@ func (m *Mutex) Lock(ctx context.Context) error { return m.lock(ctx, true) }
 func (m *Mutex) TryLock(ctx context.Context) error { return m.lock(ctx, false) }
 
 func (m *Mutex) lock(ctx context.Context, wait bool) (err error) {
-	if err := ValidName(m.name); err != nil {
+	if err := m.reserve(); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	if m.busy {
-		m.mu.Unlock()
-		return fmt.Errorf("%w: %q", ErrAlreadyHeld, m.name)
-	}
-	m.busy = true
-	m.mu.Unlock()
 	defer func() {
 		if err != nil {
-			m.mu.Lock()
-			m.busy = false
-			m.mu.Unlock()
+			m.unreserve()
 		}
 	}()
 
@@ -141,6 +132,28 @@ func (m *Mutex) lock(ctx context.Context, wait bool) (err error) {
 		return m.poll(ctx, token, err)
 	}
 	return m.waitNotified(ctx, token, err)
+}
+
+// reserve marks the handle busy for an acquisition; a handle that is
+// acquiring or holding already is ErrAlreadyHeld.
+func (m *Mutex) reserve() error {
+	if err := ValidName(m.name); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.busy {
+		return fmt.Errorf("%w: %q", ErrAlreadyHeld, m.name)
+	}
+	m.busy = true
+	return nil
+}
+
+// unreserve undoes reserve after a failed acquisition.
+func (m *Mutex) unreserve() {
+	m.mu.Lock()
+	m.busy = false
+	m.mu.Unlock()
 }
 
 // acquire runs one attempt; on success it records the hold in m.
@@ -217,16 +230,7 @@ func (c *Client) TryLockClaims(ctx context.Context, ms []*Mutex, cls []Claim) []
 	sent := time.Now()
 	pipe := c.rdb.Pipeline()
 	for i, m := range ms {
-		if err := ValidName(m.name); err != nil {
-			errs[i] = err
-			continue
-		}
-		m.mu.Lock()
-		busy := m.busy
-		m.busy = true
-		m.mu.Unlock()
-		if busy {
-			errs[i] = fmt.Errorf("%w: %q", ErrAlreadyHeld, m.name)
+		if errs[i] = m.reserve(); errs[i] != nil {
 			continue
 		}
 		tokens[i] = randomID()
@@ -254,9 +258,7 @@ func (c *Client) TryLockClaims(ctx context.Context, ms []*Mutex, cls []Claim) []
 			err = fmt.Errorf("mutex: lock %q: %w", m.name, err)
 		}
 		if !ok {
-			m.mu.Lock()
-			m.busy = false
-			m.mu.Unlock()
+			m.unreserve()
 		}
 		errs[i] = err
 	}

@@ -19,6 +19,11 @@ type notifier struct {
 	ps  *redis.PubSub
 	log *slog.Logger
 
+	// subMu orders SUBSCRIBE and UNSUBSCRIBE on the wire as the first
+	// waiter and the last waiter of a channel come and go, so that a
+	// late UNSUBSCRIBE cannot undo a newer SUBSCRIBE.
+	subMu sync.Mutex
+
 	mu       sync.Mutex
 	channels map[string]map[string]chan time.Duration // channel -> waiter id -> wake
 	pings    map[string]chan struct{}                 // pending readiness pings
@@ -52,6 +57,7 @@ const readyTimeout = time.Second
 // after the waiter's next attempt cannot be missed.
 func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan time.Duration, func()) {
 	wake := make(chan time.Duration, 1)
+	n.subMu.Lock()
 	n.mu.Lock()
 	ws, ok := n.channels[channel]
 	if !ok {
@@ -66,6 +72,8 @@ func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan
 	n.mu.Unlock()
 
 	unregister := func() {
+		n.subMu.Lock()
+		defer n.subMu.Unlock()
 		n.mu.Lock()
 		delete(n.pings, payload)
 		ws := n.channels[channel]
@@ -82,10 +90,13 @@ func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan
 		}
 	}
 
+	var err error
 	if !ok {
-		if err := n.ps.Subscribe(ctx, channel); err != nil {
-			return wake, unregister // go-redis resubscribes on reconnect; timers cover the gap
-		}
+		err = n.ps.Subscribe(ctx, channel)
+	}
+	n.subMu.Unlock()
+	if err != nil {
+		return wake, unregister // go-redis resubscribes on reconnect; timers cover the gap
 	}
 	if err := n.ps.Ping(ctx, payload); err != nil {
 		return wake, unregister

@@ -3,14 +3,18 @@ package scheduler_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jobd/jobd/internal/mutex"
 	"github.com/jobd/jobd/internal/redistest"
 	"github.com/jobd/jobd/internal/scheduler"
+	"github.com/jobd/jobd/internal/scheduler/mutexlocker"
 )
 
 // TestMisfire: a replica that starts after a tick nobody claimed runs it
@@ -111,31 +115,88 @@ func TestRedisFaults(t *testing.T) {
 	}
 }
 
-// TestPanicRecovered: a panic in a job-handling path is recorded as a
-// failed run and does not take the replica down.
+// panickyLocker hands out leases whose keep-alive panics: a fault on the
+// run path, after the claim was won.
+type panickyLocker struct{ scheduler.Locker }
+
+func (l panickyLocker) ClaimAndLock(ctx context.Context, reqs []scheduler.ClaimRequest) []scheduler.ClaimResult {
+	res := l.Locker.ClaimAndLock(ctx, reqs)
+	for i := range res {
+		if res[i].Lease != nil {
+			res[i].Lease = panickyLease{res[i].Lease}
+		}
+	}
+	return res
+}
+
+type panickyLease struct{ scheduler.Lease }
+
+func (panickyLease) KeepAlive(context.Context) (context.Context, func()) { panic("boom in keep-alive") }
+
+// TestPanicRecovered: a panic on a run's path is recorded as a failed run,
+// its lock is released, and the replica goes on.
 func TestPanicRecovered(t *testing.T) {
 	url := redistest.SharedURL(t)
 	out := outFile(t)
 	cfg := config(t, out, jobsYAML(1, "@every 1s", "", recordCmd))
-	panicked := make(chan struct{}, 100)
-	r := startReplica(t, url, cfg, "a", scheduler.WithHooks(scheduler.Hooks{
-		RunStarted: func(string, time.Duration) { panicked <- struct{}{}; panic("boom in a hook") },
-	}))
-	store := scheduler.NewStore(newRedis(t, url), prefix(t))
+	rdb := newRedis(t, url)
+	mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner("a"))
+	defer mc.Close()
+	logs := &redistest.Buffer{}
+	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), panickyLocker{mutexlocker.New(mc)},
+		scheduler.WithReplicaID("a"), scheduler.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	store := scheduler.NewStore(rdb, prefix(t))
+	// Two failed runs within 10s, with a 30s lock TTL: the first run's
+	// lock was released despite the panic, or the second could not start.
 	waitFor(t, 10*time.Second, "two recorded panics", func() bool {
 		recs, _ := store.History(context.Background(), "j00", 10)
 		n := 0
 		for _, rec := range recs {
-			if rec.Status == "failed" && strings.Contains(rec.Reason, "panic in jobd: boom in a hook") {
+			if rec.Status == "failed" && strings.Contains(rec.Reason, "panic in jobd: boom in keep-alive") {
 				n++
 			}
 		}
 		return n >= 2
 	})
 	select {
+	case err := <-done:
+		t.Fatalf("replica stopped: %v", err)
+	default:
+	}
+}
+
+// TestPanicInAHook: hooks only observe; a panicking one is logged and
+// ignored, and the skipped ticks are still recorded.
+func TestPanicInAHook(t *testing.T) {
+	url := redistest.SharedURL(t)
+	out := outFile(t)
+	cfg := config(t, out, jobsYAML(1, "@every 1s", "    lock: held-elsewhere\n", recordCmd))
+	rdb := newRedis(t, url)
+	holder := mutex.New(rdb, mutex.WithPrefix(prefix(t)))
+	defer holder.Close()
+	if err := holder.NewMutex("held-elsewhere", mutex.WithTTL(time.Minute)).Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var panics atomic.Int32
+	r := startReplica(t, url, cfg, "a", scheduler.WithHooks(scheduler.Hooks{
+		Skipped: func(string, string) { panics.Add(1); panic("boom in a hook") },
+	}))
+	store := scheduler.NewStore(rdb, prefix(t))
+	waitFor(t, 10*time.Second, "three skips despite the panics", func() bool {
+		recs, _ := store.History(context.Background(), "j00", 10)
+		return len(recs) >= 3 && panics.Load() >= 3
+	})
+	select {
 	case err := <-r.done:
 		t.Fatalf("replica stopped: %v", err)
 	default:
+	}
+	if !strings.Contains(r.logs.String(), "panic in a hook, ignored") {
+		t.Error("the panic was not logged")
 	}
 }
 

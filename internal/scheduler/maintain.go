@@ -117,11 +117,12 @@ func (s *Scheduler) missGrace() time.Duration { return 3*time.Second + s.splay }
 
 // runMissed implements misfire: run_once. For each such instance, the most
 // recent tick within starting_deadline that nobody claimed is claimed and
-// run once; older misses are counted and logged, not run.
+// run once (all of them in one pipeline); older misses are counted and
+// logged, not run.
 func (s *Scheduler) runMissed(ctx, runs context.Context) {
 	cfg := s.cfg.Load()
 	now := s.clock.Now()
-	var wg sync.WaitGroup
+	var missed []claimItem
 	for _, in := range cfg.Instances {
 		if in.Misfire != jobs.MisfireRunOnce || !in.Enabled || in.Suspended {
 			continue
@@ -149,16 +150,12 @@ func (s *Scheduler) runMissed(ctx, runs context.Context) {
 		}
 		s.log.Warn("missed tick: running it once (misfire: run_once)", "job", in.Name,
 			"scheduled_at", ticks[last].UTC(), "older_missed_not_run", older)
-		wg.Add(1)
-		s.firing.Add(1)
-		go func() {
-			defer wg.Done()
-			defer s.firing.Done()
-			defer s.recoverPanic("misfire")
-			s.claim(ctx, runs, ticks[last], []*jobs.Instance{in}, "misfire")
-		}()
+		t := ticks[last]
+		missed = append(missed, claimItem{in: in, at: t, runID: newRunID(t), claimKey: s.store.tickKey(in.Name, t), trigger: "misfire"})
 	}
-	wg.Wait()
+	if len(missed) > 0 {
+		s.claimItems(ctx, runs, missed)
+	}
 }
 
 // ticksBetween lists up to limit fire times in (from, to], the latest ones.

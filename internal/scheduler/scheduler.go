@@ -85,6 +85,8 @@ type Scheduler struct {
 }
 
 // Hooks let the daemon observe the scheduler (metrics); all optional.
+// They are called after the fact, and a panic in one is logged and
+// ignored: an observer can never break scheduling.
 type Hooks struct {
 	ClaimWon    func(instance string)
 	ClaimLost   func(instance string)
@@ -147,6 +149,7 @@ func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Schedul
 		s.replica = fmt.Sprintf("%s-%d", host, s.pid)
 	}
 	s.log = s.log.With("replica", s.replica)
+	s.hooks = s.hooks.guarded(s.log)
 	s.cfg.Store(cfg)
 	return s
 }
@@ -193,8 +196,9 @@ func (s *Scheduler) Running() []string {
 	return out
 }
 
-// Run runs the replica (once) until ctx ends, then shuts down in this order: stop
-// claiming; let runs finish for the shutdown grace (or until Hurry); then
+// Run runs the replica (once) until ctx ends, then shuts down in this
+// order: stop claiming (ticks, triggers, misfires) and heartbeats; let runs
+// finish for the shutdown grace (or until Hurry); then
 // terminate the rest (TERM, then KILL after their kill_grace), record them
 // and release their locks; finally remove the heartbeat.
 func (s *Scheduler) Run(ctx context.Context) error {
@@ -217,6 +221,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.tickLoop(ctx, runs)
 
 	s.log.Info("stopping: no new claims; waiting for running jobs", "running", len(s.Running()), "grace", s.grace)
+	// Nothing may start a run once we wait for the runs: first the loops
+	// that claim (triggers, misfires) and the tick goroutines.
+	bg.Wait()
 	s.firing.Wait()
 	done := make(chan struct{})
 	go func() { s.runs.Wait(); close(done) }()
@@ -233,7 +240,6 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	giveUp := time.AfterFunc(recordGrace, s.giveUpRecords) // last records of an unreachable Redis
 	defer giveUp.Stop()
 	<-done
-	bg.Wait()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
 	defer cancel()
 	if err := s.store.RemoveBeat(rctx, s.replica); err != nil {
@@ -344,7 +350,7 @@ func (s *Scheduler) fire(ctx, runs context.Context, t time.Time, due []*jobs.Ins
 		}
 		groups[g] = append(groups[g], in)
 	}
-	load := min(len(s.Running()), 10)
+	load := min(s.activeCount(), 10)
 	penalty := s.splay * time.Duration(load) / 20 // up to half the splay
 	for g, group := range groups {
 		if len(group) == 0 {
@@ -420,11 +426,13 @@ func (s *Scheduler) claimItems(ctx, runs context.Context, items []claimItem) []b
 		switch {
 		case r.Lease != nil:
 			s.log.Info("claim won", "job", in.Name, "run_id", rec.RunID, "scheduled_at", it.at.UTC(), "trigger", it.trigger, "lock", in.Lock, "fence", r.Lease.Fence())
-			s.start(runs, in, rec, r.Lease)
+			s.spawn(rec, in, func() { s.start(runs, in, rec, r.Lease) })
 		case in.Overlap == jobs.OverlapWait:
-			s.wait(runs, in, rec)
+			s.spawn(rec, in, func() { s.wait(runs, in, rec) })
 		default:
-			s.skip(in, rec, "lock held")
+			// Not a run: untracked, but off the claim path, since its
+			// record write may wait for Redis.
+			s.spawn(rec, nil, func() { s.skip(in, rec, "lock held") })
 		}
 	}
 	return won
@@ -443,86 +451,103 @@ func (s *Scheduler) skip(in *jobs.Instance, rec *Record, why string) {
 	now := time.Now().UTC()
 	rec.End = &now
 	s.log.Info("tick skipped", "job", in.Name, "run_id", rec.RunID, "lock", in.Lock, "reason", rec.Reason)
-	call2(s.hooks.Skipped, in.Name, why)
 	s.persist("record skip", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) })
+	call2(s.hooks.Skipped, in.Name, why)
 	call2(s.hooks.RunFinished, *rec, 0)
 }
 
-// start runs a claimed, locked tick in its own goroutine.
-func (s *Scheduler) start(runs context.Context, in *jobs.Instance, rec *Record, lease Lease) {
-	s.track(rec.RunID, in)
+// spawn runs fn in a goroutine that shutdown waits for and that survives
+// a panic (recorded as a failed run when it happens in execute, logged
+// otherwise). With in set, the run counts as running on this replica.
+func (s *Scheduler) spawn(rec *Record, in *jobs.Instance, fn func()) {
+	if in != nil {
+		s.track(rec.RunID, in)
+	}
 	s.runs.Add(1)
 	go func() {
 		defer s.runs.Done()
-		defer s.untrack(rec.RunID)
-		now := time.Now().UTC()
-		rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
-		s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) })
+		if in != nil {
+			defer s.untrack(rec.RunID)
+		}
+		defer s.recoverPanic("run " + rec.RunID)
+		fn()
 	}()
 }
 
+// start runs a claimed, locked tick (in a spawned goroutine).
+func (s *Scheduler) start(runs context.Context, in *jobs.Instance, rec *Record, lease Lease) {
+	now := time.Now().UTC()
+	rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
+	s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) })
+}
+
 // wait queues a claimed tick for its lock (overlap: wait) until max_wait
-// or the next fire time, then runs or skips it.
+// or the next fire time, then runs or skips it (in a spawned goroutine).
 func (s *Scheduler) wait(runs context.Context, in *jobs.Instance, rec *Record) {
-	s.track(rec.RunID, in)
-	s.runs.Add(1)
-	go func() {
-		defer s.runs.Done()
-		defer s.untrack(rec.RunID)
-		rec.Status = StatusWaiting
-		if !s.persist("record wait", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) }) {
-			return
-		}
-		limit := in.MaxWait
-		if limit == 0 {
-			limit = in.Schedule.Next(rec.ScheduledAt).Sub(s.clock.Now())
-		}
-		wctx, cancel := context.WithTimeout(runs, max(limit, 0))
-		lease, err := s.locker.Lock(wctx, in.Lock, in.LockTTL, label(in, rec.RunID))
-		cancel()
-		if err != nil {
-			s.skip(in, rec, "lock still held after waiting "+limit.Round(time.Millisecond).String())
-			return
-		}
-		now := time.Now().UTC()
-		rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
-		s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
-	}()
+	rec.Status = StatusWaiting
+	if !s.persist("record wait", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) }) {
+		return
+	}
+	limit := in.MaxWait
+	if limit == 0 {
+		limit = in.Schedule.Next(rec.ScheduledAt).Sub(s.clock.Now())
+	}
+	wctx, cancel := context.WithTimeout(runs, max(limit, 0))
+	lease, err := s.locker.Lock(wctx, in.Lock, in.LockTTL, label(in, rec.RunID))
+	cancel()
+	if err != nil {
+		s.skip(in, rec, "lock still held after waiting "+limit.Round(time.Millisecond).String())
+		return
+	}
+	now := time.Now().UTC()
+	rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
+	s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
 }
 
 // execute runs the command under the lease: keep-alive starts first, then
 // the running record is written (started), then the command runs; the
 // result is recorded and only then is the lock released, so that a
-// finished run is never seen without its lock and marked abandoned.
+// finished run is never seen without its lock and marked abandoned. A
+// panic anywhere on this path is recorded as a failed run, and the lock
+// is still released.
 func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record, lease Lease, started func(context.Context) error) {
 	log := s.log.With("job", in.Name, "run_id", rec.RunID)
-	kctx, stop := lease.KeepAlive(runs)
+	stop := func() {}
+	var lost atomic.Bool // the lease was lost: its release is expected to fail
 	release := func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(runs), redisTimeout)
 		defer cancel()
-		if err := lease.Unlock(uctx); err != nil && !errors.Is(context.Cause(kctx), jobs.ErrLockLost) {
+		if err := lease.Unlock(uctx); err != nil && !lost.Load() {
 			log.Warn("lock release failed; it expires by itself", "lock", in.Lock, "err", err)
 		}
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("panic in a run", "err", fmt.Sprint(r), "stack", string(debug.Stack()))
+			stop()
+			now, code := time.Now().UTC(), -1
+			if rec.Start == nil {
+				rec.Start = &now
+			}
+			rec.Status, rec.End, rec.ExitCode, rec.Reason = string(jobs.StatusFailed), &now, &code, fmt.Sprintf("panic in jobd: %v", r)
+			s.persist("record panic", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
+			call2(s.hooks.RunFinished, *rec, 0)
+			release()
+		}
+	}()
+	kctx, stopKeepAlive := lease.KeepAlive(runs)
+	stop = stopKeepAlive
 	if !s.persist("record start", started) {
 		stop()
 		release()
 		return
 	}
-	var res jobs.Result
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				log.Error("panic in a run", "err", fmt.Sprint(r), "stack", string(debug.Stack()))
-				res = jobs.Result{Status: jobs.StatusFailed, ExitCode: -1, Start: *rec.Start, End: time.Now(), Reason: fmt.Sprintf("panic in jobd: %v", r)}
-			}
-		}()
-		lag := rec.Start.Sub(rec.ScheduledAt)
-		call2(s.hooks.RunStarted, in.Name, lag)
-		log.Info("run started", "scheduled_at", rec.ScheduledAt, "lag", lag.Round(time.Millisecond), "fence", rec.Fence)
-		res = jobs.Execute(kctx, log, jobs.Run{Instance: in, ID: rec.RunID, ScheduledAt: rec.ScheduledAt,
-			Replica: s.replica, LockKey: in.Lock, Fence: rec.Fence})
-	}()
+	lag := rec.Start.Sub(rec.ScheduledAt)
+	call2(s.hooks.RunStarted, in.Name, lag)
+	log.Info("run started", "scheduled_at", rec.ScheduledAt, "lag", lag.Round(time.Millisecond), "fence", rec.Fence)
+	res := jobs.Execute(kctx, log, jobs.Run{Instance: in, ID: rec.RunID, ScheduledAt: rec.ScheduledAt,
+		Replica: s.replica, LockKey: in.Lock, Fence: rec.Fence})
+	lost.Store(errors.Is(context.Cause(kctx), jobs.ErrLockLost))
 	stop()
 	end := res.End.UTC()
 	code := res.ExitCode
@@ -580,6 +605,12 @@ func (s *Scheduler) untrack(id string) {
 	s.mu.Unlock()
 }
 
+func (s *Scheduler) activeCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.active)
+}
+
 func (s *Scheduler) isActive(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -588,6 +619,9 @@ func (s *Scheduler) isActive(id string) bool {
 }
 
 func (s *Scheduler) redisError(op string, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // we are stopping; Redis is not at fault
+	}
 	call(s.hooks.RedisError, op)
 	if !s.redisDown.Swap(true) {
 		s.log.Error("redis unreachable: no claims and no new runs until it is back", "op", op, "err", err)
@@ -640,5 +674,45 @@ func call[T any](f func(T), v T) {
 func call2[A, B any](f func(A, B), a A, b B) {
 	if f != nil {
 		f(a, b)
+	}
+}
+
+// guarded wraps every hook so that a panic in one (hooks only observe) is
+// logged and never reaches the scheduling path.
+func (h Hooks) guarded(log *slog.Logger) Hooks {
+	return Hooks{
+		ClaimWon:     guard1(log, h.ClaimWon),
+		ClaimLost:    guard1(log, h.ClaimLost),
+		Skipped:      guard2(log, h.Skipped),
+		RunStarted:   guard2(log, h.RunStarted),
+		RunFinished:  guard2(log, h.RunFinished),
+		RedisError:   guard1(log, h.RedisError),
+		ClaimLatency: guard1(log, h.ClaimLatency),
+	}
+}
+
+func guard1[A any](log *slog.Logger, f func(A)) func(A) {
+	if f == nil {
+		return nil
+	}
+	return func(a A) {
+		defer recoverHook(log)
+		f(a)
+	}
+}
+
+func guard2[A, B any](log *slog.Logger, f func(A, B)) func(A, B) {
+	if f == nil {
+		return nil
+	}
+	return func(a A, b B) {
+		defer recoverHook(log)
+		f(a, b)
+	}
+}
+
+func recoverHook(log *slog.Logger) {
+	if r := recover(); r != nil {
+		log.Error("panic in a hook, ignored", "err", fmt.Sprint(r), "stack", string(debug.Stack()))
 	}
 }

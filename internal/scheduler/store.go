@@ -85,14 +85,19 @@ type runningEntry struct {
 	Replica  string `json:"replica"`
 }
 
+// indexEntry is a live run's entry in the running index.
+func indexEntry(rec *Record) string {
+	b, _ := json.Marshal(runningEntry{rec.Instance, rec.Lock, rec.Fence, rec.Replica})
+	return string(b)
+}
+
 // Push stores a new record at the head of its instance's history; a
 // running or waiting one also enters the running index.
 func (s *Store) Push(ctx context.Context, rec *Record, history int) error {
 	body, _ := json.Marshal(rec)
 	idx := ""
 	if rec.Status == StatusRunning || rec.Status == StatusWaiting {
-		b, _ := json.Marshal(runningEntry{rec.Instance, rec.Lock, rec.Fence, rec.Replica})
-		idx = string(b)
+		idx = indexEntry(rec)
 	}
 	return recordPush.Run(ctx, s.rdb, []string{s.runsKey(rec.Instance), s.histKey(rec.Instance), s.runningKey()},
 		rec.RunID, body, history, idx).Err()
@@ -105,9 +110,7 @@ func (s *Store) Update(ctx context.Context, rec *Record, history int) error {
 	mode, idx := "final", ""
 	switch rec.Status {
 	case StatusRunning, StatusWaiting:
-		mode = "running"
-		b, _ := json.Marshal(runningEntry{rec.Instance, rec.Lock, rec.Fence, rec.Replica})
-		idx = string(b)
+		mode, idx = "running", indexEntry(rec)
 	case "succeeded":
 		mode = "success"
 	}
