@@ -8,24 +8,53 @@
 -- ARGV[3] waiter id, "" for a caller that does not wait
 -- ARGV[4] waiter grace ms: how long a waiter stays queued past its next retry
 -- ARGV[5] owner  ARGV[6] host  ARGV[7] pid  ARGV[8] label
--- Optional claim (the scheduler's per-tick claim), created first:
--- KEYS[5] claim key  ARGV[9] claim value  ARGV[10] claim ttl ms
+-- Optional claim (the scheduler's per-tick claim), made first:
+-- KEYS[5] claim key  ARGV[9] claim value (unique per attempt)  ARGV[10] claim ttl ms
+-- ARGV[11] not before, ARGV[12] not after: Redis times (ms) outside which a
+--          new claim is refused ("0": no bound)
 --
--- Returns {-1, 0} when the claim key already exists (nothing is changed),
--- {1, fence} when obtained, or {0, retry_ms} when not: retry_ms is
--- the longest the caller should wait before trying again even if no release
--- is announced (the lock's PTTL, or the queue head's remaining lease).
+-- Returns {1, fence} when the lock is held by this token, {0, retry_ms}
+-- when not (retry_ms is the longest the caller should wait before trying
+-- again even if no release is announced: the lock's PTTL, or the queue
+-- head's remaining lease), {-1, 0} when the claim key holds another value
+-- (nothing is changed), and {-2, now_ms} when the claim is new but Redis's
+-- clock is outside [not before, not after] (nothing is changed).
+--
+-- Safe to run twice with the same arguments (a retry after a lost reply):
+-- a claim whose value is ours is ours, and a lock whose token is ours is
+-- held (its lease is renewed to ttl from now), so the retry answers what
+-- the first run did.
 --
 -- A free lock with a live queue goes only to the queue head, so a release
 -- wakes one waiter instead of a herd. Times come from Redis, never clients.
-if KEYS[5] and not redis.call('SET', KEYS[5], ARGV[9], 'NX', 'PX', ARGV[10]) then
-  return {-1, 0}
-end
-
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+if KEYS[5] then
+  local cur = redis.call('GET', KEYS[5])
+  if not cur then
+    local lo, hi = tonumber(ARGV[11] or 0), tonumber(ARGV[12] or 0)
+    if (lo > 0 and now < lo) or (hi > 0 and now > hi) then return {-2, now} end
+    redis.call('SET', KEYS[5], ARGV[9], 'PX', ARGV[10])
+  elseif cur ~= ARGV[9] then
+    return {-1, 0}
+  end
+end
+
 local waiter = ARGV[3]
 local grace = tonumber(ARGV[4])
+
+local tok = redis.call('HGET', KEYS[1], 'token')
+if tok == ARGV[1] then
+  -- Ours already: an earlier run of this very attempt took it.
+  redis.call('HSET', KEYS[1], 'ttl', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if waiter ~= '' then
+    redis.call('ZREM', KEYS[3], waiter)
+    redis.call('ZREM', KEYS[4], waiter)
+  end
+  return {1, tonumber(redis.call('HGET', KEYS[1], 'fence'))}
+end
 
 local function enqueue(wait_ms)
   if waiter == '' then return end
@@ -39,8 +68,8 @@ local function enqueue(wait_ms)
   end
 end
 
-local pttl = redis.call('PTTL', KEYS[1])
-if pttl ~= -2 then
+if tok then
+  local pttl = redis.call('PTTL', KEYS[1])
   if pttl < 0 then pttl = tonumber(ARGV[2]) end
   enqueue(pttl)
   return {0, pttl}

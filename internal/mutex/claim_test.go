@@ -21,8 +21,11 @@ func TestTryLockClaim(t *testing.T) {
 	if err := a.TryLockClaim(ctx, claim("T1")); err != nil {
 		t.Fatal(err)
 	}
-	// Same tick again: the claim is taken, the lock is untouched.
-	if err := c.NewMutex("shared").TryLockClaim(ctx, claim("T1")); !errors.Is(err, mutex.ErrClaimTaken) {
+	// Same tick again, by another attempt (another claim value): the
+	// claim is taken, the lock is untouched.
+	other := claim("T1")
+	other.Value = "another-run"
+	if err := c.NewMutex("shared").TryLockClaim(ctx, other); !errors.Is(err, mutex.ErrClaimTaken) {
 		t.Fatalf("second claim: %v, want ErrClaimTaken", err)
 	}
 	// Next tick while the lock is held: claim won, lock not obtained.
@@ -56,6 +59,7 @@ func TestTryLockClaimsBatch(t *testing.T) {
 		cls[i] = mutex.Claim{Key: fmt.Sprintf("%s:tick:%d", prefix(t), i), Value: "x", TTL: time.Minute}
 	}
 	cls[7].Key = cls[6].Key // 7 loses to 6 in the same batch
+	cls[7].Value = "y"
 	errs := c.TryLockClaims(ctx, ms, cls)
 	for i, err := range errs {
 		var want error

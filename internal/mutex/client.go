@@ -132,7 +132,7 @@ func (c *Client) getNotifier() *notifier {
 // lock lands in one Redis Cluster slot whatever characters the name holds:
 // the suffixes all come after the tag's closing brace.
 type keys struct {
-	lock, fence, queue, leases, channel string
+	lock, fence, queue, leases, channel, released string
 }
 
 func (c *Client) keys(name string) keys {
@@ -143,6 +143,9 @@ func (c *Client) keys(name string) keys {
 		queue:   base + ":q",
 		leases:  base + ":qx",
 		channel: base + ":released",
+		// released is a string key, the channel above a pub/sub name:
+		// they live in different namespaces.
+		released: base + ":rel",
 	}
 }
 
@@ -158,7 +161,7 @@ func randomID() string {
 // NewMutex returns a handle on the lock called name. A handle holds the
 // lock at most once at a time; use one handle per concurrent holder.
 func (c *Client) NewMutex(name string, opts ...Option) *Mutex {
-	m := &Mutex{c: c, name: name, k: c.keys(name), cfg: defaultConfig()}
+	m := &Mutex{c: c, name: name, k: c.keys(name), cfg: defaultConfig(), extended: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(&m.cfg)
 	}

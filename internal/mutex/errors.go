@@ -32,6 +32,12 @@ var (
 	// else claimed that work, and the lock was not touched.
 	ErrClaimTaken = errors.New("mutex: claim already taken")
 
+	// ErrClaimWindow: a new claim was refused because Redis's clock is
+	// outside the window the claim allows (Claim.NotBefore/NotAfter): the
+	// claimer's clock is too far off for its claim to be seen in time by
+	// the others. Nothing was changed.
+	ErrClaimWindow = errors.New("mutex: claim outside its time window (clock offset)")
+
 	// ErrBadName: the lock name is empty or starts with '}', which would
 	// leave its Redis Cluster hash tag empty (see ValidName).
 	ErrBadName = errors.New("mutex: invalid lock name")

@@ -1,13 +1,22 @@
--- leave.lua: a waiter gives up. Remove it from the queue and, if the lock
--- is free, pass the turn on as release.lua does.
+-- leave.lua: a caller gives up. Remove its waiter from the queue, drop a
+-- hold its token may have taken without hearing the reply, and, if the
+-- lock is free, pass the turn on as release.lua does.
 --
 -- KEYS[1] lock hash  KEYS[2] waiter queue  KEYS[3] waiter leases
--- ARGV[1] waiter id  ARGV[2] release channel  ARGV[3] handoff window ms
+-- ARGV[1] waiter id ("" for none)  ARGV[2] release channel
+-- ARGV[3] handoff window ms  ARGV[4] the caller's token
 --
--- Returns 1 when another waiter was woken, 0 otherwise.
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+-- Returns 1 when another waiter was woken, 0 otherwise. Safe to run twice.
+if ARGV[1] ~= '' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+local tok = redis.call('HGET', KEYS[1], 'token')
+if tok and tok == ARGV[4] then
+  redis.call('DEL', KEYS[1]) -- an orphaned hold of ours (its reply was lost)
+elseif tok then
+  return 0
+end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

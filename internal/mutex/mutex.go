@@ -27,6 +27,16 @@ const (
 	// unlockTimeout bounds the release that Do makes after fn returns,
 	// whatever happened to the caller's context.
 	unlockTimeout = 5 * time.Second
+	// settleTimeout is how long an operation whose outcome is unknown (the
+	// command may have run but its reply was lost: a timeout or a reset
+	// connection) keeps asking Redis, with the same token, before it
+	// reports the error. Every script is safe to run twice, so asking
+	// again is how the outcome is settled.
+	settleTimeout = 5 * time.Second
+	// releasedMarkerTTL is how long Redis remembers the token of a lock's
+	// last release, so that a release retried after a lost reply is
+	// recognised as done rather than reported as an expired lease.
+	releasedMarkerTTL = time.Minute
 )
 
 type config struct {
@@ -76,11 +86,15 @@ type Mutex struct {
 	k    keys
 	cfg  config
 
-	mu      sync.Mutex
-	busy    bool      // a Lock is in progress or the lock is held
-	token   string    // non-empty while held
-	fence   int64     // fence of the current or last hold
-	leaseAt time.Time // when the last successful acquire/extend was sent
+	mu       sync.Mutex
+	busy     bool          // a Lock is in progress or the lock is held
+	token    string        // non-empty while held
+	fence    int64         // fence of the current or last hold
+	leaseAt  time.Time     // when the last successful acquire/extend was sent
+	leaseTTL time.Duration // the lease length that request set in Redis
+	// extended wakes keep-alive after an Extend, so that it trusts the
+	// lease that Extend set rather than the one it set itself.
+	extended chan struct{}
 }
 
 // Name is the lock's name.
@@ -112,14 +126,22 @@ func (m *Mutex) lock(ctx context.Context, wait bool) (err error) {
 		}
 	}()
 
+	// The first attempt is settled: a lost reply is asked again with the
+	// same token, which answers what the first run did.
 	token := randomID()
-	ok, _, err := m.acquire(ctx, token, "")
+	var ok bool
+	first := settle(ctx, func(ctx context.Context) error {
+		var err error
+		ok, _, err = m.acquire(ctx, token, "")
+		return err
+	})
 	if ok {
 		return nil
 	}
 	if !wait {
-		if err != nil {
-			return fmt.Errorf("mutex: lock %q: %w", m.name, err)
+		if first != nil {
+			m.leave(ctx, "", token) // drop a hold we may have taken unheard
+			return fmt.Errorf("mutex: lock %q: %w", m.name, first)
 		}
 		return fmt.Errorf("%w: %q", ErrNotObtained, m.name)
 	}
@@ -129,9 +151,36 @@ func (m *Mutex) lock(ctx context.Context, wait bool) (err error) {
 		defer cancel()
 	}
 	if m.cfg.retries > 0 {
-		return m.poll(ctx, token, err)
+		return m.poll(ctx, token, first)
 	}
-	return m.waitNotified(ctx, token, err)
+	return m.waitNotified(ctx, token, first)
+}
+
+// settle runs op until its outcome is known: op returned nil or Redis's
+// own error reply. An unknown outcome (timeout, reset connection: the
+// command may have run) is asked again, for up to settleTimeout or until
+// ctx ends; op must be safe to run twice.
+func settle(ctx context.Context, op func(ctx context.Context) error) error {
+	deadline := time.Now().Add(settleTimeout)
+	backoff := 20 * time.Millisecond
+	for {
+		err := op(ctx)
+		if !unknownOutcome(err) || time.Now().Add(backoff).After(deadline) || !sleep(ctx, backoff) {
+			return err
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// unknownOutcome reports whether err leaves it open whether the command
+// ran: anything but Redis's own reply (an error reply such as NOPERM, or
+// redis.Nil) may have lost a reply to a command that ran.
+func unknownOutcome(err error) bool {
+	if err == nil {
+		return false
+	}
+	var re redis.Error
+	return !errors.As(err, &re)
 }
 
 // reserve marks the handle busy for an acquisition; a handle that is
@@ -174,7 +223,7 @@ func (m *Mutex) acquireArgs(token, waiter string, cl *Claim) ([]string, []any) {
 		m.c.owner, m.c.host, m.c.pid, m.cfg.label}
 	if cl != nil {
 		keys = append(keys, cl.Key)
-		args = append(args, cl.Value, cl.TTL.Milliseconds())
+		args = append(args, cl.Value, cl.TTL.Milliseconds(), unixMilli(cl.NotBefore), unixMilli(cl.NotAfter))
 	}
 	return keys, args
 }
@@ -186,9 +235,12 @@ func (m *Mutex) acquired(res []int64, token string, sent time.Time) (bool, time.
 		return false, 0, fmt.Errorf("mutex: acquire: unexpected reply %v", res)
 	case res[0] == -1:
 		return false, 0, fmt.Errorf("%w: %q", ErrClaimTaken, m.name)
+	case res[0] == -2:
+		return false, 0, fmt.Errorf("%w: %q: Redis time %s", ErrClaimWindow, m.name,
+			time.UnixMilli(res[1]).UTC().Format(time.RFC3339Nano))
 	case res[0] == 1:
 		m.mu.Lock()
-		m.token, m.fence, m.leaseAt = token, res[1], sent
+		m.token, m.fence, m.leaseAt, m.leaseTTL = token, res[1], sent, m.cfg.ttl
 		m.mu.Unlock()
 		return true, 0, nil
 	}
@@ -202,8 +254,13 @@ func (m *Mutex) acquired(res []int64, token string, sent time.Time) (bool, time.
 // hash slot.
 type Claim struct {
 	Key   string
-	Value string
+	Value string // unique to this attempt: a retry that finds it knows the claim is its own
 	TTL   time.Duration
+	// NotBefore and NotAfter bound, on Redis's clock, when a new claim may
+	// be made (zero: no bound). A claim outside them fails with
+	// ErrClaimWindow: the caller's clock is too far off for the claim to
+	// still exist when the other replicas look for it.
+	NotBefore, NotAfter time.Time
 }
 
 // TryLockClaim makes one attempt, claim first. It returns nil when both
@@ -217,52 +274,101 @@ func (m *Mutex) TryLockClaim(ctx context.Context, cl Claim) error {
 // TryLockClaims is TryLockClaim for many mutexes in one pipeline, so that
 // a thousand instances due at the same second cost one round trip, not a
 // thousand. The i-th error belongs to ms[i].
+//
+// An attempt whose reply was lost (timeout, reset connection) is asked
+// again with the same token and claim value until its outcome is known or
+// ctx ends: the retry finds the claim and the lock its own. Only then is
+// an error returned, and never ErrClaimTaken or ErrNotObtained for it.
 func (c *Client) TryLockClaims(ctx context.Context, ms []*Mutex, cls []Claim) []error {
 	errs := make([]error, len(ms))
-	if err := c.loadScripts(ctx); err != nil {
-		for i := range errs {
-			errs[i] = fmt.Errorf("mutex: lock %q: %w", ms[i].name, err)
-		}
-		return errs
-	}
 	tokens := make([]string, len(ms))
-	cmds := make([]*redis.Cmd, len(ms))
-	sent := time.Now()
-	pipe := c.rdb.Pipeline()
+	var pending []int
 	for i, m := range ms {
-		if errs[i] = m.reserve(); errs[i] != nil {
-			continue
+		if errs[i] = m.reserve(); errs[i] == nil {
+			tokens[i] = randomID()
+			pending = append(pending, i)
 		}
-		tokens[i] = randomID()
-		keys, args := m.acquireArgs(tokens[i], "", &cls[i])
-		cmds[i] = acquireScript.EvalSha(ctx, pipe, keys, args...)
 	}
-	_, _ = pipe.Exec(ctx)
-	for i, m := range ms {
-		if cmds[i] == nil {
-			continue
-		}
-		res, err := cmds[i].Int64Slice()
-		if redis.HasErrorPrefix(err, "NOSCRIPT") { // Redis restarted since loadScripts
-			c.scriptsLoaded.Store(false)
-			keys, args := m.acquireArgs(tokens[i], "", &cls[i])
-			res, err = acquireScript.Run(ctx, c.rdb, keys, args...).Int64Slice()
-		}
-		ok := false
-		if err == nil {
-			ok, _, err = m.acquired(res, tokens[i], sent)
-			if !ok && err == nil {
-				err = fmt.Errorf("%w: %q", ErrNotObtained, m.name)
+	backoff := 20 * time.Millisecond
+	for len(pending) > 0 {
+		var unknown []int
+		for j, res := range c.acquireBatch(ctx, pending, ms, tokens, cls) {
+			i := pending[j]
+			ok := false
+			err := res.err
+			if err == nil {
+				ok, _, err = ms[i].acquired(res.val, tokens[i], res.sent)
+				if !ok && err == nil {
+					err = fmt.Errorf("%w: %q", ErrNotObtained, ms[i].name)
+				}
+			} else if unknownOutcome(err) {
+				unknown = append(unknown, i)
 			}
-		} else {
-			err = fmt.Errorf("mutex: lock %q: %w", m.name, err)
+			if err != nil && !errors.Is(err, ErrClaimTaken) && !errors.Is(err, ErrNotObtained) && !errors.Is(err, ErrClaimWindow) {
+				err = fmt.Errorf("mutex: lock %q: %w", ms[i].name, err)
+			}
+			errs[i] = err
+			if !ok && !unknownOutcome(res.err) {
+				ms[i].unreserve()
+			}
 		}
-		if !ok {
-			m.unreserve()
+		pending = unknown
+		if len(pending) > 0 && !sleep(ctx, backoff) {
+			break
 		}
-		errs[i] = err
+		backoff = min(2*backoff, time.Second)
+	}
+	for _, i := range pending { // still unknown when ctx ended
+		ms[i].leave(ctx, "", tokens[i])
+		ms[i].unreserve()
 	}
 	return errs
+}
+
+type batchResult struct {
+	val  []int64
+	err  error
+	sent time.Time
+}
+
+// acquireBatch runs the acquire script with a claim for ms[idx...] in one
+// pipeline (EVALSHA; a NOSCRIPT after a Redis restart falls back to EVAL
+// for that command).
+func (c *Client) acquireBatch(ctx context.Context, idx []int, ms []*Mutex, tokens []string, cls []Claim) []batchResult {
+	out := make([]batchResult, len(idx))
+	if err := c.loadScripts(ctx); err != nil {
+		for j := range out {
+			out[j].err = err
+		}
+		return out
+	}
+	cmds := make([]*redis.Cmd, len(idx))
+	sent := time.Now()
+	pipe := c.rdb.Pipeline()
+	for j, i := range idx {
+		keys, args := ms[i].acquireArgs(tokens[i], "", &cls[i])
+		cmds[j] = acquireScript.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, _ = pipe.Exec(ctx)
+	for j, i := range idx {
+		out[j].val, out[j].err = cmds[j].Int64Slice()
+		out[j].sent = sent
+		if redis.HasErrorPrefix(out[j].err, "NOSCRIPT") { // Redis restarted since loadScripts
+			c.scriptsLoaded.Store(false)
+			keys, args := ms[i].acquireArgs(tokens[i], "", &cls[i])
+			out[j].sent = time.Now()
+			out[j].val, out[j].err = acquireScript.Run(ctx, c.rdb, keys, args...).Int64Slice()
+		}
+	}
+	return out
+}
+
+// unixMilli is t in Unix milliseconds, or 0 for the zero time.
+func unixMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
 }
 
 // loadScripts makes sure the acquire script is cached, for pipelines,
@@ -295,6 +401,9 @@ func (m *Mutex) poll(ctx context.Context, token string, lastErr error) error {
 			lastErr = err
 		}
 	}
+	if lastErr != nil {
+		m.leave(ctx, "", token) // drop a hold we may have taken unheard
+	}
 	return m.notObtained(ctx, lastErr)
 }
 
@@ -326,7 +435,7 @@ func (m *Mutex) waitNotified(ctx context.Context, token string, lastErr error) e
 			d = hint + time.Millisecond + rand.N(hint/20+time.Millisecond)
 		}
 		if !m.sleepUntilWoken(ctx, wake, d) {
-			m.leave(ctx, waiter)
+			m.leave(ctx, waiter, token)
 			return m.notObtained(ctx, lastErr)
 		}
 	}
@@ -358,13 +467,14 @@ func (m *Mutex) sleepUntilWoken(ctx context.Context, wake <-chan time.Duration, 
 	}
 }
 
-// leave dequeues a waiter that gave up and, if the lock is free, passes the
-// turn on; best effort, since a stale entry expires by itself.
-func (m *Mutex) leave(ctx context.Context, waiter string) {
+// leave dequeues a waiter that gave up, drops a hold that token may have
+// taken without hearing the reply and, if the lock is free, passes the
+// turn on; best effort, since a stale entry (and a lease) expires by itself.
+func (m *Mutex) leave(ctx context.Context, waiter, token string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
 	defer cancel()
 	_ = leaveScript.Run(ctx, m.c.rdb, []string{m.k.lock, m.k.queue, m.k.leases},
-		waiter, m.k.channel, handoffWindow.Milliseconds()).Err()
+		waiter, m.k.channel, handoffWindow.Milliseconds(), token).Err()
 }
 
 func (m *Mutex) notObtained(ctx context.Context, last error) error {
@@ -381,7 +491,9 @@ func (m *Mutex) notObtained(ctx context.Context, last error) error {
 // Unlock releases the lock if this handle still owns it. It returns
 // ErrNotHeld when the handle holds nothing, and ErrLost when the lease had
 // run out or another owner holds the lock now (which is left untouched).
-// On a Redis error the handle stays held, so Unlock can be retried.
+// A lost reply is asked again (a release already made answers nil); on a
+// Redis error that outlasts settling, the handle stays held, so Unlock can
+// be retried.
 func (m *Mutex) Unlock(ctx context.Context) error {
 	m.mu.Lock()
 	token := m.token
@@ -389,8 +501,13 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	if token == "" {
 		return fmt.Errorf("%w: %q", ErrNotHeld, m.name)
 	}
-	res, err := releaseScript.Run(ctx, m.c.rdb, []string{m.k.lock, m.k.queue, m.k.leases},
-		token, m.k.channel, handoffWindow.Milliseconds()).Int64()
+	var res int64
+	err := settle(ctx, func(ctx context.Context) error {
+		var err error
+		res, err = releaseScript.Run(ctx, m.c.rdb, []string{m.k.lock, m.k.queue, m.k.leases, m.k.released},
+			token, m.k.channel, handoffWindow.Milliseconds(), releasedMarkerTTL.Milliseconds()).Int64()
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("mutex: unlock %q: %w", m.name, err)
 	}
@@ -401,6 +518,9 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 }
 
 // Extend sets the lease to ttl from now if this handle still owns the lock.
+// The new length also becomes the lease that keep-alive trusts and renews:
+// a shorter one is renewed more often, never trusted for longer than it
+// lasts in Redis.
 func (m *Mutex) Extend(ctx context.Context, ttl time.Duration) error {
 	m.mu.Lock()
 	token := m.token
@@ -408,7 +528,14 @@ func (m *Mutex) Extend(ctx context.Context, ttl time.Duration) error {
 	if token == "" {
 		return fmt.Errorf("%w: %q", ErrNotHeld, m.name)
 	}
-	return m.extend(ctx, token, ttl)
+	err := m.extend(ctx, token, ttl)
+	if err == nil {
+		select {
+		case m.extended <- struct{}{}:
+		default:
+		}
+	}
+	return err
 }
 
 func (m *Mutex) extend(ctx context.Context, token string, ttl time.Duration) error {
@@ -420,11 +547,19 @@ func (m *Mutex) extend(ctx context.Context, token string, ttl time.Duration) err
 	if res == 1 {
 		m.mu.Lock()
 		if m.token == token {
-			m.leaseAt = sent
+			m.leaseAt, m.leaseTTL = sent, ttl
 		}
 		m.mu.Unlock()
 	}
 	return leaseResult(res, m.name)
+}
+
+// lease returns the current hold: its token, when the request that last
+// set its lease was sent, and that lease's length.
+func (m *Mutex) lease() (token string, since time.Time, ttl time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.token, m.leaseAt, m.leaseTTL
 }
 
 // leaseResult maps the release/extend scripts' replies to errors.
@@ -472,21 +607,26 @@ func (m *Mutex) Do(ctx context.Context, fn func(ctx context.Context) error) (err
 // The returned context is cancelled, with an ErrLost cause, when a renewal
 // is refused (another owner, or the key is gone) or when no renewal has
 // succeeded for ttl minus the safety margin, measured on the monotonic
-// clock from when the last successful request was sent. stop waits for
-// the renewing goroutine to exit.
+// clock from when the last successful request was sent. A lease already
+// past that point is cancelled before KeepAlive returns, so a caller that
+// checks the context before starting work never starts it under a lease
+// it can no longer trust. stop waits for the renewing goroutine to exit.
 func (m *Mutex) KeepAlive(ctx context.Context) (context.Context, func()) {
 	kctx, cancel := context.WithCancelCause(ctx)
-	m.mu.Lock()
-	token, since := m.token, m.leaseAt
-	m.mu.Unlock()
+	token, since, ttl := m.lease()
 	if token == "" {
 		cancel(fmt.Errorf("%w: %q", ErrNotHeld, m.name))
+		return kctx, func() {}
+	}
+	if trusted := m.trusted(ttl); time.Since(since) >= trusted {
+		m.c.emit(EventLost, m.name)
+		cancel(fmt.Errorf("%w: %q: no renewal succeeded for %v", ErrLost, m.name, trusted))
 		return kctx, func() {}
 	}
 	stopc, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		m.keepAlive(kctx, cancel, stopc, token, since)
+		m.keepAlive(kctx, cancel, stopc, token)
 	}()
 	var once sync.Once
 	return kctx, func() {
@@ -498,23 +638,28 @@ func (m *Mutex) KeepAlive(ctx context.Context) (context.Context, func()) {
 	}
 }
 
-func (m *Mutex) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, stop <-chan struct{}, token string, since time.Time) {
-	ttl := m.cfg.ttl
+// trusted is how long after a renewal was sent a lease of length ttl is
+// trusted: ttl minus the safety margin (default ttl/5).
+func (m *Mutex) trusted(ttl time.Duration) time.Duration {
 	margin := m.cfg.margin
 	if margin <= 0 || margin >= ttl {
 		margin = ttl / 5
 	}
-	trusted := ttl - margin
+	return ttl - margin
+}
+
+func (m *Mutex) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, stop <-chan struct{}, token string) {
+	_, since, ttl := m.lease()
 	// The deadline fires on its own timer, so a renewal stuck on a hung
-	// Redis cannot delay the cancellation.
-	expire := time.AfterFunc(time.Until(since.Add(trusted)), func() {
+	// Redis cannot delay the cancellation. It always follows the lease
+	// last set in Redis, by keep-alive or by an Extend.
+	expire := time.AfterFunc(time.Until(since.Add(m.trusted(ttl))), func() {
+		_, _, ttl := m.lease()
 		m.c.emit(EventLost, m.name)
-		cancel(fmt.Errorf("%w: %q: no renewal succeeded for %v", ErrLost, m.name, trusted))
+		cancel(fmt.Errorf("%w: %q: no renewal succeeded for %v", ErrLost, m.name, m.trusted(ttl)))
 	})
 	defer expire.Stop()
-	every := ttl / 3
-	retryEvery := min(max(ttl/10, 20*time.Millisecond), time.Second)
-	next := time.Until(since.Add(every))
+	next := time.Until(since.Add(ttl / 3))
 	for {
 		t := time.NewTimer(next)
 		select {
@@ -524,18 +669,23 @@ func (m *Mutex) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, s
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-m.extended: // an Extend set a new lease: follow it
+			t.Stop()
+			_, since, ttl = m.lease()
+			expire.Reset(time.Until(since.Add(m.trusted(ttl))))
+			next = time.Until(since.Add(ttl / 3))
+			continue
 		case <-t.C:
 		}
-		sent := time.Now()
-		rctx, rcancel := context.WithDeadline(ctx, since.Add(trusted))
+		rctx, rcancel := context.WithDeadline(ctx, since.Add(m.trusted(ttl)))
 		err := m.extend(rctx, token, ttl)
 		rcancel()
 		switch {
 		case err == nil:
 			m.c.emit(EventRenewed, m.name)
-			since = sent
-			expire.Reset(time.Until(since.Add(trusted)))
-			next = every
+			_, since, ttl = m.lease()
+			expire.Reset(time.Until(since.Add(m.trusted(ttl))))
+			next = ttl / 3
 		case errors.Is(err, ErrLost):
 			m.c.emit(EventLost, m.name)
 			cancel(err)
@@ -545,7 +695,7 @@ func (m *Mutex) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, s
 		default:
 			m.c.emit(EventRenewFailed, m.name)
 			m.c.log.Warn("mutex: lease renewal failed", "lock", m.name, "err", err)
-			next = retryEvery
+			next = min(max(ttl/10, 20*time.Millisecond), time.Second)
 		}
 	}
 }

@@ -2,11 +2,17 @@
 -- wake the next waiter.
 --
 -- KEYS[1] lock hash  KEYS[2] waiter queue  KEYS[3] waiter leases
+-- KEYS[4] released-token marker (string: the token of the last release)
 -- ARGV[1] token      ARGV[2] release channel  ARGV[3] handoff window ms
+-- ARGV[4] how long the marker lives, ms
 --
 -- Returns 1 when released (whether or not a waiter was woken), 0 when
 -- another owner holds the lock (nothing is changed), -1 when the lock is
 -- gone (it expired).
+--
+-- Safe to run twice (a retry after a lost reply): the marker remembers the
+-- token of the last release, so a second run with that token answers 1
+-- again instead of "expired".
 --
 -- Only the ids of the first two waiters are published ("head second"):
 -- every subscribed process sees the message, but only the head retries at
@@ -14,9 +20,13 @@
 -- handoff window (the head died). So a handoff costs a bounded number of
 -- commands however many processes wait.
 local tok = redis.call('HGET', KEYS[1], 'token')
-if not tok then return -1 end
-if tok ~= ARGV[1] then return 0 end
+if tok ~= ARGV[1] then
+  if redis.call('GET', KEYS[4]) == ARGV[1] then return 1 end
+  if not tok then return -1 end
+  return 0
+end
 redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
 
 if redis.call('EXISTS', KEYS[2]) == 0 then return 1 end
 local t = redis.call('TIME')
