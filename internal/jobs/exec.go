@@ -43,6 +43,9 @@ type Run struct {
 	Replica     string
 	LockKey     string
 	Fence       int64
+	// OnStart, if set, is called once the process has started, with the
+	// time it started (the run's real start, for lag and logs).
+	OnStart func(at time.Time)
 }
 
 // Result is what a run did.
@@ -53,6 +56,9 @@ type Result struct {
 	SignalNo int       `json:"signal_number,omitempty"`
 	Start    time.Time `json:"start"`
 	End      time.Time `json:"end"`
+	// Started is false when no process was started (a bad command, or a
+	// context that had already ended: a lease lost before the start).
+	Started bool   `json:"started"`
 	Output   string    `json:"output,omitempty"` // the last OutputTail bytes of stdout and stderr
 	Reason   string    `json:"reason,omitempty"` // why it failed, in words
 }
@@ -100,6 +106,18 @@ func Execute(ctx context.Context, log *slog.Logger, r Run) Result {
 			return fail(126, "workdir %q is not a usable directory", in.Workdir)
 		}
 	}
+	// Never start a process whose context has ended: for the scheduler,
+	// that is a lease no longer trusted, and another replica may hold the
+	// lock already.
+	if ctx.Err() != nil {
+		cause := context.Cause(ctx)
+		res.Status, res.End = StatusKilled, time.Now()
+		if errors.Is(cause, ErrLockLost) {
+			res.Status = StatusLockLost
+		}
+		res.Reason = "not started: " + cause.Error()
+		return res
+	}
 	cmd := exec.Command(in.Argv[0], in.Argv[1:]...)
 	cmd.Dir = in.Workdir
 	cmd.Env = r.Env()
@@ -139,7 +157,11 @@ func Execute(ctx context.Context, log *slog.Logger, r Run) Result {
 		}
 	}
 	pgid := cmd.Process.Pid
-	log.Debug("run started", "pid", pgid)
+	res.Start, res.Started = time.Now(), true
+	log.Debug("process started", "pid", pgid)
+	if r.OnStart != nil {
+		r.OnStart(res.Start)
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 

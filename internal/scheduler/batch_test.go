@@ -67,12 +67,14 @@ func isTickClaim(cmd redis.Cmder) bool {
 	if !strings.EqualFold(cmd.Name(), "evalsha") {
 		return false
 	}
+	tick, lock := false, false // the record scripts name the tick's claim too, but no lock
 	for _, a := range cmd.Args() {
-		if s, ok := a.(string); ok && strings.Contains(s, ":tick:") {
-			return true
+		if s, ok := a.(string); ok {
+			tick = tick || strings.Contains(s, ":tick:")
+			lock = lock || strings.Contains(s, ":lock:{")
 		}
 	}
-	return false
+	return tick && lock
 }
 
 // TestClaimsArePipelined: 1,000 instances due at the same second are

@@ -11,8 +11,14 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrClockOffset: Redis refused a new claim because its clock is outside
+// the claim's window (ClaimRequest.NotBefore/NotAfter): this replica's
+// clock is too far off. Nothing was changed.
+var ErrClockOffset = errors.New("scheduler: clock too far from Redis's to claim")
 
 // Locker is what the scheduler needs from a distributed lock.
 type Locker interface {
@@ -33,11 +39,17 @@ type ClaimRequest struct {
 	Lock       string
 	LockTTL    time.Duration
 	Label      string
+	// NotBefore and NotAfter bound, on Redis's clock, when a new claim may
+	// be made (zero: no bound); outside them the result is ErrClockOffset.
+	NotBefore, NotAfter time.Time
 }
 
 // ClaimResult: Won with a Lease means run now; Won without one means the
 // tick is ours but the lock is held; not Won with a nil Err means another
-// replica claimed the tick; Err means Redis failed (fail closed).
+// replica claimed the tick; Err means Redis failed and the outcome could
+// not be settled (fail closed), or ErrClockOffset. A Locker must settle a
+// lost reply (ask again with the same claim value and token) rather than
+// report it as lost.
 type ClaimResult struct {
 	Won   bool
 	Lease Lease

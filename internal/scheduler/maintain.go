@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,8 +16,13 @@ func (s *Scheduler) heartbeat(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	cfg := s.cfg.Load()
+	if s.recheck.Swap(false) || s.limiter.allow("durability", durabilityCheckEvery) {
+		s.checkDurability(ctx)
+	}
+	s.checkClock(ctx)
 	hb := Heartbeat{ID: s.replica, Host: s.host, PID: s.pid, Version: s.version, StartedAt: s.started.UTC(),
-		ConfigHash: cfg.Hash, Running: s.Running(), BeatAt: time.Now().UTC()}
+		ConfigHash: cfg.Hash, Running: s.Running(), BeatAt: time.Now().UTC(), Incarnation: s.incarnation,
+		ClockOffset: s.ClockSkew(), ClockOK: s.ClockOK(), Warnings: s.Warnings()}
 	if err := s.store.Beat(ctx, hb, 3*s.beatEvery); err != nil {
 		s.redisError("heartbeat", err)
 		return
@@ -35,12 +41,12 @@ func (s *Scheduler) heartbeat(ctx context.Context) {
 		}
 		s.mismatch.Store(mismatch)
 	}
-	if s.limiter.allow("clock-check", clockCheckEvery) {
-		s.checkClock(ctx)
-	}
 }
 
-// checkClock measures local minus Redis time, halving the round trip.
+// checkClock measures local minus Redis time, halving the round trip, at
+// every heartbeat. Beyond MaxClockOffset this replica stops claiming
+// ticks (Redis would refuse most of its claims anyway) until the clock
+// is back; beyond skewWarn it warns once a minute.
 func (s *Scheduler) checkClock(ctx context.Context) {
 	before := time.Now()
 	redisNow, err := s.store.Time(ctx)
@@ -53,9 +59,33 @@ func (s *Scheduler) checkClock(ctx context.Context) {
 		skew += mine.Skew() // an injected clock's own offset
 	}
 	s.skew.Store(int64(skew))
-	if skew > skewWarn || skew < -skewWarn {
-		s.log.Warn("local clock differs from Redis's", "skew", skew.Round(time.Millisecond),
-			"hint", "claims stay correct, but runs start late or early; run NTP")
+	bad := skew > MaxClockOffset || skew < -MaxClockOffset
+	switch was := s.clockBad.Swap(bad); {
+	case bad && !was:
+		s.log.Error("local clock is too far from Redis's: not claiming ticks until it is back within bounds",
+			"clock_offset", skew.Round(time.Millisecond), "max", MaxClockOffset, "hint", "run NTP")
+	case !bad && was:
+		s.log.Info("local clock is back within bounds: claiming again", "clock_offset", skew.Round(time.Millisecond))
+	case skew > skewWarn || skew < -skewWarn:
+		if s.limiter.allow("clock-warn", clockCheckEvery) {
+			s.log.Warn("local clock differs from Redis's", "clock_offset", skew.Round(time.Millisecond),
+				"hint", "runs start late or early; run NTP")
+		}
+	}
+}
+
+// checkDurability reads Redis's persistence and eviction settings and
+// warns (log, Warnings, heartbeat, status) where they weaken the
+// guarantees: fences that go backwards and claims that vanish.
+func (s *Scheduler) checkDurability(ctx context.Context) {
+	w, err := s.store.Durability(ctx)
+	if err != nil {
+		s.recheck.Store(true)
+		return
+	}
+	s.warnings.Store(&w)
+	for _, msg := range w {
+		s.log.Warn("redis settings weaken jobd's guarantees", "warning", msg)
 	}
 }
 
@@ -76,33 +106,37 @@ func (s *Scheduler) abandonDead(ctx context.Context) {
 		s.redisError("scan running", err)
 		return
 	}
-	var alive map[string]bool
+	var alive map[string]string // replica id -> live incarnation
 	for id, en := range entries {
-		if en.Replica == s.replica && s.isActive(id) {
+		if en.Replica == s.replica && (s.isActive(id) || en.Incarnation == s.incarnation) {
 			continue
 		}
 		var reason string
-		if en.Fence == 0 { // waiting for its lock: alive while its replica is
+		if en.Fence == 0 { // waiting for its lock: alive while its incarnation is
 			if alive == nil {
-				alive = map[string]bool{}
+				alive = map[string]string{}
 				peers, err := s.store.Replicas(ctx)
 				if err != nil {
 					return
 				}
 				for _, p := range peers {
-					alive[p.ID] = true
+					alive[p.ID] = p.Incarnation
 				}
 			}
-			if alive[en.Replica] {
+			inc, up := alive[en.Replica]
+			if en.Replica == s.replica {
+				inc, up = s.incarnation, true
+			}
+			if up && (en.Incarnation == "" || en.Incarnation == inc) {
 				continue
 			}
-			reason = fmt.Sprintf("replica %s stopped while the run waited for its lock", en.Replica)
+			reason = fmt.Sprintf("replica %s stopped while the run waited for its lock; the process never started", en.Replica)
 		} else {
 			h, held, err := s.locker.Holder(ctx, en.Lock)
 			if err != nil || (held && h.Fence == en.Fence) {
 				continue
 			}
-			reason = fmt.Sprintf("replica %s stopped during the run; its lock %q expired", en.Replica, en.Lock)
+			reason = fmt.Sprintf("replica %s stopped during the run; its lock %q expired; the process may have run, so the tick is not run again", en.Replica, en.Lock)
 		}
 		if ok, err := s.store.abandon(ctx, id, en, reason); err == nil && ok {
 			s.log.Warn("run abandoned", "job", en.Instance, "run_id", id, "lock", en.Lock, "reason", reason)
@@ -115,11 +149,16 @@ func (s *Scheduler) abandonDead(ctx context.Context) {
 // treats it as missed, so that the normal path always claims first.
 func (s *Scheduler) missGrace() time.Duration { return 3*time.Second + s.splay }
 
-// runMissed implements misfire: run_once. For each such instance, the most
-// recent tick within starting_deadline that nobody claimed is claimed and
-// run once (all of them in one pipeline); older misses are counted and
-// logged, not run.
+// runMissed implements misfire: run_once. For each such instance, the
+// most recent tick within starting_deadline is looked at: nobody claimed
+// it, so it is claimed and run once; or its claimer died (or was cut off)
+// before starting the process, so it is taken over and run once. A tick
+// whose process may have started is never run again. Older misses are
+// counted and logged, not run.
 func (s *Scheduler) runMissed(ctx, runs context.Context) {
+	if s.clockBad.Load() {
+		return
+	}
 	cfg := s.cfg.Load()
 	now := s.clock.Now()
 	var missed []claimItem
@@ -132,30 +171,89 @@ func (s *Scheduler) runMissed(ctx, runs context.Context) {
 			continue
 		}
 		qctx, cancel := context.WithTimeout(ctx, redisTimeout)
-		exists, err := s.store.claimsExist(qctx, in.Name, ticks)
+		values, err := s.store.claims(qctx, in.Name, ticks)
 		cancel()
 		if err != nil {
 			s.redisError("misfire check", err)
 			return
 		}
 		last := len(ticks) - 1
-		if exists[last] {
+		t := ticks[last]
+		if v := values[last]; v != "" {
+			if it, ok := s.takeOver(ctx, in, t, v); ok {
+				missed = append(missed, it)
+			}
 			continue
 		}
 		older := 0
-		for _, ok := range exists[:last] {
-			if !ok {
+		for _, v := range values[:last] {
+			if v == "" {
 				older++
 			}
 		}
 		s.log.Warn("missed tick: running it once (misfire: run_once)", "job", in.Name,
-			"scheduled_at", ticks[last].UTC(), "older_missed_not_run", older)
-		t := ticks[last]
-		missed = append(missed, claimItem{in: in, at: t, runID: newRunID(t), claimKey: s.store.tickKey(in.Name, t), trigger: "misfire"})
+			"scheduled_at", t.UTC(), "older_missed_not_run", older)
+		missed = append(missed, s.tickItem(in, t, "misfire"))
 	}
 	if len(missed) > 0 {
 		s.claimItems(ctx, runs, missed)
 	}
+}
+
+// takeOver looks at a claimed tick: if the claiming run never started and
+// cannot start any more (no record, or abandoned or lease-lost before its
+// process started; and it does not hold the job's lock), the claim is
+// given to a new run, which is returned. The old claimer writes its
+// running record only while the claim is still its own, so after the
+// takeover it can never start.
+func (s *Scheduler) takeOver(ctx context.Context, in *jobs.Instance, t time.Time, value string) (claimItem, bool) {
+	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	oldID, oldReplica := claimRunID(value), claimReplica(value)
+	rec, found, err := s.store.Run(ctx, in.Name, oldID)
+	if err != nil {
+		s.redisError("misfire check", err)
+		return claimItem{}, false
+	}
+	if found && !neverStarted(rec) {
+		return claimItem{}, false // ran, runs, waits or was skipped: its tick is done
+	}
+	if !found {
+		// The claimer may still be on its way: it holds the lock from
+		// the claim until its run ends, so wait for the lock to go.
+		h, held, err := s.locker.Holder(ctx, in.Lock)
+		if err != nil || (held && strings.Contains(h.Label, "run="+oldID)) {
+			return claimItem{}, false
+		}
+	}
+	it := s.tickItem(in, t, "misfire")
+	it.windowed = false // the claim exists; only its value changes
+	old := &Record{RunID: oldID, Instance: in.Name, Job: in.Job, ScheduledAt: t.UTC(), Trigger: "schedule",
+		Replica: oldReplica, Lock: in.Lock, Status: StatusAbandoned}
+	now := time.Now().UTC()
+	old.End = &now
+	old.Reason = fmt.Sprintf("replica %s claimed the tick but never started the process", oldReplica)
+	note := fmt.Sprintf("the tick was run again as run %s by replica %s (misfire: run_once)", it.runID, s.replica)
+	old.Reason += "; " + note
+	ok, err := s.store.Takeover(ctx, in.Name, t, value, it.value, old, in.History, note)
+	if err != nil {
+		s.redisError("takeover", err)
+		return claimItem{}, false
+	}
+	if !ok {
+		return claimItem{}, false
+	}
+	it.reason = fmt.Sprintf("takeover: run %s of replica %s claimed this tick but never started its process", oldID, oldReplica)
+	s.log.Warn("claimed tick never started: running it here (misfire: run_once)", "job", in.Name,
+		"scheduled_at", t.UTC(), "run_id", it.runID, "old_run_id", oldID, "old_replica", oldReplica)
+	return it, true
+}
+
+// neverStarted reports whether a record is of a run whose process never
+// started and never will: abandoned while it waited, or whose lease was
+// lost before the start.
+func neverStarted(rec Record) bool {
+	return rec.Start == nil && (rec.Status == StatusAbandoned || rec.Status == string(jobs.StatusLockLost))
 }
 
 // ticksBetween lists up to limit fire times in (from, to], the latest ones.

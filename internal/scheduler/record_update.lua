@@ -2,18 +2,23 @@
 -- running index.
 --
 -- KEYS[1] runs hash  KEYS[2] running index  KEYS[3] last-success key
--- KEYS[4] history list
+-- KEYS[4] history list  KEYS[5] the run's claim key (checked only when ARGV[6] is not "")
 -- ARGV[1] run id  ARGV[2] record JSON
 -- ARGV[3] "running" (ARGV[4] is then the new running-index JSON), "final",
 --         or "success" (final, and also the instance's last success)
 -- ARGV[5] history cap
+-- ARGV[6] the claim value the run must still hold, or ""
 --
--- Returns 1, or 0 when a final record found the run no longer in the
+-- Returns 1, 0 when a final record found the run no longer in the
 -- running index (another replica marked it abandoned meanwhile; the
--- record is replaced anyway, since this is what really happened).
+-- record is replaced anyway, since this is what really happened), or -1
+-- when the claim no longer holds ARGV[6] (nothing is written; the run
+-- must not start).
 --
 -- A record that is gone (Redis restarted without persistence during the
--- run) is added to the history again, so that no run vanishes.
+-- run) is added to the history again, so that no run vanishes. Safe to
+-- run twice: the same record is written again.
+if ARGV[6] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[6] then return -1 end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   redis.call('LPUSH', KEYS[4], ARGV[1])
   while redis.call('LLEN', KEYS[4]) > tonumber(ARGV[5]) do

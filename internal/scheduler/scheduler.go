@@ -43,6 +43,19 @@ const (
 	// recordGrace is how long, after the runs ended at shutdown, the last
 	// records may still be retried against an unreachable Redis.
 	recordGrace = 10 * time.Second
+	// MaxClockOffset is the largest offset between a replica's clock and
+	// Redis's at which it still claims ticks. Every claim lives at least
+	// two periods plus starting_deadline plus a minute, and a new claim is
+	// refused by Redis outside [tick-MaxClockOffset, tick+starting_deadline+
+	// MaxClockOffset], so any two replicas within this bound see each
+	// other's claims: a tick never runs twice whatever the clocks say.
+	MaxClockOffset = 30 * time.Second
+	// claimSettleMax bounds how long a claim whose reply was lost is asked
+	// again (it is also bounded by the tick's starting_deadline).
+	claimSettleMax = 30 * time.Second
+	// durabilityCheckEvery is how often Redis's persistence and eviction
+	// settings are read again (also at start and whenever Redis is back).
+	durabilityCheckEvery = 10 * time.Minute
 )
 
 // errShutdown is the cause that stops runs when the daemon stops.
@@ -77,11 +90,17 @@ type Scheduler struct {
 	firing sync.WaitGroup            // tick goroutines (claims in progress)
 
 	skew       atomic.Int64 // local minus Redis clock, ns
+	clockBad   atomic.Bool  // |skew| > MaxClockOffset: no claims
 	mismatch   atomic.Bool  // a live replica has another config hash
 	redisDown  atomic.Bool
 	limiter    limiter
 	hooks      Hooks
 	runCounter atomic.Int64
+	// incarnation is random per process, so that a replica restarted
+	// under the same id is told apart from its dead predecessor.
+	incarnation string
+	warnings    atomic.Pointer[[]string] // Redis settings that weaken the guarantees
+	recheck     atomic.Bool              // read Redis's settings again at the next heartbeat
 }
 
 // Hooks let the daemon observe the scheduler (metrics); all optional.
@@ -96,6 +115,8 @@ type Hooks struct {
 	RedisError  func(op string)
 	// ClaimLatency observes one claim-and-lock round trip (a batch).
 	ClaimLatency func(d time.Duration)
+	// ClockRefused counts ticks not claimed because the clock is off.
+	ClockRefused func(instance string)
 }
 
 // Option configures a Scheduler.
@@ -140,8 +161,9 @@ func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Schedul
 		splay: DefaultSplay, grace: DefaultShutdownGrace,
 		beatEvery: DefaultHeartbeat, maintEvery: DefaultMaintenance,
 		reloaded: make(chan struct{}, 1), hurry: make(chan struct{}), recordsDone: make(chan struct{}),
-		active: map[string]*jobs.Instance{},
+		active: map[string]*jobs.Instance{}, incarnation: randomHex(8),
 	}
+	s.recheck.Store(true)
 	for _, o := range opts {
 		o(s)
 	}
@@ -183,6 +205,24 @@ func (s *Scheduler) ConfigMismatch() bool { return s.mismatch.Load() }
 
 // RedisDown reports whether the last Redis operation failed.
 func (s *Scheduler) RedisDown() bool { return s.redisDown.Load() }
+
+// ClockOK reports whether the clock is close enough to Redis's to claim
+// ticks (within MaxClockOffset); while it is not, this replica claims
+// nothing and should not be reported ready.
+func (s *Scheduler) ClockOK() bool { return !s.clockBad.Load() }
+
+// Warnings lists the Redis settings, as last read, that weaken jobd's
+// guarantees (persistence off, fsync not always, eviction).
+func (s *Scheduler) Warnings() []string {
+	if w := s.warnings.Load(); w != nil {
+		return *w
+	}
+	return nil
+}
+
+// Incarnation is this process's random id, carried in its heartbeat and
+// in the running index.
+func (s *Scheduler) Incarnation() string { return s.incarnation }
 
 // Running returns the instances this replica runs now.
 func (s *Scheduler) Running() []string {
@@ -369,6 +409,10 @@ func (s *Scheduler) fire(ctx, runs context.Context, t time.Time, due []*jobs.Ins
 		if ctx.Err() != nil {
 			return
 		}
+		if s.clockBad.Load() {
+			s.clockRefused(group, t)
+			continue
+		}
 		s.claim(ctx, runs, t, group, "schedule")
 	}
 }
@@ -379,28 +423,51 @@ type claimItem struct {
 	at       time.Time // scheduled time (for a trigger: when it was asked)
 	runID    string
 	claimKey string
+	value    string // the claim's value, unique to this run
 	trigger  string
+	windowed bool   // a tick: Redis refuses a new claim too far from it (clock offset)
+	reason   string // recorded on the run (a takeover says whose tick it was)
 }
+
+// tickItem is the claim of tick t of in by a new run.
+func (s *Scheduler) tickItem(in *jobs.Instance, t time.Time, trigger string) claimItem {
+	id := newRunID(t)
+	return claimItem{in: in, at: t, runID: id, claimKey: s.store.tickKey(in.Name, t),
+		value: claimValue(s.replica, id), trigger: trigger, windowed: true}
+}
+
+// guard is what the run's pre-start writes check: its claim still holds
+// its value.
+func (it claimItem) guard() Guard { return Guard{Key: it.claimKey, Value: it.value} }
 
 // claim claims tick t of the instances, and starts, skips or queues them.
 func (s *Scheduler) claim(ctx, runs context.Context, t time.Time, insts []*jobs.Instance, trigger string) {
 	items := make([]claimItem, len(insts))
 	for i, in := range insts {
-		items[i] = claimItem{in: in, at: t, runID: newRunID(t), claimKey: s.store.tickKey(in.Name, t), trigger: trigger}
+		items[i] = s.tickItem(in, t, trigger)
 	}
 	s.claimItems(ctx, runs, items)
 }
 
-// claimItems claims in one batch; the winners run, skip or wait.
+// claimItems claims in one batch; the winners run, skip or wait. A claim
+// whose reply was lost is asked again until its outcome is known (for up
+// to the tick's starting_deadline, at most claimSettleMax): an error is
+// never read as "claimed elsewhere".
 func (s *Scheduler) claimItems(ctx, runs context.Context, items []claimItem) []bool {
 	reqs := make([]ClaimRequest, len(items))
+	settle := claimSettleMax
 	for i, it := range items {
 		reqs[i] = ClaimRequest{
-			ClaimKey: it.claimKey, ClaimValue: claimValue(s.replica, it.runID),
+			ClaimKey: it.claimKey, ClaimValue: it.value,
 			ClaimTTL: claimTTL(it.in, it.at), Lock: it.in.Lock, LockTTL: it.in.LockTTL, Label: label(it.in, it.runID),
 		}
+		if it.windowed {
+			reqs[i].NotBefore = it.at.Add(-MaxClockOffset)
+			reqs[i].NotAfter = it.at.Add(it.in.StartingDeadline + MaxClockOffset)
+			settle = min(settle, time.Until(it.at.Add(it.in.StartingDeadline)))
+		}
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(settle, redisTimeout))
 	began := time.Now()
 	results := s.locker.ClaimAndLock(cctx, reqs)
 	call(s.hooks.ClaimLatency, time.Since(began))
@@ -410,12 +477,15 @@ func (s *Scheduler) claimItems(ctx, runs context.Context, items []claimItem) []b
 		it := items[i]
 		in := it.in
 		rec := &Record{RunID: it.runID, Instance: in.Name, Job: in.Job, ScheduledAt: it.at.UTC(),
-			Trigger: it.trigger, Replica: s.replica, Lock: in.Lock}
-		if r.Err != nil {
+			Trigger: it.trigger, Replica: s.replica, Lock: in.Lock, Reason: it.reason}
+		switch {
+		case errors.Is(r.Err, ErrClockOffset):
+			s.clockRefused([]*jobs.Instance{in}, it.at)
+			continue
+		case r.Err != nil:
 			s.redisError("claim", r.Err)
 			continue
-		}
-		if !r.Won {
+		case !r.Won:
 			s.log.Debug("tick claimed elsewhere", "job", in.Name, "scheduled_at", it.at.UTC())
 			call(s.hooks.ClaimLost, in.Name)
 			continue
@@ -423,27 +493,41 @@ func (s *Scheduler) claimItems(ctx, runs context.Context, items []claimItem) []b
 		won[i] = true
 		s.redisOK()
 		call(s.hooks.ClaimWon, in.Name)
+		g := it.guard()
 		switch {
 		case r.Lease != nil:
 			s.log.Info("claim won", "job", in.Name, "run_id", rec.RunID, "scheduled_at", it.at.UTC(), "trigger", it.trigger, "lock", in.Lock, "fence", r.Lease.Fence())
-			s.spawn(rec, in, func() { s.start(runs, in, rec, r.Lease) })
+			s.spawn(rec, in, func() { s.start(runs, in, rec, r.Lease, g) })
 		case in.Overlap == jobs.OverlapWait:
-			s.spawn(rec, in, func() { s.wait(runs, in, rec) })
+			s.spawn(rec, in, func() { s.wait(runs, in, rec, g) })
 		default:
 			// Not a run: untracked, but off the claim path, since its
 			// record write may wait for Redis.
-			s.spawn(rec, nil, func() { s.skip(in, rec, "lock held") })
+			s.spawn(rec, nil, func() { s.skip(in, rec, "lock held", g) })
 		}
 	}
 	return won
 }
 
+// clockRefused logs (once a minute) and counts ticks not claimed because
+// this replica's clock is too far from Redis's.
+func (s *Scheduler) clockRefused(insts []*jobs.Instance, t time.Time) {
+	for _, in := range insts {
+		call(s.hooks.ClockRefused, in.Name)
+	}
+	if s.limiter.allow("clock-refused", time.Minute) {
+		s.log.Error("not claiming ticks: the local clock is too far from Redis's", "scheduled_at", t.UTC(),
+			"clock_offset", s.ClockSkew().Round(time.Millisecond), "max", MaxClockOffset, "hint", "run NTP")
+	}
+}
+
 // skip records a claimed tick that will not run, naming the lock holder.
-func (s *Scheduler) skip(in *jobs.Instance, rec *Record, why string) {
+// A tick already recorded as waiting has its record replaced; a new one
+// is pushed only while its claim is still its own (g).
+func (s *Scheduler) skip(in *jobs.Instance, rec *Record, why string, g Guard) {
 	hctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	h, ok, _ := s.locker.Holder(hctx, in.Lock)
 	cancel()
-	rec.Status = StatusSkipped
 	rec.Reason = fmt.Sprintf("%s: lock %q", why, in.Lock)
 	if ok {
 		rec.Reason += fmt.Sprintf(" held by %s (%s, fence %d)", h.Owner, h.Label, h.Fence)
@@ -451,7 +535,14 @@ func (s *Scheduler) skip(in *jobs.Instance, rec *Record, why string) {
 	now := time.Now().UTC()
 	rec.End = &now
 	s.log.Info("tick skipped", "job", in.Name, "run_id", rec.RunID, "lock", in.Lock, "reason", rec.Reason)
-	s.persist("record skip", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) })
+	waited := rec.Status == StatusWaiting
+	rec.Status = StatusSkipped
+	s.persist("record skip", func(ctx context.Context) error {
+		if waited {
+			return s.store.Update(ctx, rec, in.History, s.incarnation, Guard{})
+		}
+		return s.store.Push(ctx, rec, in.History, s.incarnation, g)
+	})
 	call2(s.hooks.Skipped, in.Name, why)
 	call2(s.hooks.RunFinished, *rec, 0)
 }
@@ -475,17 +566,17 @@ func (s *Scheduler) spawn(rec *Record, in *jobs.Instance, fn func()) {
 }
 
 // start runs a claimed, locked tick (in a spawned goroutine).
-func (s *Scheduler) start(runs context.Context, in *jobs.Instance, rec *Record, lease Lease) {
+func (s *Scheduler) start(runs context.Context, in *jobs.Instance, rec *Record, lease Lease, g Guard) {
 	now := time.Now().UTC()
 	rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
-	s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) })
+	s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History, s.incarnation, g) })
 }
 
 // wait queues a claimed tick for its lock (overlap: wait) until max_wait
 // or the next fire time, then runs or skips it (in a spawned goroutine).
-func (s *Scheduler) wait(runs context.Context, in *jobs.Instance, rec *Record) {
+func (s *Scheduler) wait(runs context.Context, in *jobs.Instance, rec *Record, g Guard) {
 	rec.Status = StatusWaiting
-	if !s.persist("record wait", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History) }) {
+	if s.persist("record wait", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History, s.incarnation, g) }) != nil {
 		return
 	}
 	limit := in.MaxWait
@@ -496,18 +587,21 @@ func (s *Scheduler) wait(runs context.Context, in *jobs.Instance, rec *Record) {
 	lease, err := s.locker.Lock(wctx, in.Lock, in.LockTTL, label(in, rec.RunID))
 	cancel()
 	if err != nil {
-		s.skip(in, rec, "lock still held after waiting "+limit.Round(time.Millisecond).String())
+		s.skip(in, rec, "lock still held after waiting "+limit.Round(time.Millisecond).String(), g)
 		return
 	}
 	now := time.Now().UTC()
 	rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
-	s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
+	s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History, s.incarnation, g) })
 }
 
 // execute runs the command under the lease: keep-alive starts first, then
-// the running record is written (started), then the command runs; the
-// result is recorded and only then is the lock released, so that a
-// finished run is never seen without its lock and marked abandoned. A
+// the running record is written (only while the tick's claim is still
+// ours), then, if the lease is still trusted at that moment, the command
+// runs; the result is recorded and only then is the lock released, so
+// that a finished run is never seen without its lock and marked
+// abandoned. The lease is renewed until the process group is gone, even
+// during shutdown: shutdown stops the command (runs), not the lease. A
 // panic anywhere on this path is recorded as a failed run, and the lock
 // is still released.
 func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record, lease Lease, started func(context.Context) error) {
@@ -530,31 +624,46 @@ func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record
 				rec.Start = &now
 			}
 			rec.Status, rec.End, rec.ExitCode, rec.Reason = string(jobs.StatusFailed), &now, &code, fmt.Sprintf("panic in jobd: %v", r)
-			s.persist("record panic", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
+			s.persist("record panic", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History, s.incarnation, Guard{}) })
 			call2(s.hooks.RunFinished, *rec, 0)
 			release()
 		}
 	}()
-	kctx, stopKeepAlive := lease.KeepAlive(runs)
-	stop = stopKeepAlive
-	if !s.persist("record start", started) {
+	// The lease outlives shutdown; the command is stopped by runs (the
+	// shutdown) or by the lease's loss, whichever comes first.
+	kctx, stopKeepAlive := lease.KeepAlive(context.WithoutCancel(runs))
+	ectx, stopCmd := context.WithCancelCause(kctx)
+	stopShutdown := context.AfterFunc(runs, func() { stopCmd(context.Cause(runs)) })
+	stop = func() { stopShutdown(); stopCmd(context.Canceled); stopKeepAlive() }
+	if err := s.persist("record start", started); err != nil {
+		if errors.Is(err, ErrClaimLost) {
+			log.Warn("not starting: the tick was taken over by another replica while this one could not record it", "err", err)
+		}
 		stop()
 		release()
 		return
 	}
-	lag := rec.Start.Sub(rec.ScheduledAt)
-	call2(s.hooks.RunStarted, in.Name, lag)
-	log.Info("run started", "scheduled_at", rec.ScheduledAt, "lag", lag.Round(time.Millisecond), "fence", rec.Fence)
-	res := jobs.Execute(kctx, log, jobs.Run{Instance: in, ID: rec.RunID, ScheduledAt: rec.ScheduledAt,
-		Replica: s.replica, LockKey: in.Lock, Fence: rec.Fence})
+	res := jobs.Execute(ectx, log, jobs.Run{Instance: in, ID: rec.RunID, ScheduledAt: rec.ScheduledAt,
+		Replica: s.replica, LockKey: in.Lock, Fence: rec.Fence,
+		OnStart: func(at time.Time) {
+			lag := at.Sub(rec.ScheduledAt)
+			call2(s.hooks.RunStarted, in.Name, lag)
+			log.Info("run started", "scheduled_at", rec.ScheduledAt, "lag", lag.Round(time.Millisecond), "fence", rec.Fence)
+		}})
 	lost.Store(errors.Is(context.Cause(kctx), jobs.ErrLockLost))
 	stop()
 	end := res.End.UTC()
 	code := res.ExitCode
-	rec.Status, rec.End, rec.ExitCode, rec.Reason, rec.Output = string(res.Status), &end, &code, res.Reason, res.Output
+	rec.Status, rec.End, rec.ExitCode, rec.Reason, rec.Output = string(res.Status), &end, &code, joinReason(rec.Reason, res.Reason), res.Output
 	rec.Signal, rec.SignalNo = res.Signal, res.SignalNo
+	if res.Started {
+		start := res.Start.UTC()
+		rec.Start = &start // the process's real start
+	} else {
+		rec.Start = nil // never started: a takeover may run the tick again
+	}
 	if res.Status == jobs.StatusLockLost {
-		log.Warn("lease lost: the run was terminated", "lock", in.Lock, "reason", res.Reason)
+		log.Warn("lease lost: the run was terminated", "lock", in.Lock, "reason", res.Reason, "started", res.Started)
 	}
 	dur := res.End.Sub(res.Start)
 	level := slog.LevelInfo
@@ -562,15 +671,28 @@ func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record
 		level = slog.LevelWarn
 	}
 	log.Log(context.Background(), level, "run finished", "status", res.Status, "exit_code", code, "duration", dur.Round(time.Millisecond), "reason", res.Reason)
-	s.persist("record result", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History) })
+	s.persist("record result", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History, s.incarnation, Guard{}) })
 	call2(s.hooks.RunFinished, *rec, dur)
 	release() // after a lost lease this is refused, or frees a lock Redis kept
 }
 
-// persist retries a record write until it succeeds or records may no
+// joinReason keeps a reason the scheduler set (a takeover) before the
+// executor's own.
+func joinReason(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}
+
+// persist retries a record write until it succeeds, until it fails for
+// good (ErrClaimLost: the tick is no longer ours), or until records may no
 // longer be retried (shortly after shutdown). A run's outcome must reach
-// Redis once Redis is back.
-func (s *Scheduler) persist(what string, fn func(context.Context) error) bool {
+// Redis once Redis is back; every write it retries is safe to repeat.
+func (s *Scheduler) persist(what string, fn func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
@@ -578,7 +700,11 @@ func (s *Scheduler) persist(what string, fn func(context.Context) error) bool {
 		cancel()
 		if err == nil {
 			s.redisOK()
-			return true
+			return nil
+		}
+		if errors.Is(err, ErrClaimLost) {
+			s.redisOK()
+			return err
 		}
 		s.redisError(what, err)
 		t := time.NewTimer(backoff)
@@ -586,7 +712,7 @@ func (s *Scheduler) persist(what string, fn func(context.Context) error) bool {
 		case <-s.recordsDone:
 			t.Stop()
 			s.log.Error("giving up on a record: Redis unreachable at shutdown", "what", what, "err", err)
-			return false
+			return err
 		case <-t.C:
 		}
 		backoff = min(2*backoff, 5*time.Second)
@@ -635,6 +761,7 @@ func (s *Scheduler) redisError(op string, err error) {
 func (s *Scheduler) redisOK() {
 	if s.redisDown.Swap(false) {
 		s.log.Info("redis reachable again")
+		s.recheck.Store(true) // it may have restarted with other settings
 	}
 }
 
@@ -652,9 +779,14 @@ func label(in *jobs.Instance, runID string) string {
 
 // newRunID is sortable by scheduled time and unique.
 func newRunID(t time.Time) string {
-	var b [5]byte
-	_, _ = rand.Read(b[:])
-	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	return t.UTC().Format("20060102T150405Z") + "-" + randomHex(5)
+}
+
+// randomHex is n random bytes, hex-encoded.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func short(hash string) string {
@@ -688,6 +820,7 @@ func (h Hooks) guarded(log *slog.Logger) Hooks {
 		RunFinished:  guard2(log, h.RunFinished),
 		RedisError:   guard1(log, h.RedisError),
 		ClaimLatency: guard1(log, h.ClaimLatency),
+		ClockRefused: guard1(log, h.ClockRefused),
 	}
 }
 

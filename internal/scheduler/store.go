@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,11 +33,25 @@ var (
 	recordUpdateSrc string
 	//go:embed record_abandon.lua
 	recordAbandonSrc string
+	//go:embed takeover.lua
+	takeoverSrc string
 
 	recordPush    = redis.NewScript(recordPushSrc)
 	recordUpdate  = redis.NewScript(recordUpdateSrc)
 	recordAbandon = redis.NewScript(recordAbandonSrc)
+	takeover      = redis.NewScript(takeoverSrc)
 )
+
+// ErrClaimLost: a run's claim no longer holds its value, because another
+// replica took the tick over (its claimer looked dead before the run
+// started). Nothing was written, and the run must not start.
+var ErrClaimLost = errors.New("scheduler: claim taken over by another replica")
+
+// Guard names the claim that a run must still hold for a write that
+// precedes its start to happen. The zero Guard checks nothing.
+type Guard struct {
+	Key, Value string
+}
 
 // Keys. The instance name is a hash tag, so an instance's keys share a slot.
 func (s *Store) tickKey(instance string, t time.Time) string {
@@ -83,39 +98,76 @@ type runningEntry struct {
 	Lock     string `json:"lock"`
 	Fence    int64  `json:"fence"`
 	Replica  string `json:"replica"`
+	// Incarnation is the replica process's own id: a replica restarted
+	// under the same id is another incarnation, so its predecessor's
+	// waiting runs are seen to be dead.
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 // indexEntry is a live run's entry in the running index.
-func indexEntry(rec *Record) string {
-	b, _ := json.Marshal(runningEntry{rec.Instance, rec.Lock, rec.Fence, rec.Replica})
+func indexEntry(rec *Record, incarnation string) string {
+	b, _ := json.Marshal(runningEntry{rec.Instance, rec.Lock, rec.Fence, rec.Replica, incarnation})
 	return string(b)
 }
 
 // Push stores a new record at the head of its instance's history; a
-// running or waiting one also enters the running index.
-func (s *Store) Push(ctx context.Context, rec *Record, history int) error {
+// running or waiting one also enters the running index (under the
+// replica's incarnation). With a Guard, nothing is written and
+// ErrClaimLost is returned when the claim holds another value. Safe to
+// retry: a run already in the history is rewritten, not pushed again.
+func (s *Store) Push(ctx context.Context, rec *Record, history int, incarnation string, g Guard) error {
 	body, _ := json.Marshal(rec)
 	idx := ""
 	if rec.Status == StatusRunning || rec.Status == StatusWaiting {
-		idx = indexEntry(rec)
+		idx = indexEntry(rec, incarnation)
 	}
-	return recordPush.Run(ctx, s.rdb, []string{s.runsKey(rec.Instance), s.histKey(rec.Instance), s.runningKey()},
-		rec.RunID, body, history, idx).Err()
+	n, err := recordPush.Run(ctx, s.rdb, []string{s.runsKey(rec.Instance), s.histKey(rec.Instance), s.runningKey(), s.guardKey(rec.Instance, g)},
+		rec.RunID, body, history, idx, g.Value).Int()
+	if err == nil && n < 0 {
+		return fmt.Errorf("%w: run %s of %s", ErrClaimLost, rec.RunID, rec.Instance)
+	}
+	return err
 }
 
 // Update replaces a record. A final status leaves the running index and,
-// for a success, becomes the instance's last success.
-func (s *Store) Update(ctx context.Context, rec *Record, history int) error {
+// for a success, becomes the instance's last success. A Guard is checked
+// as in Push. Safe to retry.
+func (s *Store) Update(ctx context.Context, rec *Record, history int, incarnation string, g Guard) error {
 	body, _ := json.Marshal(rec)
 	mode, idx := "final", ""
 	switch rec.Status {
 	case StatusRunning, StatusWaiting:
-		mode, idx = "running", indexEntry(rec)
+		mode, idx = "running", indexEntry(rec, incarnation)
 	case "succeeded":
 		mode = "success"
 	}
-	return recordUpdate.Run(ctx, s.rdb, []string{s.runsKey(rec.Instance), s.runningKey(), s.lastOKKey(rec.Instance), s.histKey(rec.Instance)},
-		rec.RunID, body, mode, idx, history).Err()
+	n, err := recordUpdate.Run(ctx, s.rdb, []string{s.runsKey(rec.Instance), s.runningKey(), s.lastOKKey(rec.Instance), s.histKey(rec.Instance), s.guardKey(rec.Instance, g)},
+		rec.RunID, body, mode, idx, history, g.Value).Int()
+	if err == nil && n < 0 {
+		return fmt.Errorf("%w: run %s of %s", ErrClaimLost, rec.RunID, rec.Instance)
+	}
+	return err
+}
+
+// guardKey is the key a Guard checks; without one, a key of the same slot
+// that is never read stands in, so that every script names its keys.
+func (s *Store) guardKey(instance string, g Guard) string {
+	if g.Key == "" {
+		return s.runsKey(instance)
+	}
+	return g.Key
+}
+
+// Takeover gives tick t of instance, claimed with value old by a run that
+// never started, to a new claim value. It returns true when the claim is
+// now new, and false when the old run may have started (or the claim
+// changed): the tick must then not run again. reason is recorded on the
+// old run. Safe to retry.
+func (s *Store) Takeover(ctx context.Context, instance string, t time.Time, old, new string, oldRec *Record, history int, reason string) (bool, error) {
+	body, _ := json.Marshal(oldRec)
+	n, err := takeover.Run(ctx, s.rdb, []string{s.tickKey(instance, t), s.runsKey(instance), s.histKey(instance)},
+		old, oldRec.RunID, new, body, history, "; "+reason).Int()
+	return n == 1, err
 }
 
 // History returns up to limit records of an instance, newest first.
@@ -230,21 +282,26 @@ func (s *Store) abandon(ctx context.Context, id string, e runningEntry, reason s
 	return n == 1, err
 }
 
-// claimsExist reports, for each tick, whether its claim key exists.
-func (s *Store) claimsExist(ctx context.Context, instance string, ticks []time.Time) ([]bool, error) {
+// claims returns, for each tick, its claim's value ("" when unclaimed).
+func (s *Store) claims(ctx context.Context, instance string, ticks []time.Time) ([]string, error) {
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.IntCmd, len(ticks))
+	cmds := make([]*redis.StringCmd, len(ticks))
 	for i, t := range ticks {
-		cmds[i] = pipe.Exists(ctx, s.tickKey(instance, t))
+		cmds[i] = pipe.Get(ctx, s.tickKey(instance, t))
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
-	out := make([]bool, len(ticks))
+	out := make([]string, len(ticks))
 	for i, c := range cmds {
-		out[i] = c.Val() == 1
+		out[i] = c.Val()
 	}
 	return out, nil
+}
+
+// runExists reports whether a run has a record.
+func (s *Store) runExists(ctx context.Context, instance, runID string) (bool, error) {
+	return s.rdb.HExists(ctx, s.runsKey(instance), runID).Result()
 }
 
 // Heartbeat is what a replica publishes about itself.
@@ -257,6 +314,16 @@ type Heartbeat struct {
 	ConfigHash string    `json:"config_hash"`
 	Running    []string  `json:"running"` // instances running now
 	BeatAt     time.Time `json:"heartbeat_at"`
+	// Incarnation is random per process: a replica restarted under the
+	// same id is a new incarnation.
+	Incarnation string `json:"incarnation,omitempty"`
+	// ClockOffset is the local clock minus Redis's, as last measured;
+	// ClockOK is false while it is too large to claim ticks safely.
+	ClockOffset time.Duration `json:"clock_offset_ns"`
+	ClockOK     bool          `json:"clock_ok"`
+	// Warnings say where Redis's configuration weakens the guarantees
+	// (persistence, eviction), as this replica last read it.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // replicasKey is the set of replica ids that have sent a heartbeat; a
@@ -323,4 +390,22 @@ func (s *Store) Time(ctx context.Context) (time.Time, error) {
 // TickKey is the claim key of instance's tick t (for the Locker).
 func (s *Store) TickKey(instance string, t time.Time) string { return s.tickKey(instance, t) }
 
+// claimValue is what a claim holds: the replica and the run id, which is
+// unique, so a retry that finds the value knows the claim is its own.
 func claimValue(replica, runID string) string { return fmt.Sprintf("%s %s", replica, runID) }
+
+// claimRunID is the run id in a claim's value (its last word).
+func claimRunID(v string) string {
+	if i := strings.LastIndexByte(v, ' '); i >= 0 {
+		return v[i+1:]
+	}
+	return v
+}
+
+// claimReplica is the replica in a claim's value.
+func claimReplica(v string) string {
+	if i := strings.LastIndexByte(v, ' '); i >= 0 {
+		return v[:i]
+	}
+	return ""
+}

@@ -27,7 +27,9 @@ func NewRunID(t time.Time) string { return newRunID(t) }
 // RequestTrigger files a request and nudges the replicas (one round trip).
 func (s *Store) RequestTrigger(ctx context.Context, req TriggerRequest) error {
 	b, _ := json.Marshal(req)
-	pipe := s.rdb.TxPipeline()
+	// A plain pipeline: both commands are safe to repeat, and MULTI would
+	// need one more ACL permission.
+	pipe := s.rdb.Pipeline()
 	pipe.HSet(ctx, s.triggersKey(), req.RunID, b)
 	pipe.Publish(ctx, s.triggersKey(), req.RunID)
 	_, err := pipe.Exec(ctx)
@@ -110,7 +112,8 @@ func (s *Scheduler) takeTriggers(ctx, runs context.Context) {
 			continue // another replica's config may have it
 		}
 		items = append(items, claimItem{in: in, at: r.RequestedAt, runID: r.RunID,
-			claimKey: s.store.tickKey(in.Name, r.RequestedAt) + ":manual:" + r.RunID, trigger: "manual"})
+			claimKey: s.store.tickKey(in.Name, r.RequestedAt) + ":manual:" + r.RunID,
+			value: claimValue(s.replica, r.RunID), trigger: "manual"})
 	}
 	if len(items) == 0 {
 		return

@@ -19,13 +19,14 @@ type Locker struct{ c *mutex.Client }
 // New returns a Locker on c.
 func New(c *mutex.Client) *Locker { return &Locker{c: c} }
 
-// ClaimAndLock claims and locks in one pipeline (one round trip).
+// ClaimAndLock claims and locks in one pipeline (one round trip); lost
+// replies are settled by the mutex until ctx ends.
 func (l *Locker) ClaimAndLock(ctx context.Context, reqs []scheduler.ClaimRequest) []scheduler.ClaimResult {
 	ms := make([]*mutex.Mutex, len(reqs))
 	cls := make([]mutex.Claim, len(reqs))
 	for i, r := range reqs {
 		ms[i] = l.c.NewMutex(r.Lock, mutex.WithTTL(r.LockTTL), mutex.WithLabel(r.Label))
-		cls[i] = mutex.Claim{Key: r.ClaimKey, Value: r.ClaimValue, TTL: r.ClaimTTL}
+		cls[i] = mutex.Claim{Key: r.ClaimKey, Value: r.ClaimValue, TTL: r.ClaimTTL, NotBefore: r.NotBefore, NotAfter: r.NotAfter}
 	}
 	out := make([]scheduler.ClaimResult, len(reqs))
 	for i, err := range l.c.TryLockClaims(ctx, ms, cls) {
@@ -35,6 +36,8 @@ func (l *Locker) ClaimAndLock(ctx context.Context, reqs []scheduler.ClaimRequest
 		case errors.Is(err, mutex.ErrClaimTaken):
 		case errors.Is(err, mutex.ErrNotObtained):
 			out[i] = scheduler.ClaimResult{Won: true}
+		case errors.Is(err, mutex.ErrClaimWindow):
+			out[i] = scheduler.ClaimResult{Err: fmt.Errorf("%w: %w", scheduler.ErrClockOffset, err)}
 		default:
 			out[i] = scheduler.ClaimResult{Err: err}
 		}

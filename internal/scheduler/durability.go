@@ -1,0 +1,85 @@
+package scheduler
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Durability reads the Redis settings that decide whether what jobd wrote
+// survives a Redis restart or memory pressure, and returns a warning for
+// each one that weakens the guarantees:
+//
+//   - appendonly off: a restart loses every claim, lock, fence and record
+//     written since the last RDB snapshot, so a tick can run twice and
+//     fences go backwards;
+//   - appendfsync other than always: a crash loses up to a second of
+//     acknowledged writes, with the same effects;
+//   - a maxmemory limit with an eviction policy other than noeviction:
+//     Redis may evict claims, locks or fence counters.
+//
+// A setting it may not read (an ACL without CONFIG GET) is a warning too.
+// The error is for Redis being unreachable.
+func (s *Store) Durability(ctx context.Context) ([]string, error) {
+	info, err := s.rdb.Info(ctx, "persistence").Result()
+	if err != nil {
+		var re redis.Error
+		if errors.As(err, &re) {
+			return []string{fmt.Sprintf("cannot read INFO persistence (%v): durability unknown", err)}, nil
+		}
+		return nil, err
+	}
+	var w []string
+	aof := infoField(info, "aof_enabled") == "1"
+	if !aof {
+		w = append(w, "appendonly is off: a Redis restart loses the claims, locks, fences and records written since the last snapshot; a tick may run twice and fences may go backwards (set appendonly yes, appendfsync always)")
+	}
+	get := func(name string) (string, error) {
+		m, err := s.rdb.ConfigGet(ctx, name).Result()
+		if err != nil {
+			return "", err
+		}
+		return m[name], nil
+	}
+	if aof {
+		switch fsync, err := get("appendfsync"); {
+		case err != nil:
+			w = append(w, fmt.Sprintf("cannot read appendfsync (%v): durability unknown; allow CONFIG GET in jobd's ACL", err))
+		case fsync != "always":
+			w = append(w, fmt.Sprintf("appendfsync is %s: a Redis crash can lose the last second of acknowledged writes; a tick claimed then may run twice and fences may go backwards (set appendfsync always)", fsync))
+		}
+	}
+	policy, perr := get("maxmemory-policy")
+	limit, lerr := get("maxmemory")
+	switch {
+	case perr != nil || lerr != nil:
+		w = append(w, fmt.Sprintf("cannot read maxmemory-policy (%v): eviction unknown; allow CONFIG GET in jobd's ACL", firstErr(perr, lerr)))
+	case limit != "0" && policy != "noeviction":
+		w = append(w, fmt.Sprintf("maxmemory-policy is %s with maxmemory %s: Redis may evict claims, locks or fence counters, so a tick may run twice and fences may go backwards (set maxmemory-policy noeviction)", policy, limit))
+	}
+	return w, nil
+}
+
+// infoField reads one "name:value" line of an INFO reply.
+func infoField(info, name string) string {
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":"); ok && k == name {
+			return v
+		}
+	}
+	return ""
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
