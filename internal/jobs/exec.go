@@ -59,8 +59,8 @@ type Result struct {
 	// Started is false when no process was started (a bad command, or a
 	// context that had already ended: a lease lost before the start).
 	Started bool   `json:"started"`
-	Output   string    `json:"output,omitempty"` // the last OutputTail bytes of stdout and stderr
-	Reason   string    `json:"reason,omitempty"` // why it failed, in words
+	Output  string `json:"output,omitempty"` // the last OutputTail bytes of stdout and stderr
+	Reason  string `json:"reason,omitempty"` // why it failed, in words
 }
 
 // Env is the environment a run's command gets: jobd's own, the job's env,

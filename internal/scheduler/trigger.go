@@ -113,7 +113,7 @@ func (s *Scheduler) takeTriggers(ctx, runs context.Context) {
 		}
 		items = append(items, claimItem{in: in, at: r.RequestedAt, runID: r.RunID,
 			claimKey: s.store.tickKey(in.Name, r.RequestedAt) + ":manual:" + r.RunID,
-			value: claimValue(s.replica, r.RunID), trigger: "manual"})
+			value:    claimValue(s.replica, r.RunID), trigger: "manual"})
 	}
 	if len(items) == 0 {
 		return
