@@ -539,8 +539,14 @@ func (m *Mutex) Extend(ctx context.Context, ttl time.Duration) error {
 }
 
 func (m *Mutex) extend(ctx context.Context, token string, ttl time.Duration) error {
-	sent := time.Now()
-	res, err := extendScript.Run(ctx, m.c.rdb, []string{m.k.lock}, token, ttl.Milliseconds()).Int64()
+	var sent time.Time
+	var res int64
+	err := settle(ctx, func(ctx context.Context) error {
+		var err error
+		sent = time.Now()
+		res, err = extendScript.Run(ctx, m.c.rdb, []string{m.k.lock}, token, ttl.Milliseconds()).Int64()
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("mutex: extend %q: %w", m.name, err)
 	}

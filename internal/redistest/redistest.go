@@ -35,17 +35,24 @@ type Server struct {
 	Port int
 	Addr string // host:port
 
-	dir string
-	mu  sync.Mutex
-	cmd *exec.Cmd
-	out bytes.Buffer
+	dir   string
+	extra []string // redis-server arguments added by StartWith
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	out   bytes.Buffer
 }
 
 // Start launches a redis-server with persistence off and registers its
 // shutdown with tb.Cleanup.
-func Start(tb TB) *Server {
+func Start(tb TB) *Server { return StartWith(tb) }
+
+// StartWith is Start with extra redis-server arguments, which override the
+// defaults (for example "--appendonly", "yes", "--appendfsync", "always":
+// the data directory survives Stop and Restart, so such a server keeps its
+// data across a crash).
+func StartWith(tb TB, args ...string) *Server {
 	tb.Helper()
-	s, err := StartServer()
+	s, err := StartServer(args...)
 	if err != nil {
 		tb.Fatalf("redistest: %v", err)
 	}
@@ -53,8 +60,8 @@ func Start(tb TB) *Server {
 	return s
 }
 
-// StartServer is Start without a testing.TB; the caller must Close it.
-func StartServer() (*Server, error) {
+// StartServer is StartWith without a testing.TB; the caller must Close it.
+func StartServer(args ...string) (*Server, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, errors.New(InstallHint)
 	}
@@ -68,7 +75,7 @@ func StartServer() (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		s := &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
+		s := &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, extra: args}
 		if lastErr = s.start(); lastErr == nil {
 			return s, nil
 		}
@@ -90,11 +97,12 @@ func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.out.Reset()
-	cmd := exec.Command("redis-server",
+	args := append([]string{
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--unixsocket", s.Socket(), "--unixsocketperm", "700",
-		"--daemonize", "no", "--protected-mode", "no")
+		"--daemonize", "no", "--protected-mode", "no"}, s.extra...)
+	cmd := exec.Command("redis-server", args...)
 	cmd.Stdout = &s.out
 	cmd.Stderr = &s.out
 	// Own process group, so a test's signals never reach the server.
@@ -143,8 +151,8 @@ func (s *Server) Socket() string { return s.dir + "/redis-" + strconv.Itoa(s.Por
 // URL is the redis:// URL of the server, database 0.
 func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
 
-// Stop kills the server (SIGKILL, like a crash); data is lost since
-// persistence is off.
+// Stop kills the server (SIGKILL, like a crash); data is lost unless the
+// server was started with persistence (StartWith).
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
