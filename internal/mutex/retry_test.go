@@ -40,6 +40,19 @@ func proxied(t *testing.T, retries int) (*mutex.Client, *redistest.Proxy, *redis
 	t.Cleanup(func() { rdb.Close() })
 	c := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner("me"))
 	t.Cleanup(func() { c.Close() })
+	// Load every script first: a dropped reply must be that of a script
+	// that ran, not of a NOSCRIPT answer that go-redis follows with EVAL.
+	ctx := context.Background()
+	warm := c.NewMutex("warm-up")
+	if err := warm.TryLock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := warm.Extend(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := warm.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
 	return c, p, newRedis(t, srv.URL())
 }
 
