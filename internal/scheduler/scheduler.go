@@ -467,10 +467,14 @@ func (s *Scheduler) claimItems(ctx, runs context.Context, items []claimItem) []b
 			settle = min(settle, time.Until(it.at.Add(it.in.StartingDeadline)))
 		}
 	}
+	// Settling outlives a shutdown only briefly: a stopping replica gives
+	// an unsettled claim redisTimeout more, then leaves it.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(settle, redisTimeout))
+	stopLate := context.AfterFunc(ctx, func() { time.AfterFunc(redisTimeout, cancel) })
 	began := time.Now()
 	results := s.locker.ClaimAndLock(cctx, reqs)
 	call(s.hooks.ClaimLatency, time.Since(began))
+	stopLate()
 	cancel()
 	won := make([]bool, len(items))
 	for i, r := range results {
