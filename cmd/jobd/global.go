@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -87,23 +88,116 @@ func isTerminal(w any) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// connectRedis parses a Redis URL (see redisURL) and checks that Redis answers. Failures are
-// exit 69 with a one-line reason that never shows the password.
-func connectRedis(ctx context.Context, raw string) (redis.UniversalClient, error) {
-	opt, err := redis.ParseURL(raw)
+// redisTarget is the Redis server and the key prefix a command works on.
+type redisTarget struct {
+	url    string // as given: print it with redactURL, never as is
+	prefix string
+}
+
+// String is the URL without its password, for messages.
+func (t redisTarget) String() string { return redactURL(t.url) }
+
+// resolveRedis is the one place where every command (run, lock, status,
+// history, trigger) decides which Redis and which key prefix it uses:
+// --redis/--prefix, then JOBD_REDIS_URL/JOBD_PREFIX, then the schedule
+// file's redis: {url, prefix} (cfg may be nil: no file), then the
+// defaults. An empty value (JOBD_REDIS_URL=) counts as unset.
+func resolveRedis(c *cli.Context, cfg *jobs.Config) redisTarget {
+	var fileURL, filePrefix string
+	if cfg != nil {
+		fileURL, filePrefix = cfg.Redis.URL, cfg.Redis.Prefix
+	}
+	return redisTarget{
+		url:    setting(c, "redis", fileURL, defaultRedisURL),
+		prefix: setting(c, "prefix", filePrefix, defaultPrefix),
+	}
+}
+
+// newRedisClient parses t's URL (a bad URL is exit 2) and returns a
+// client that has not talked to Redis yet.
+func newRedisClient(t redisTarget) (redis.UniversalClient, error) {
+	opt, err := redis.ParseURL(t.url)
 	if err != nil {
-		return nil, exitf(exitUsage, "--redis %s: %s", redactURL(raw), scrub(err.Error(), raw))
+		return nil, exitf(exitUsage, "--redis %s: %s", t, scrub(err.Error(), t.url))
 	}
 	// Deadlines on contexts must bound every call: keep-alive relies on it.
 	opt.ContextTimeoutEnabled = true
-	var rdb redis.UniversalClient = redis.NewClient(opt)
+	return redis.NewClient(opt), nil
+}
+
+// connectRedis opens t and checks that Redis answers: exit 69 if it does
+// not, 78 if it refuses jobd's credentials or database (see redisFailure).
+func connectRedis(ctx context.Context, t redisTarget) (redis.UniversalClient, error) {
+	rdb, err := newRedisClient(t)
+	if err != nil {
+		return nil, err
+	}
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		rdb.Close()
-		return nil, exitf(exitUnavailable, "redis unreachable at %s: %s", redactURL(raw), scrub(err.Error(), raw))
+		return nil, redisFailure(t, err)
 	}
 	return rdb, nil
+}
+
+// Kinds of Redis failure; redisFailure wraps one of them.
+var (
+	// errRedisRefused: Redis answered, and refused jobd's configuration
+	// (ACL permissions, user or password, database number). Retrying does
+	// not help.
+	errRedisRefused = errors.New("redis refused")
+	// errRedisUnreachable: Redis did not answer (or failed otherwise); it
+	// may come back.
+	errRedisUnreachable = errors.New("redis unreachable")
+)
+
+// refusals are the replies by which Redis refuses jobd's configuration
+// rather than fails: permissions, authentication, the database number.
+var refusals = []string{"NOPERM ", "WRONGPASS ", "NOAUTH ", "ERR DB index", "ERR invalid DB index",
+	"ERR AUTH ", "ERR Client sent AUTH", "ERR invalid password", "ERR SELECT is not allowed"}
+
+// isRefusal reports whether err is Redis refusing jobd's configuration.
+// Errors are matched by their text as well, since the packages that call
+// Redis do not all keep the reply's type when they add context.
+func isRefusal(err error) bool {
+	if err == nil {
+		return false
+	}
+	if redis.IsPermissionError(err) || redis.IsAuthError(err) {
+		return true
+	}
+	msg := err.Error()
+	for _, r := range refusals {
+		if strings.HasPrefix(msg, r) || strings.Contains(msg, ": "+r) {
+			return true
+		}
+	}
+	return false
+}
+
+// redisError is a Redis failure with a message safe to print.
+type redisError struct {
+	kind error  // errRedisRefused or errRedisUnreachable
+	msg  string // scrubbed of the password
+	err  error
+}
+
+func (e *redisError) Error() string   { return e.msg }
+func (e *redisError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// redisFailure maps a failed call to Redis at t to the exit code every
+// command uses: 78 (errRedisRefused) when Redis refused jobd's
+// configuration, with Redis's own message, such as NOPERM, WRONGPASS or
+// "ERR DB index is out of range"; else 69 (errRedisUnreachable). The
+// password never appears.
+func redisFailure(t redisTarget, err error) error {
+	if isRefusal(err) {
+		return &exitError{code: exitConfig, err: &redisError{kind: errRedisRefused, err: err,
+			msg: fmt.Sprintf("redis at %s refused: %s (check the ACL user, its password and the database number)", t, scrub(err.Error(), t.url))}}
+	}
+	return &exitError{code: exitUnavailable, err: &redisError{kind: errRedisUnreachable, err: err,
+		msg: fmt.Sprintf("redis unreachable at %s: %s", t, scrub(err.Error(), t.url))}}
 }
 
 var userinfo = regexp.MustCompile(`//[^/@]*@`)
@@ -127,17 +221,43 @@ func scrub(msg, raw string) string {
 	return msg
 }
 
-// loadConfig loads --config; problems are exit 1, one per line.
+// configPath is --config (or JOBD_CONFIG), else the default file;
+// explicit says whether it was given. An empty JOBD_CONFIG counts as unset.
+func configPath(c *cli.Context) (path string, explicit bool) {
+	if v := c.String("config"); c.IsSet("config") && v != "" {
+		return v, true
+	}
+	return defaultConfig, false
+}
+
+// loadConfig loads the schedule file; problems are exit 1, one per line.
 func loadConfig(c *cli.Context) (*jobs.Config, error) {
-	cfg, err := jobs.Load(c.String("config"))
+	path, _ := configPath(c)
+	cfg, err := jobs.Load(path)
 	if err != nil {
-		if errors.Is(err, jobs.ErrInvalid) {
+		var ps jobs.Problems
+		if errors.As(err, &ps) {
 			return nil, &exitError{code: exitFailure, plain: true,
-				err: fmt.Errorf("%w\n%d problem(s) in %s", err, len(err.(jobs.Problems)), c.String("config"))}
+				err: fmt.Errorf("%w\n%d problem(s) in %s", err, len(ps), path)}
 		}
-		return nil, exitf(exitFailure, "%v", err)
+		return nil, exitf(exitFailure, "%w", err)
 	}
 	return cfg, nil
+}
+
+// optionalConfig loads the schedule file for the commands that can work
+// without one (lock, status, history), so that they find the file's
+// redis: settings: a file given with --config or JOBD_CONFIG must load
+// (exit 1 with its problems), the default file is read when it exists,
+// and a missing default file is nil, nil.
+func optionalConfig(c *cli.Context) (*jobs.Config, error) {
+	path, explicit := configPath(c)
+	if !explicit {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+	}
+	return loadConfig(c)
 }
 
 // printJSON writes v as indented JSON: the --json output of every command.
@@ -145,26 +265,6 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-// redisURL is --redis (or JOBD_REDIS_URL), else the file's redis.url,
-// else the default.
-func redisURL(c *cli.Context, cfg *jobs.Config) string {
-	var file string
-	if cfg != nil {
-		file = cfg.Redis.URL
-	}
-	return setting(c, "redis", file, defaultRedisURL)
-}
-
-// keyPrefix is --prefix (or JOBD_PREFIX), else the file's redis.prefix,
-// else the default.
-func keyPrefix(c *cli.Context, cfg *jobs.Config) string {
-	var file string
-	if cfg != nil {
-		file = cfg.Redis.Prefix
-	}
-	return setting(c, "prefix", file, defaultPrefix)
 }
 
 // setting resolves a flag that the schedule file may also set: the flag

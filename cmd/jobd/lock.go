@@ -41,7 +41,11 @@ func lockCommand() *cli.Command {
 			"If the lease is lost (refused renewal, or Redis unreachable for longer than is\n" +
 			"safe), COMMAND's process group gets SIGTERM, then SIGKILL after --kill-grace, and\n" +
 			"jobd exits 70. If the lock is not obtained within --wait, jobd exits 75 and names\n" +
-			"the holder. If Redis is unreachable, it exits 69.\n\n" + exitCodesHelp,
+			"the holder. If Redis is unreachable, it exits 69; if Redis refuses jobd's user,\n" +
+			"password, permissions or database, it exits 78 with Redis's message.\n\n" +
+			"Redis and the key prefix come from --redis/--prefix, then JOBD_REDIS_URL/\n" +
+			"JOBD_PREFIX, then the redis: section of --config (read if given, or if the\n" +
+			"default file exists), as for every command.\n\n" + exitCodesHelp,
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "ttl", Value: defaultLockTTL, Usage: "lease length; renewed every ttl/3"},
 			&cli.DurationFlag{Name: "wait", Value: 0, Usage: "how long to wait for the lock; 0 tries once"},
@@ -94,17 +98,24 @@ func runLock(c *cli.Context) error {
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
 
-	rdb, err := connectRedis(ctx, redisURL(c, nil))
+	// The file's redis: settings apply here as for the daemon, or this
+	// lock would be taken on another Redis than the jobs sharing it.
+	cfg, err := optionalConfig(c)
+	if err != nil {
+		return err
+	}
+	target := resolveRedis(c, cfg)
+	rdb, err := connectRedis(ctx, target)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	mc := mutex.New(rdb, mutex.WithPrefix(keyPrefix(c, nil)), mutex.WithLogger(log))
+	mc := mutex.New(rdb, mutex.WithPrefix(target.prefix), mutex.WithLogger(log))
 	defer mc.Close()
 	m := mc.NewMutex(key, mutex.WithTTL(ttl), mutex.WithWait(wait), mutex.WithLabel(label))
 
 	if err := acquire(ctx, m, wait > 0, sigs, cancel); err != nil {
-		return lockError(ctx, mc, key, err)
+		return lockError(ctx, mc, target, key, err)
 	}
 	log.Debug("lock obtained", "lock", key, "fence", m.Fence())
 
@@ -151,10 +162,11 @@ func acquire(ctx context.Context, m *mutex.Mutex, wait bool, sigs <-chan os.Sign
 	}
 }
 
-// lockError maps a failed acquisition to exit 75 (naming the holder) or 69.
-func lockError(ctx context.Context, mc *mutex.Client, key string, err error) error {
+// lockError maps a failed acquisition to exit 75 (naming the holder), or
+// 69 or 78 (see redisFailure).
+func lockError(ctx context.Context, mc *mutex.Client, target redisTarget, key string, err error) error {
 	if !errors.Is(err, mutex.ErrNotObtained) {
-		return exitf(exitUnavailable, "redis unreachable: %v", err)
+		return redisFailure(target, err)
 	}
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
 	defer cancel()

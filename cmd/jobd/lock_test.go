@@ -200,7 +200,7 @@ func TestRedisURLForms(t *testing.T) {
 	}{
 		{"redis with user and password", "redis://jobdtest:pw-123@" + srv.Addr + "/0", 0},
 		{"unix socket with user and password", "unix://jobdtest:pw-123@" + srv.Socket() + "?db=1", 0},
-		{"wrong password", "redis://jobdtest:wrong-pw-456@" + srv.Addr + "/0", 69},
+		{"wrong password is a configuration error", "redis://jobdtest:wrong-pw-456@" + srv.Addr + "/0", 78},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

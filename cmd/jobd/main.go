@@ -31,6 +31,7 @@ const (
 	exitUnavailable = 69  // Redis unreachable (EX_UNAVAILABLE)
 	exitLeaseLost   = 70  // the lock's lease was lost while the command ran
 	exitNotObtained = 75  // lock not obtained within --wait (EX_TEMPFAIL)
+	exitConfig      = 78  // Redis refused: configuration or permission error (EX_CONFIG)
 	exitCannotExec  = 126 // the command exists but could not be started
 	exitNotFound    = 127 // the command was not found
 )
@@ -43,6 +44,8 @@ const exitCodesHelp = `EXIT CODES:
    69    Redis unreachable
    70    lease lost while the command ran (it was terminated)
    75    lock not obtained within --wait
+   78    Redis refused: configuration or permission error (NOPERM, wrong
+         password, database out of range); Redis's own message is shown
    126   command could not be started
    127   command not found
    128+N command killed by signal N`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"sort"
@@ -31,34 +32,47 @@ const overdueGrace = scheduler.MaxSplay + 5*time.Second
 // Redis, and the key prefix.
 type opsEnv struct {
 	cfg    *jobs.Config
-	cfgErr error
+	cfgErr error // why cfg is nil
+	target redisTarget
 	rdb    redis.UniversalClient
 	store  *scheduler.Store
 	locks  *mutex.Client
 }
 
+// openOps loads the schedule file (required by trigger; for status and
+// history, only if given or if the default file exists: see
+// optionalConfig) and connects to the Redis resolveRedis names.
 func openOps(c *cli.Context, needConfig bool) (*opsEnv, error) {
 	if _, err := newLogger(c); err != nil {
 		return nil, err
 	}
 	e := &opsEnv{}
+	var err error
 	if needConfig {
-		if e.cfg, e.cfgErr = loadConfig(c); e.cfgErr != nil {
-			return nil, e.cfgErr // every problem, as `jobd validate` prints them
-		}
+		e.cfg, err = loadConfig(c)
 	} else {
-		e.cfg, e.cfgErr = jobs.Load(c.String("config")) // status shows JOBS only if it loads
+		e.cfg, err = optionalConfig(c) // status shows JOBS only with a file
 	}
-	prefix := keyPrefix(c, e.cfg)
-	rdb, err := connectRedis(c.Context, redisURL(c, e.cfg))
+	if err != nil {
+		return nil, err // every problem, as `jobd validate` prints them
+	}
+	if e.cfg == nil {
+		path, _ := configPath(c)
+		e.cfgErr = fmt.Errorf("%s: %w", path, fs.ErrNotExist)
+	}
+	e.target = resolveRedis(c, e.cfg)
+	rdb, err := connectRedis(c.Context, e.target)
 	if err != nil {
 		return nil, err
 	}
 	e.rdb = rdb
-	e.store = scheduler.NewStore(rdb, prefix)
-	e.locks = mutex.New(rdb, mutex.WithPrefix(prefix))
+	e.store = scheduler.NewStore(rdb, e.target.prefix)
+	e.locks = mutex.New(rdb, mutex.WithPrefix(e.target.prefix))
 	return e, nil
 }
+
+// fail maps a failed Redis call to exit 69 or 78 (see redisFailure).
+func (e *opsEnv) fail(err error) error { return redisFailure(e.target, err) }
 
 func (e *opsEnv) close() {
 	e.locks.Close()
@@ -71,7 +85,8 @@ func statusCommand() *cli.Command {
 		Usage: "show replicas, held locks and jobs (reads Redis only)",
 		Description: "Works from any host that can reach Redis. JOBS needs --config. An instance is\n" +
 			"overdue when its last due tick has no claim: no replica ran it.\n\n" +
-			"Exit codes: 0 ok, 3 no replica is alive, 69 Redis unreachable.",
+			"Exit codes: 0 ok, 3 no replica is alive, 69 Redis unreachable, 78 Redis refused\n" +
+			"(configuration or permission error).",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object (see the README for its fields)"},
 			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "redraw every 2s until interrupted"},
@@ -183,9 +198,10 @@ func asExit(err error, target **exitError) bool {
 func showStatus(c *cli.Context, e *opsEnv, w io.Writer) error {
 	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 	defer cancel()
-	st, err := collectStatus(ctx, c.String("config"), e)
+	path, _ := configPath(c)
+	st, err := collectStatus(ctx, path, e)
 	if err != nil {
-		return exitf(exitUnavailable, "redis unreachable: %v", err)
+		return e.fail(err)
 	}
 	if c.Bool("json") {
 		if err := printJSON(w, st); err != nil {
@@ -403,7 +419,7 @@ func historyCommand() *cli.Command {
 		Usage:     "list an instance's past runs, newest first",
 		ArgsUsage: "INSTANCE",
 		Description: "Exit codes: 0 ok, 2 unknown instance (not in --config and no history), 69\n" +
-			"Redis unreachable.",
+			"Redis unreachable, 78 Redis refused (configuration or permission error).",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "limit", Aliases: []string{"n"}, Value: 20, Usage: "runs to show"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array of run records"},
@@ -427,12 +443,13 @@ func runHistory(c *cli.Context) error {
 	defer cancel()
 	recs, err := e.store.History(ctx, name, max(c.Int("limit"), 1))
 	if err != nil {
-		return exitf(exitUnavailable, "redis unreachable: %v", err)
+		return e.fail(err)
 	}
 	if len(recs) == 0 {
 		if e.cfg != nil {
 			if _, ok := e.cfg.Instance(name); !ok {
-				return exitf(exitUsage, "history: unknown instance %q (not in %s, and no history)", name, c.String("config"))
+				path, _ := configPath(c)
+				return exitf(exitUsage, "history: unknown instance %q (not in %s, and no history)", name, path)
 			}
 		}
 	}
@@ -500,7 +517,8 @@ func triggerCommand() *cli.Command {
 			"Exit codes: the job's code with --wait (124 timeout, 128+N killed by signal N,\n" +
 			"70 lock lost or abandoned, 75 skipped because its lock was held); 0 without\n" +
 			"--wait once a replica picked it up; 1 not picked up, or --timeout ran out;\n" +
-			"2 unknown instance; 3 no replica alive; 69 Redis unreachable.",
+			"2 unknown instance; 3 no replica alive; 69 Redis unreachable; 78 Redis refused\n" +
+			"(configuration or permission error).",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "wait", Usage: "wait for the run to finish"},
 			&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "with --wait: give up waiting after this long"},
@@ -531,7 +549,7 @@ func runTrigger(c *cli.Context) error {
 	defer cancel()
 	beats, err := e.store.Replicas(qctx)
 	if err != nil {
-		return exitf(exitUnavailable, "redis unreachable: %v", err)
+		return e.fail(err)
 	}
 	if len(beats) == 0 {
 		return exitf(exitNoReplica, "trigger: no replica is alive to run %q", name)
@@ -541,7 +559,7 @@ func runTrigger(c *cli.Context) error {
 	req := scheduler.TriggerRequest{RunID: scheduler.NewRunID(now), Instance: in.Name, RequestedAt: now.UTC(),
 		RequestedBy: fmt.Sprintf("%s@%s", os.Getenv("USER"), host)}
 	if err := e.store.RequestTrigger(qctx, req); err != nil {
-		return exitf(exitUnavailable, "redis unreachable: %v", err)
+		return e.fail(err)
 	}
 	fmt.Fprintln(c.App.Writer, req.RunID)
 	// Wait until a replica records the run.
@@ -552,6 +570,10 @@ func runTrigger(c *cli.Context) error {
 		if err == nil && found {
 			rec = r
 			break
+		}
+		if isRefusal(err) { // will not fix itself; an outage might
+			_ = e.store.CancelTrigger(context.WithoutCancel(ctx), req.RunID)
+			return e.fail(err)
 		}
 		if time.Now().After(deadline) {
 			_ = e.store.CancelTrigger(context.WithoutCancel(ctx), req.RunID)
@@ -568,8 +590,12 @@ func runTrigger(c *cli.Context) error {
 			return exitf(exitFailure, "trigger: run %s still %s after --timeout %v", rec.RunID, rec.Status, c.Duration("timeout"))
 		}
 		time.Sleep(200 * time.Millisecond)
-		if r, found, err := e.store.Run(ctx, in.Name, req.RunID); err == nil && found {
+		r, found, err := e.store.Run(ctx, in.Name, req.RunID)
+		switch {
+		case err == nil && found:
 			rec = r
+		case isRefusal(err):
+			return e.fail(err)
 		}
 	}
 	fmt.Fprintf(c.App.ErrWriter, "run %s on %s: %s\n", rec.RunID, rec.Replica, describeRun(rec))

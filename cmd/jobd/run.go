@@ -28,7 +28,9 @@ func runCommand() *cli.Command {
 			"finish for --shutdown-grace, then terminate them, record them, release their locks\n" +
 			"and exit 0; a second signal terminates them at once. SIGHUP: reload --config; an\n" +
 			"invalid file is logged and the old schedule keeps running. If Redis is\n" +
-			"unreachable, nothing is claimed or started until it is back.",
+			"unreachable, at start too, nothing is claimed or started until it is back, and\n" +
+			"/readyz and systemd's STATUS= say so. If Redis refuses jobd's user, password,\n" +
+			"permissions or database before jobd first works with it, jobd exits 78.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "replica-id", EnvVars: []string{"JOBD_REPLICA_ID"},
 				Usage: "this replica's id (default: HOSTNAME-PID)"},
@@ -54,12 +56,24 @@ func runDaemon(c *cli.Context) error {
 	}
 	ctx, stop := context.WithCancel(c.Context)
 	defer stop()
-	rdb, err := connectRedis(ctx, redisURL(c, cfg))
+	target := resolveRedis(c, cfg)
+	rdb, err := newRedisClient(target)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	prefix := keyPrefix(c, cfg)
+	// A daemon waits for an unreachable Redis (go-redis reconnects, and
+	// the scheduler claims nothing until Redis answers); a refusal of its
+	// user, password, permissions or database will not fix itself: exit 78.
+	startErr := checkRedis(ctx, rdb, target)
+	switch {
+	case errors.Is(startErr, errRedisRefused):
+		return startErr
+	case startErr != nil:
+		log.Error("redis unreachable at start; waiting for it (nothing is claimed until it answers)",
+			"redis", target.String(), "err", reason(startErr))
+	}
+	prefix := target.prefix
 	replica := c.String("replica-id")
 	host, _ := os.Hostname()
 	if replica == "" {
@@ -92,12 +106,20 @@ func runDaemon(c *cli.Context) error {
 	defer signal.Stop(sigs)
 	done := make(chan error, 1)
 	go func() { done <- sched.Run(ctx) }()
+	refused, stopWatch := watchRedis(ctx, rdb, target, startErr, func() int { return len(sched.Config().Instances) }, log)
+	defer stopWatch()
 	stopWatchdog := notifySystemd(ctx, log)
 	defer stopWatchdog()
 	stopping := false
 	for {
 		select {
 		case err := <-done:
+			return err
+		case err := <-refused:
+			log.Error("redis refused jobd; stopping", "redis", target.String(), "err", reason(err))
+			systemdNotify(daemon.SdNotifyStopping)
+			stop()
+			<-done
 			return err
 		case sig := <-sigs:
 			switch {
@@ -126,7 +148,8 @@ func runDaemon(c *cli.Context) error {
 
 // reload re-reads --config; an invalid file keeps the old one running.
 func reload(c *cli.Context, log *slog.Logger) (*jobs.Config, bool) {
-	cfg, err := jobs.Load(c.String("config"))
+	path, _ := configPath(c)
+	cfg, err := jobs.Load(path)
 	if err != nil {
 		var ps jobs.Problems
 		if errors.As(err, &ps) {
