@@ -46,6 +46,11 @@ type Run struct {
 	// OnStart, if set, is called once the process has started, with the
 	// time it started (the run's real start, for lag and logs).
 	OnStart func(at time.Time)
+	// Ready, if set, is asked right before the process starts; an error
+	// means it must not start (for the scheduler: a lease that can no
+	// longer be trusted). The run is then lock_lost if the error matches
+	// ErrLockLost, killed otherwise.
+	Ready func() error
 }
 
 // Result is what a run did.
@@ -109,8 +114,11 @@ func Execute(ctx context.Context, log *slog.Logger, r Run) Result {
 	// Never start a process whose context has ended: for the scheduler,
 	// that is a lease no longer trusted, and another replica may hold the
 	// lock already.
-	if ctx.Err() != nil {
-		cause := context.Cause(ctx)
+	cause := context.Cause(ctx)
+	if cause == nil && r.Ready != nil {
+		cause = r.Ready()
+	}
+	if cause != nil {
 		res.Status, res.End = StatusKilled, time.Now()
 		if errors.Is(cause, ErrLockLost) {
 			res.Status = StatusLockLost

@@ -142,3 +142,39 @@ func TestExecuteKillsGrandchildren(t *testing.T) {
 		})
 	}
 }
+
+// TestNoStart: a run whose context has ended, or whose Ready check fails
+// (a lease no longer trusted), never starts its process.
+func TestNoStart(t *testing.T) {
+	tests := []struct {
+		name   string
+		cause  error // the context's cancel cause, if any
+		ready  error // what Ready answers
+		status Status
+	}{
+		{"lease lost before the start", fmt.Errorf("%w: expired", ErrLockLost), nil, StatusLockLost},
+		{"shutdown before the start", fmt.Errorf("jobd is shutting down"), nil, StatusKilled},
+		{"lease not trusted at the start", nil, fmt.Errorf("%w: no renewal", ErrLockLost), StatusLockLost},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			marker := t.TempDir() + "/ran"
+			r := testRun([]string{"sh", "-c", "touch " + marker}, nil)
+			started := false
+			r.OnStart = func(time.Time) { started = true }
+			r.Ready = func() error { return tt.ready }
+			ctx, cancel := context.WithCancelCause(context.Background())
+			if tt.cause != nil {
+				cancel(tt.cause)
+			}
+			defer cancel(nil)
+			res := Execute(ctx, slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)), r)
+			if res.Status != tt.status || res.Started || started || !strings.HasPrefix(res.Reason, "not started") {
+				t.Fatalf("result %+v (OnStart called: %v)", res, started)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Fatal("the process ran")
+			}
+		})
+	}
+}

@@ -560,6 +560,23 @@ func (m *Mutex) extend(ctx context.Context, token string, ttl time.Duration) err
 	return leaseResult(res, m.name)
 }
 
+// Valid reports, on this process's monotonic clock, whether the hold can
+// still be trusted: held, and within ttl minus the safety margin of the
+// request that last set the lease. Check it right before work that must
+// not start under a lease another owner may already have (after a pause,
+// keep-alive's own timer may not have fired yet). It returns an ErrLost
+// or ErrNotHeld error when not.
+func (m *Mutex) Valid() error {
+	token, since, ttl := m.lease()
+	if token == "" {
+		return fmt.Errorf("%w: %q", ErrNotHeld, m.name)
+	}
+	if trusted := m.trusted(ttl); time.Since(since) >= trusted {
+		return fmt.Errorf("%w: %q: no renewal succeeded for %v", ErrLost, m.name, trusted)
+	}
+	return nil
+}
+
 // lease returns the current hold: its token, when the request that last
 // set its lease was sent, and that lease's length.
 func (m *Mutex) lease() (token string, since time.Time, ttl time.Duration) {

@@ -59,6 +59,10 @@ type ClaimResult struct {
 // Lease is a held lock.
 type Lease interface {
 	Fence() int64
+	// Valid returns nil while the lease can still be trusted, and an
+	// error matching jobs.ErrLockLost once it cannot: checked right before
+	// a process starts.
+	Valid() error
 	// KeepAlive renews the lease until stop is called. The context ends
 	// with a cause matching jobs.ErrLockLost when the lease is lost.
 	KeepAlive(ctx context.Context) (context.Context, func())

@@ -648,7 +648,7 @@ func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record
 		return
 	}
 	res := jobs.Execute(ectx, log, jobs.Run{Instance: in, ID: rec.RunID, ScheduledAt: rec.ScheduledAt,
-		Replica: s.replica, LockKey: in.Lock, Fence: rec.Fence,
+		Replica: s.replica, LockKey: in.Lock, Fence: rec.Fence, Ready: lease.Valid,
 		OnStart: func(at time.Time) {
 			lag := at.Sub(rec.ScheduledAt)
 			call2(s.hooks.RunStarted, in.Name, lag)

@@ -63,6 +63,14 @@ func (l *Locker) Holder(ctx context.Context, name string) (scheduler.Holder, boo
 type lease struct{ m *mutex.Mutex }
 
 func (l lease) Fence() int64                     { return l.m.Fence() }
+
+// Valid translates the mutex's verdict into jobs.ErrLockLost.
+func (l lease) Valid() error {
+	if err := l.m.Valid(); err != nil {
+		return fmt.Errorf("%w: %w", jobs.ErrLockLost, err)
+	}
+	return nil
+}
 func (l lease) Unlock(ctx context.Context) error { return l.m.Unlock(ctx) }
 
 // KeepAlive translates the mutex's lease-lost cause into jobs.ErrLockLost.
