@@ -62,7 +62,7 @@ func (l *Locker) Holder(ctx context.Context, name string) (scheduler.Holder, boo
 
 type lease struct{ m *mutex.Mutex }
 
-func (l lease) Fence() int64                     { return l.m.Fence() }
+func (l lease) Fence() int64 { return l.m.Fence() }
 
 // Valid translates the mutex's verdict into jobs.ErrLockLost.
 func (l lease) Valid() error {
