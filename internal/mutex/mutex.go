@@ -277,7 +277,8 @@ func (m *Mutex) TryLockClaim(ctx context.Context, cl Claim) error {
 //
 // An attempt whose reply was lost (timeout, reset connection) is asked
 // again with the same token and claim value until its outcome is known or
-// ctx ends: the retry finds the claim and the lock its own. Only then is
+// ctx ends (settleTimeout for a ctx without a deadline): the retry finds
+// the claim and the lock its own. Only then is
 // an error returned, and never ErrClaimTaken or ErrNotObtained for it.
 func (c *Client) TryLockClaims(ctx context.Context, ms []*Mutex, cls []Claim) []error {
 	errs := make([]error, len(ms))
@@ -288,6 +289,11 @@ func (c *Client) TryLockClaims(ctx context.Context, ms []*Mutex, cls []Claim) []
 			tokens[i] = randomID()
 			pending = append(pending, i)
 		}
+	}
+	if _, ok := ctx.Deadline(); !ok { // settle for settleTimeout at most
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, settleTimeout)
+		defer cancel()
 	}
 	backoff := 20 * time.Millisecond
 	for len(pending) > 0 {
