@@ -217,9 +217,10 @@ func TestRedisURLForms(t *testing.T) {
 	}
 }
 
-// TestDocumentedACL: the ACL user the README recommends is enough for the
-// daemon, status and jobd lock.
-func TestDocumentedACL(t *testing.T) {
+// documentedACL is the ACL SETUSER command the README recommends, with
+// the password replaced, so that the docs and the tests cannot drift.
+func documentedACL(t *testing.T, password string) []string {
+	t.Helper()
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -227,36 +228,93 @@ func TestDocumentedACL(t *testing.T) {
 	var acl []string
 	for _, line := range strings.Split(string(readme), "\n") {
 		if strings.HasPrefix(line, "ACL SETUSER jobd ") {
-			acl = strings.Fields(strings.ReplaceAll(line, "LONG-RANDOM-PASSWORD", "pw-acl-test"))
+			acl = strings.Fields(strings.ReplaceAll(line, "LONG-RANDOM-PASSWORD", password))
 		}
 	}
 	if acl == nil {
 		t.Fatal("README has no ACL SETUSER jobd line")
 	}
+	return acl
+}
+
+// TestDocumentedACL: the ACL user the README recommends is enough for the
+// whole operator path: a replica (including its durability check with
+// INFO and CONFIG GET), status, history, trigger --wait, lock, validate
+// and plan. Without +config|get and +info the replica still runs.
+func TestDocumentedACL(t *testing.T) {
+	acl := documentedACL(t, "pw-acl-test")
 	srv := redistest.Start(t)
 	_, admin := newMutexClient(t, srv.URL())
-	args := make([]any, len(acl))
-	for i, a := range acl {
-		args[i] = a
+	setUser := func(t *testing.T, acl []string) {
+		t.Helper()
+		args := make([]any, len(acl))
+		for i, a := range acl {
+			args[i] = a
+		}
+		if err := admin.Do(context.Background(), args...).Err(); err != nil {
+			t.Fatalf("%v: %v", acl, err)
+		}
 	}
-	if err := admin.Do(context.Background(), args...).Err(); err != nil {
-		t.Fatalf("%v: %v", acl, err)
-	}
+	setUser(t, acl)
 	url := "redis://jobd:pw-acl-test@" + srv.Addr + "/0"
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "jobs.yaml")
 	out := filepath.Join(dir, "out")
-	writeFile(t, cfgPath, "jobs:\n  - name: a\n    schedule: \"@every 1s\"\n    command: [\"sh\", \"-c\", \"echo ran >> "+out+"\"]\n")
+	writeFile(t, cfgPath, "jobs:\n  - name: a\n    schedule: \"@every 1s\"\n    command: [\"sh\", \"-c\", \"echo ran >> "+out+"\"]\n"+
+		"  - name: manual\n    schedule: \"@daily\"\n    suspend: true\n    lock: db-maintenance\n    command: [\"sh\", \"-c\", \"exit 4\"]\n")
 	daemon := jobdPrefix(t, url, "jobd", "-c", cfgPath, "run", "--replica-id", "acl")
+	t.Cleanup(func() {
+		if daemon.ProcessState == nil {
+			_ = daemon.Process.Kill()
+			_, _ = daemon.Process.Wait()
+		}
+	})
 	poll(t, 10*time.Second, "a run under the ACL user", func() bool { return fileHas(out, "ran") })
-	if r := wait(t, jobdPrefix(t, url, "jobd", "-c", cfgPath, "status")); r.code != 0 {
-		t.Errorf("status: exit %d: %s", r.code, r.stderr)
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+	}{
+		{"status", []string{"status"}, 0, "acl"},
+		{"history", []string{"history", "a"}, 0, "succeeded"},
+		{"trigger --wait", []string{"trigger", "manual", "--wait", "--timeout", "30s"}, 4, ""}, // the job's own code
+		{"lock", []string{"lock", "--wait", "5s", "db-maintenance", "--", "true"}, 0, ""},
+		{"validate", []string{"validate"}, 0, "ok: 2 jobs"},
+		{"plan", []string{"plan"}, 0, "manual"},
 	}
-	if r := wait(t, jobdPrefix(t, url, "jobd", "lock", "--wait", "5s", "db-maintenance", "--", "true")); r.code != 0 {
-		t.Errorf("lock: exit %d: %s", r.code, r.stderr)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := wait(t, jobdPrefix(t, url, "jobd", append([]string{"-c", cfgPath}, tt.args...)...))
+			if r.code != tt.code || !strings.Contains(r.stdout, tt.stdout) {
+				t.Fatalf("exit %d, want %d with %q\nstdout: %s\nstderr: %s", r.code, tt.code, tt.stdout, r.stdout, r.stderr)
+			}
+		})
 	}
 	_ = daemon.Process.Signal(syscall.SIGTERM)
-	if r := wait(t, daemon); r.code != 0 || strings.Contains(r.stderr, "NOPERM") {
+	r := wait(t, daemon)
+	if r.code != 0 || strings.Contains(r.stderr, "NOPERM") {
 		t.Errorf("daemon: exit %d: %s", r.code, r.stderr)
 	}
+	if strings.Contains(r.stderr, "cannot read") { // INFO persistence and CONFIG GET are allowed
+		t.Errorf("the daemon could not check Redis's durability settings: %s", r.stderr)
+	}
+
+	t.Run("without config|get and info", func(t *testing.T) {
+		var less []string
+		for _, a := range acl {
+			if a != "+config|get" && a != "+info" {
+				less = append(less, a)
+			}
+		}
+		setUser(t, append([]string{"ACL", "SETUSER", "jobd", "reset"}, less[3:]...))
+		out2 := filepath.Join(dir, "out2")
+		writeFile(t, cfgPath, "jobs:\n  - name: b\n    schedule: \"@every 1s\"\n    command: [\"sh\", \"-c\", \"echo ran >> "+out2+"\"]\n")
+		d := jobdPrefix(t, url, "jobd", "-c", cfgPath, "run", "--replica-id", "acl2")
+		poll(t, 10*time.Second, "a run without CONFIG GET", func() bool { return fileHas(out2, "ran") })
+		_ = d.Process.Signal(syscall.SIGTERM)
+		if r := wait(t, d); r.code != 0 || !strings.Contains(r.stderr, "cannot read") {
+			t.Errorf("daemon: exit %d, want 0 and a warning that the settings cannot be read: %s", r.code, r.stderr)
+		}
+	})
 }
