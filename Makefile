@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 FUZZTIME  ?= 5m
 SOAKTIME  ?= 10m
-CHAOSTIME ?= 5m
+CHAOSTIME ?= 180s
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -44,8 +44,8 @@ fuzz: ## fuzz the schedule-file loader for FUZZTIME (default 5m; CI runs 30s)
 soak: redis ## three replicas, ten jobs every second, for SOAKTIME (default 10m): every tick exactly once
 	JOBD_SOAK=$(SOAKTIME) $(GO) test -race -count=1 -timeout 0 -run '^TestExactlyOnce$$' -v ./internal/scheduler/ | grep -E '^(---|ok|FAIL)|ticks in the window'
 
-chaos: redis ## real replicas killed with -9 and Redis paused for CHAOSTIME (default 5m): no duplicate, no overlap
-	JOBD_CHAOS=$(CHAOSTIME) $(GO) test -race -count=1 -timeout 0 -run '^TestChaos$$' -v ./cmd/jobd/ | grep -E '^(---|ok|FAIL)|chaos '
+chaos: redis ## 3 replicas behind fault proxies, CHAOSTIME (default 180s) of cuts, stalls, lost replies, SIGSTOP, kill -9, Redis crashes, reloads; full output in bin/chaos.log, JOBD_CHAOS_SEED=N replays
+	mkdir -p bin && JOBD_CHAOS=$(CHAOSTIME) $(if $(JOBD_CHAOS_SEED),JOBD_CHAOS_SEED=$(JOBD_CHAOS_SEED)) $(GO) test -race -count=1 -timeout 0 -run '^TestChaos$$' -v ./cmd/jobd/ | tee bin/chaos.log | grep -E '^(---|ok|FAIL)|chaos '
 
 clean: ## remove build output
 	rm -rf bin
