@@ -292,3 +292,25 @@ func readyz(addr string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestRunRefusedOnceRedisComesUp: a daemon waiting for Redis exits 78
+// when Redis comes up and refuses it (here: a database out of range),
+// since waiting longer would not help.
+func TestRunRefusedOnceRedisComesUp(t *testing.T) {
+	srv := redistest.Start(t)
+	url := "redis://" + srv.Addr + "/99"
+	srv.Stop()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "jobs.yaml")
+	writeFile(t, cfgPath, "jobs:\n  - name: a\n    schedule: \"@every 1s\"\n    command: [\"true\"]\n")
+	cmd := jobd(t, url, "-c", cfgPath, "run", "--replica-id", "r1")
+	stderr := cmd.Stderr.(*redistest.Buffer)
+	poll(t, 10*time.Second, "the start message", func() bool { return strings.Contains(stderr.String(), "redis unreachable at start") })
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := waitWithin(t, cmd, 20*time.Second)
+	if r.code != 78 || !strings.Contains(r.stderr, "DB index") {
+		t.Fatalf("exit %d, want 78 with Redis's message: %s", r.code, r.stderr)
+	}
+}
