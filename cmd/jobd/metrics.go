@@ -34,6 +34,7 @@ type metrics struct {
 	reloads     *prometheus.CounterVec
 	configInfo  *prometheus.GaugeVec
 	period      *prometheus.GaugeVec
+	clockRefuse *prometheus.CounterVec
 }
 
 func newMetrics(sched func() *scheduler.Scheduler) *metrics {
@@ -63,13 +64,25 @@ func newMetrics(sched func() *scheduler.Scheduler) *metrics {
 		Help: "Always 1; the label is the hash of the config in force."}, []string{"hash"})
 	m.period = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jobd_schedule_period_seconds",
 		Help: "Time between an instance's next two fire times (for alerts on missed successes)."}, []string{"job"})
+	m.clockRefuse = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jobd_clock_refused_total",
+		Help: "Ticks not claimed because this replica's clock is more than 30s from Redis's."}, []string{"job"})
 	for _, c := range []prometheus.Collector{m.period, m.runs, m.duration, m.lag, m.claims, m.skips, m.acquire, m.lease,
-		m.redisErrors, m.lastSuccess, m.reloads, m.configInfo,
+		m.redisErrors, m.lastSuccess, m.reloads, m.configInfo, m.clockRefuse,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jobd_clock_skew_seconds",
 		Help: "This replica's clock minus Redis's."}, func() float64 { return sched().ClockSkew().Seconds() }))
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jobd_clock_ok",
+		Help: "1 while this replica's clock is within 30s of Redis's (it claims ticks), else 0."}, func() float64 {
+		if sched().ClockOK() {
+			return 1
+		}
+		return 0
+	}))
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jobd_redis_warnings",
+		Help: "Redis settings, as last read, that weaken jobd's guarantees (persistence, fsync, eviction); 0 when none."},
+		func() float64 { return float64(len(sched().Warnings())) }))
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jobd_running_jobs",
 		Help: "Runs in progress on this replica."}, func() float64 { return float64(len(sched().Running())) }))
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jobd_config_mismatch",
@@ -90,6 +103,7 @@ func (m *metrics) hooks() scheduler.Hooks {
 		RunStarted:   func(job string, lag time.Duration) { m.lag.WithLabelValues(job).Observe(lag.Seconds()) },
 		RedisError:   func(op string) { m.redisErrors.WithLabelValues(op).Inc() },
 		ClaimLatency: func(d time.Duration) { m.acquire.Observe(d.Seconds()) },
+		ClockRefused: func(job string) { m.clockRefuse.WithLabelValues(job).Inc() },
 		RunFinished: func(rec scheduler.Record, d time.Duration) {
 			m.runs.WithLabelValues(rec.Instance, rec.Status).Inc()
 			if rec.Status == scheduler.StatusSkipped || rec.Status == scheduler.StatusAbandoned {
@@ -133,8 +147,9 @@ func (m *metrics) refreshLastSuccess(ctx context.Context, store *scheduler.Store
 }
 
 // serveHTTP serves /metrics, /healthz and /readyz on addr until ctx ends.
-// /readyz is 200 only while Redis answers and a config is loaded.
-func serveHTTP(ctx context.Context, addr string, m *metrics, rdb redis.UniversalClient, log *slog.Logger) (func(), error) {
+// /readyz is 200 only while Redis answers, a config is loaded and the
+// replica's clock is close enough to Redis's to claim ticks (clockOK).
+func serveHTTP(ctx context.Context, addr string, m *metrics, rdb redis.UniversalClient, clockOK func() bool, log *slog.Logger) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, exitf(exitUsage, "--http %s: %v", addr, err)
@@ -147,6 +162,10 @@ func serveHTTP(ctx context.Context, addr string, m *metrics, rdb redis.Universal
 		defer cancel()
 		if err := rdb.Ping(pctx).Err(); err != nil {
 			http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		if !clockOK() {
+			http.Error(w, "clock more than 30s from Redis's: not claiming ticks", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -122,6 +123,13 @@ type replicaJSON struct {
 	Running       []string  `json:"running"`
 	ConfigHash    string    `json:"config_hash"`
 	ConfigMatches bool      `json:"config_matches"`
+	// ClockOffset is the replica's clock minus Redis's; ClockOK is false
+	// while it is beyond 30s and the replica claims nothing.
+	ClockOffset float64 `json:"clock_offset_seconds"`
+	ClockOK     bool    `json:"clock_ok"`
+	// RedisWarnings are the Redis settings, as the replica last read them,
+	// that weaken the guarantees (see docs/failures.md).
+	RedisWarnings []string `json:"redis_warnings"`
 }
 
 type lockJSON struct {
@@ -247,7 +255,8 @@ func collectStatus(ctx context.Context, cfgFile string, e *opsEnv) (*statusJSON,
 		}
 		st.Replicas = append(st.Replicas, replicaJSON{ID: b.ID, Host: b.Host, PID: b.PID, Version: b.Version,
 			StartedAt: b.StartedAt, Uptime: secs(now.Sub(b.StartedAt)), HeartbeatAge: secs(now.Sub(b.BeatAt)),
-			Running: running, ConfigHash: b.ConfigHash, ConfigMatches: b.ConfigHash == common})
+			Running: running, ConfigHash: b.ConfigHash, ConfigMatches: b.ConfigHash == common,
+			ClockOffset: secs(b.ClockOffset), ClockOK: b.ClockOK, RedisWarnings: nonNil(b.Warnings)})
 	}
 	st.ReplicasAlive = len(st.Replicas)
 	infos, err := e.locks.List(ctx)
@@ -342,15 +351,33 @@ func printStatus(w io.Writer, st *statusJSON) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "REPLICAS")
-	fmt.Fprintln(tw, "ID\tHOST\tPID\tVERSION\tUPTIME\tHEARTBEAT\tRUNNING\tCONFIG")
+	fmt.Fprintln(tw, "ID\tHOST\tPID\tVERSION\tUPTIME\tHEARTBEAT\tRUNNING\tCONFIG\tCLOCK")
+	var warnings []string
 	for _, r := range st.Replicas {
 		cfg := "ok " + short(r.ConfigHash)
 		if !r.ConfigMatches {
 			cfg = "DIFFERS " + short(r.ConfigHash)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Host, r.PID, r.Version, human(r.Uptime), ago(r.HeartbeatAge), running(r.Running), cfg)
+		clock := fmt.Sprintf("ok %+.1fs", r.ClockOffset)
+		if !r.ClockOK {
+			clock = fmt.Sprintf("OFF %+.1fs: NOT CLAIMING", r.ClockOffset)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Host, r.PID, r.Version, human(r.Uptime), ago(r.HeartbeatAge), running(r.Running), cfg, clock)
+		for _, w := range r.RedisWarnings {
+			if !slices.Contains(warnings, w) {
+				warnings = append(warnings, w)
+			}
+		}
 	}
 	fmt.Fprintln(tw, "\t")
+	if len(warnings) > 0 {
+		tw.Flush()
+		fmt.Fprintln(w, "REDIS WARNINGS (the guarantees are weaker; see docs/failures.md)")
+		for _, msg := range warnings {
+			fmt.Fprintln(w, "  - "+msg)
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(tw, "LOCKS")
 	fmt.Fprintln(tw, "KEY\tHOLDER\tINSTANCE\tRUN ID\tFENCE\tHELD FOR\tTTL LEFT")
 	for _, l := range st.Locks {
@@ -633,4 +660,12 @@ func runExitCode(r scheduler.Record) int {
 		return *r.ExitCode
 	}
 	return exitFailure
+}
+
+// nonNil makes an absent list print as [] in JSON.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -90,7 +90,7 @@ func runDaemon(c *cli.Context) error {
 		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")),
 		scheduler.WithHooks(m.hooks()))
 	if addr := c.String("http"); addr != "" {
-		stopHTTP, err := serveHTTP(ctx, addr, m, rdb, log)
+		stopHTTP, err := serveHTTP(ctx, addr, m, rdb, sched.ClockOK, log)
 		if err != nil {
 			return err
 		}
