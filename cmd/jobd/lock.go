@@ -120,7 +120,15 @@ func runLock(c *cli.Context) error {
 	log.Debug("lock obtained", "lock", key, "fence", m.Fence())
 
 	kctx, stopKeepAlive := m.KeepAlive(ctx)
-	code, lost, runErr := runChild(kctx, argv, key, m.Fence(), grace, sigs)
+	var code int
+	var lost, runErr error
+	// Never start the command under a lease that can no longer be trusted
+	// (the acquisition took longer than the lease, or jobd was paused).
+	started := false
+	if lost = m.Valid(); lost == nil {
+		started = true
+		code, lost, runErr = runChild(kctx, argv, key, m.Fence(), grace, sigs)
+	}
 	stopKeepAlive()
 	// After a lost lease the release is a courtesy to the next holder;
 	// don't let a dead Redis hold up the exit.
@@ -134,6 +142,8 @@ func runLock(c *cli.Context) error {
 	switch {
 	case runErr != nil:
 		return runErr
+	case lost != nil && !started:
+		return exitf(exitLeaseLost, "lock %q: %v; the command was not started", key, lost)
 	case lost != nil:
 		return exitf(exitLeaseLost, "lock %q: %v; the command was terminated", key, lost)
 	case uerr != nil && errors.Is(uerr, mutex.ErrLost):
