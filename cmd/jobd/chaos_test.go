@@ -78,8 +78,10 @@ func chaosJobs() []chaosJob {
 		{name: "shared-a", schedule: "@every 1s", lock: "shared", sleep: "1.2"},
 		{name: "shared-b", schedule: "@every 1s", lock: "shared", sleep: "1.2"},
 		{name: "shared-c", schedule: "@every 1s", lock: "shared", sleep: "1.2"},
-		// overlap: wait behind a long job holding the same lock.
-		{name: "long", schedule: "@every 4s", lock: "waitlock", sleep: "2.5"},
+		// overlap: wait behind a long job holding the same lock. long
+		// runs past lock_ttl, so a frozen replica's run outlives its lease:
+		// the overlaps the fences are for.
+		{name: "long", schedule: "@every 6s", lock: "waitlock", sleep: "4.5"},
 		{name: "waiter", schedule: "@every 3s", lock: "waitlock", overlap: "wait", sleep: "0.5"},
 		// misfire: run_once, checked for missed ticks. Their period is
 		// twice the 5s maintenance interval: a missed tick stays the
