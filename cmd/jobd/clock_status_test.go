@@ -47,7 +47,7 @@ func TestStatusShowsClockAndRedisWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := run(t, url, "status")
-	if !strings.Contains(r.stdout, "OFF -64.0s: NOT CLAIMING") || !strings.Contains(r.stdout, "appendonly is off: test") {
+	if !strings.Contains(r.stdout, "OFF -64.0s: NOT CLAIMING") || !strings.Contains(r.stdout, "REDIS WARNINGS") {
 		t.Fatalf("status:\n%s\n%s", r.stdout, r.stderr)
 	}
 	r = run(t, url, "status", "--json")

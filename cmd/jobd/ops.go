@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
-	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -104,6 +103,9 @@ type statusJSON struct {
 	Replicas      []replicaJSON `json:"replicas"`
 	Locks         []lockJSON    `json:"locks"`
 	Jobs          []jobJSON     `json:"jobs"`
+	// RedisWarnings are the Redis settings that weaken the guarantees, as
+	// status itself read them just now (see docs/failures.md).
+	RedisWarnings []string `json:"redis_warnings"`
 }
 
 type configJSON struct {
@@ -259,6 +261,11 @@ func collectStatus(ctx context.Context, cfgFile string, e *opsEnv) (*statusJSON,
 			ClockOffset: secs(b.ClockOffset), ClockOK: b.ClockOK, RedisWarnings: nonNil(b.Warnings)})
 	}
 	st.ReplicasAlive = len(st.Replicas)
+	warnings, err := e.store.Durability(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st.RedisWarnings = nonNil(warnings)
 	infos, err := e.locks.List(ctx)
 	if err != nil {
 		return nil, err
@@ -352,7 +359,6 @@ func printStatus(w io.Writer, st *statusJSON) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "REPLICAS")
 	fmt.Fprintln(tw, "ID\tHOST\tPID\tVERSION\tUPTIME\tHEARTBEAT\tRUNNING\tCONFIG\tCLOCK")
-	var warnings []string
 	for _, r := range st.Replicas {
 		cfg := "ok " + short(r.ConfigHash)
 		if !r.ConfigMatches {
@@ -363,17 +369,12 @@ func printStatus(w io.Writer, st *statusJSON) {
 			clock = fmt.Sprintf("OFF %+.1fs: NOT CLAIMING", r.ClockOffset)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Host, r.PID, r.Version, human(r.Uptime), ago(r.HeartbeatAge), running(r.Running), cfg, clock)
-		for _, w := range r.RedisWarnings {
-			if !slices.Contains(warnings, w) {
-				warnings = append(warnings, w)
-			}
-		}
 	}
 	fmt.Fprintln(tw, "\t")
-	if len(warnings) > 0 {
+	if len(st.RedisWarnings) > 0 {
 		tw.Flush()
 		fmt.Fprintln(w, "REDIS WARNINGS (the guarantees are weaker; see docs/failures.md)")
-		for _, msg := range warnings {
+		for _, msg := range st.RedisWarnings {
 			fmt.Fprintln(w, "  - "+msg)
 		}
 		fmt.Fprintln(w)

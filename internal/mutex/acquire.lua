@@ -4,12 +4,13 @@
 -- KEYS[2] fence counter (never expires, so fences only grow)
 -- KEYS[3] waiter queue  (zset: member = waiter id, score = enqueue time ms)
 -- KEYS[4] waiter leases (zset: member = waiter id, score = lease expiry ms)
+-- KEYS[5] released-token marker (release.lua writes the token it released)
 -- ARGV[1] token (random, 128 bits)     ARGV[2] ttl ms
 -- ARGV[3] waiter id, "" for a caller that does not wait
 -- ARGV[4] waiter grace ms: how long a waiter stays queued past its next retry
 -- ARGV[5] owner  ARGV[6] host  ARGV[7] pid  ARGV[8] label
 -- Optional claim (the scheduler's per-tick claim), made first:
--- KEYS[5] claim key  ARGV[9] claim value (unique per attempt)  ARGV[10] claim ttl ms
+-- KEYS[6] claim key  ARGV[9] claim value (unique per attempt)  ARGV[10] claim ttl ms
 -- ARGV[11] not before, ARGV[12] not after: Redis times (ms) outside which a
 --          new claim is refused ("0": no bound)
 --
@@ -18,24 +19,28 @@
 -- again even if no release is announced: the lock's PTTL, or the queue
 -- head's remaining lease), {-1, 0} when the claim key holds another value
 -- (nothing is changed), and {-2, now_ms} when the claim is new but Redis's
--- clock is outside [not before, not after] (nothing is changed).
+-- clock is outside [not before, not after] (nothing is changed), and
+-- {-3, 0} when this token's hold was already released (nothing is changed).
 --
 -- Safe to run twice with the same arguments (a retry after a lost reply):
 -- a claim whose value is ours is ours, and a lock whose token is ours is
 -- held (its lease is renewed to ttl from now), so the retry answers what
--- the first run did.
+-- the first run did. A late copy of an attempt whose hold was already
+-- released (a request stuck in the network while the caller retried on
+-- another connection) finds its token in the released marker and takes
+-- nothing.
 --
 -- A free lock with a live queue goes only to the queue head, so a release
 -- wakes one waiter instead of a herd. Times come from Redis, never clients.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-if KEYS[5] then
-  local cur = redis.call('GET', KEYS[5])
+if KEYS[6] then
+  local cur = redis.call('GET', KEYS[6])
   if not cur then
     local lo, hi = tonumber(ARGV[11] or 0), tonumber(ARGV[12] or 0)
     if (lo > 0 and now < lo) or (hi > 0 and now > hi) then return {-2, now} end
-    redis.call('SET', KEYS[5], ARGV[9], 'PX', ARGV[10])
+    redis.call('SET', KEYS[6], ARGV[9], 'PX', ARGV[10])
   elseif cur ~= ARGV[9] then
     return {-1, 0}
   end
@@ -45,6 +50,9 @@ local waiter = ARGV[3]
 local grace = tonumber(ARGV[4])
 
 local tok = redis.call('HGET', KEYS[1], 'token')
+if not tok and redis.call('GET', KEYS[5]) == ARGV[1] then
+  return {-3, 0} -- a late copy of an attempt whose hold was released
+end
 if tok == ARGV[1] then
   -- Ours already: an earlier run of this very attempt took it.
   redis.call('HSET', KEYS[1], 'ttl', ARGV[2])

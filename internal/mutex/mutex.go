@@ -218,7 +218,7 @@ func (m *Mutex) acquire(ctx context.Context, token, waiter string) (ok bool, ret
 }
 
 func (m *Mutex) acquireArgs(token, waiter string, cl *Claim) ([]string, []any) {
-	keys := []string{m.k.lock, m.k.fence, m.k.queue, m.k.leases}
+	keys := []string{m.k.lock, m.k.fence, m.k.queue, m.k.leases, m.k.released}
 	args := []any{token, m.cfg.ttl.Milliseconds(), waiter, waiterGrace.Milliseconds(),
 		m.c.owner, m.c.host, m.c.pid, m.cfg.label}
 	if cl != nil {
@@ -235,6 +235,8 @@ func (m *Mutex) acquired(res []int64, token string, sent time.Time) (bool, time.
 		return false, 0, fmt.Errorf("mutex: acquire: unexpected reply %v", res)
 	case res[0] == -1:
 		return false, 0, fmt.Errorf("%w: %q", ErrClaimTaken, m.name)
+	case res[0] == -3: // only a late copy of a finished attempt sees this
+		return false, 0, fmt.Errorf("%w: %q: this attempt's hold was already released", ErrNotObtained, m.name)
 	case res[0] == -2:
 		return false, 0, fmt.Errorf("%w: %q: Redis time %s", ErrClaimWindow, m.name,
 			time.UnixMilli(res[1]).UTC().Format(time.RFC3339Nano))

@@ -16,10 +16,10 @@ func (s *Scheduler) heartbeat(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	cfg := s.cfg.Load()
-	if s.recheck.Swap(false) || s.limiter.allow("durability", durabilityCheckEvery) {
+	s.checkClock(ctx)
+	if due := s.limiter.allow("durability", durabilityCheckEvery); s.recheck.Swap(false) || due {
 		s.checkDurability(ctx)
 	}
-	s.checkClock(ctx)
 	hb := Heartbeat{ID: s.replica, Host: s.host, PID: s.pid, Version: s.version, StartedAt: s.started.UTC(),
 		ConfigHash: cfg.Hash, Running: s.Running(), BeatAt: time.Now().UTC(), Incarnation: s.incarnation,
 		ClockOffset: s.ClockSkew(), ClockOK: s.ClockOK(), Warnings: s.Warnings()}
@@ -59,6 +59,7 @@ func (s *Scheduler) checkClock(ctx context.Context) {
 		skew += mine.Skew() // an injected clock's own offset
 	}
 	s.skew.Store(int64(skew))
+	s.clockKnown.Store(true)
 	bad := skew > MaxClockOffset || skew < -MaxClockOffset
 	switch was := s.clockBad.Swap(bad); {
 	case bad && !was:
@@ -241,6 +242,8 @@ func (s *Scheduler) takeOver(ctx context.Context, in *jobs.Instance, t time.Time
 		return claimItem{}, false
 	}
 	if !ok {
+		s.log.Debug("claimed tick not taken over: its run may have started, or the claim changed", "job", in.Name,
+			"scheduled_at", t.UTC(), "old_run_id", oldID)
 		return claimItem{}, false
 	}
 	it.reason = fmt.Sprintf("takeover: run %s of replica %s claimed this tick but never started its process", oldID, oldReplica)

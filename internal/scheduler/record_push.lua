@@ -10,13 +10,13 @@
 -- claim no longer holds ARGV[5] (another replica took the tick over:
 -- nothing is written, and the run must not start).
 --
--- Safe to run twice (a retry after a lost reply): a run already in the
--- history is only rewritten, never pushed again.
+-- Safe to run twice (a retry after a lost reply, or a late copy of the
+-- request): a run already recorded is left as it is, never pushed again
+-- nor rewritten (a late copy must not turn a finished run back into a
+-- running one).
 if ARGV[5] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[5] then return -1 end
-if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-  if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
-  return 0
-end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('LPUSH', KEYS[2], ARGV[1])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
 local cap = tonumber(ARGV[3])

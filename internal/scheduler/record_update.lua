@@ -17,8 +17,14 @@
 --
 -- A record that is gone (Redis restarted without persistence during the
 -- run) is added to the history again, so that no run vanishes. Safe to
--- run twice: the same record is written again.
+-- run twice: the same record is written again; a "running" update (a run
+-- that waited for its lock starts) applies only to a waiting record, so a
+-- late copy cannot turn a finished run back into a running one.
 if ARGV[6] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[6] then return -1 end
+if ARGV[3] == 'running' then
+  local body = redis.call('HGET', KEYS[1], ARGV[1])
+  if body and cjson.decode(body).status ~= 'waiting' then return 1 end
+end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   redis.call('LPUSH', KEYS[4], ARGV[1])
   while redis.call('LLEN', KEYS[4]) > tonumber(ARGV[5]) do

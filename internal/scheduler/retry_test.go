@@ -188,7 +188,9 @@ func TestTakeover(t *testing.T) {
 	}{
 		{"claimed, no record", nil, true, "never started the process"},
 		{"abandoned while waiting", &scheduler.Record{Status: scheduler.StatusAbandoned}, true, "run again as run"},
+		{"lease lost before the start", &scheduler.Record{Status: "lock_lost"}, true, "run again as run"},
 		{"abandoned during the run", &scheduler.Record{Status: scheduler.StatusAbandoned, Start: ptr(time.Now().UTC())}, false, ""},
+		{"lease lost during the run", &scheduler.Record{Status: "lock_lost", Start: ptr(time.Now().UTC())}, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -225,7 +227,11 @@ func TestTakeover(t *testing.T) {
 			}
 			old, _, _ := st.Run(ctx, "j00", oldID)
 			if tt.rerun {
-				if old.Status != scheduler.StatusAbandoned || !strings.Contains(old.Reason, tt.oldSays) || old.Start != nil {
+				want := scheduler.StatusAbandoned
+				if tt.oldRec != nil {
+					want = tt.oldRec.Status
+				}
+				if old.Status != want || !strings.Contains(old.Reason, tt.oldSays) || old.Start != nil {
 					t.Fatalf("old run's record: %+v", old)
 				}
 				recs, _ := st.History(ctx, "j00", 10)
@@ -277,7 +283,8 @@ func TestNoStartUnderALostLease(t *testing.T) {
 	srv := redistest.Start(t)
 	p := redistest.NewProxy(t, srv.Addr)
 	out := outFile(t)
-	cfg := config(t, out, jobsYAML(1, "@every 30s", "    lock_ttl: 3s\n    misfire: run_once\n    starting_deadline: 1m\n", recordCmd))
+	cfg := config(t, out, jobsYAML(1, "@every 30s", "    lock_ttl: 3s\n    misfire: run_once\n    starting_deadline: 1m\n",
+		`["sh", "-c", "echo \"$JOBD_INSTANCE $JOBD_SCHEDULED_AT $JOBD_RUN_ID\" >> OUT"]`))
 	var once sync.Once
 	stalled := make(chan struct{})
 	hooks := scheduler.Hooks{ClaimLatency: func(time.Duration) {
@@ -302,10 +309,17 @@ func TestNoStartUnderALostLease(t *testing.T) {
 	if first.Status != "lock_lost" || first.Start != nil || !strings.Contains(first.Reason, "not started") {
 		t.Fatalf("record %+v, want lock_lost, never started", first)
 	}
+	ran := 0
 	for _, f := range lines(t, out) {
-		if f[1] == first.ScheduledAt.Format(time.RFC3339) {
-			t.Fatalf("the process of %s was started after its lease was lost", f[1])
+		if f[2] == first.RunID {
+			t.Fatalf("the process of run %s was started after its lease was lost", f[2])
 		}
+		if f[1] == first.ScheduledAt.Format(time.RFC3339) {
+			ran++ // misfire: run_once takes the never-started tick over
+		}
+	}
+	if ran > 1 {
+		t.Fatalf("tick %s ran %d times", first.ScheduledAt, ran)
 	}
 }
 
@@ -405,5 +419,83 @@ func TestDurabilityWarnings(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLateCopiesOfRecordWrites: a copy of a record write that reaches
+// Redis after later writes (it was stuck on a connection the client had
+// given up) does not turn a finished run back into a running one.
+func TestLateCopiesOfRecordWrites(t *testing.T) {
+	rdb := newRedis(t, redistest.SharedURL(t))
+	pfx := prefix(t)
+	st := scheduler.NewStore(rdb, pfx)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	tests := []struct {
+		name  string
+		first *scheduler.Record // pushed first
+		late  func(rec *scheduler.Record) error
+	}{
+		{"push", &scheduler.Record{RunID: "a", Instance: "j", Status: scheduler.StatusRunning, Start: &now}, func(rec *scheduler.Record) error {
+			return st.Push(ctx, rec, 10, "inc", scheduler.Guard{})
+		}},
+		{"running update", &scheduler.Record{RunID: "b", Instance: "j", Status: scheduler.StatusWaiting}, func(rec *scheduler.Record) error {
+			return st.Update(ctx, rec, 10, "inc", scheduler.Guard{})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := st.Push(ctx, tt.first, 10, "inc", scheduler.Guard{}); err != nil {
+				t.Fatal(err)
+			}
+			final := *tt.first
+			final.Status, final.End = "succeeded", &now
+			if err := st.Update(ctx, &final, 10, "inc", scheduler.Guard{}); err != nil {
+				t.Fatal(err)
+			}
+			late := *tt.first
+			late.Status = scheduler.StatusRunning
+			if err := tt.late(&late); err != nil {
+				t.Fatal(err)
+			}
+			got, _, _ := st.Run(ctx, "j", tt.first.RunID)
+			if got.Status != "succeeded" {
+				t.Fatalf("record %s after a late copy, want succeeded", got.Status)
+			}
+			if rdb.HExists(ctx, pfx+":running", tt.first.RunID).Val() {
+				t.Fatal("the late copy put the run back into the running index")
+			}
+		})
+	}
+}
+
+// TestTriggerRunsOnceWhenItsRemovalFails: the replica that ran a manual
+// trigger could not remove the request (its HDEL failed, or the replica
+// restarted under the same id before it), so the request is seen again on
+// later passes. It must not run again.
+func TestTriggerRunsOnceWhenItsRemovalFails(t *testing.T) {
+	url := redistest.SharedURL(t)
+	out := outFile(t)
+	cfg := config(t, out, jobsYAML(1, "0 0 1 1 *", "", recordCmd))
+	r := startReplica(t, url, cfg, "a")
+	st := scheduler.NewStore(newRedis(t, url), prefix(t))
+	req := scheduler.TriggerRequest{RunID: scheduler.NewRunID(time.Now()), Instance: "j00", RequestedAt: time.Now().UTC()}
+	if err := st.RequestTrigger(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the run", func() bool { return len(lines(t, out)) >= 1 })
+	time.Sleep(500 * time.Millisecond)
+	// The request is back, as if its removal had failed.
+	if err := st.RequestTrigger(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // several passes over the request
+	r.stop()
+	if n := len(lines(t, out)); n != 1 {
+		t.Fatalf("the trigger ran %d times\n%s", n, r.logs)
+	}
+	recs, _ := st.History(context.Background(), "j00", 10)
+	if len(recs) != 1 || recs[0].Status != "succeeded" {
+		t.Fatalf("records %+v", recs)
 	}
 }

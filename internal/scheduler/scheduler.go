@@ -101,6 +101,7 @@ type Scheduler struct {
 	incarnation string
 	warnings    atomic.Pointer[[]string] // Redis settings that weaken the guarantees
 	recheck     atomic.Bool              // read Redis's settings again at the next heartbeat
+	clockKnown  atomic.Bool              // the clock was measured against Redis at least once
 }
 
 // Hooks let the daemon observe the scheduler (metrics); all optional.
@@ -206,10 +207,11 @@ func (s *Scheduler) ConfigMismatch() bool { return s.mismatch.Load() }
 // RedisDown reports whether the last Redis operation failed.
 func (s *Scheduler) RedisDown() bool { return s.redisDown.Load() }
 
-// ClockOK reports whether the clock is close enough to Redis's to claim
-// ticks (within MaxClockOffset); while it is not, this replica claims
-// nothing and should not be reported ready.
-func (s *Scheduler) ClockOK() bool { return !s.clockBad.Load() }
+// ClockOK reports whether the clock was measured against Redis and is
+// close enough to Redis's to claim ticks (within MaxClockOffset); while it
+// is not, this replica claims nothing it would need the clock for, and
+// should not be reported ready.
+func (s *Scheduler) ClockOK() bool { return s.clockKnown.Load() && !s.clockBad.Load() }
 
 // Warnings lists the Redis settings, as last read, that weaken jobd's
 // guarantees (persistence off, fsync not always, eviction).
@@ -249,6 +251,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer stopRuns(nil)
 	defer s.giveUpRecords()
 	s.log.Info("replica started", "config_hash", short(s.cfg.Load().Hash), "instances", len(s.cfg.Load().Instances))
+	// The clock is unmeasured until Redis answers: measure it before the
+	// first tick (the heartbeat measures it again every beat).
+	cctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	s.checkClock(cctx)
+	cancel()
 
 	var bg sync.WaitGroup
 	bg.Add(3)
@@ -457,6 +464,13 @@ func (s *Scheduler) claimItems(ctx, runs context.Context, items []claimItem) []b
 	reqs := make([]ClaimRequest, len(items))
 	settle := claimSettleMax
 	for i, it := range items {
+		// How long a lost reply is settled: up to starting_deadline for
+		// misfire: run_once; for skip only while the tick is on time
+		// (3s + splay), so that skip never runs a tick late.
+		late := it.in.StartingDeadline
+		if it.in.Misfire != jobs.MisfireRunOnce {
+			late = min(late, s.missGrace())
+		}
 		reqs[i] = ClaimRequest{
 			ClaimKey: it.claimKey, ClaimValue: it.value,
 			ClaimTTL: claimTTL(it.in, it.at), Lock: it.in.Lock, LockTTL: it.in.LockTTL, Label: label(it.in, it.runID),
@@ -464,7 +478,7 @@ func (s *Scheduler) claimItems(ctx, runs context.Context, items []claimItem) []b
 		if it.windowed {
 			reqs[i].NotBefore = it.at.Add(-MaxClockOffset)
 			reqs[i].NotAfter = it.at.Add(it.in.StartingDeadline + MaxClockOffset)
-			settle = min(settle, time.Until(it.at.Add(it.in.StartingDeadline)))
+			settle = min(settle, time.Until(it.at.Add(late)))
 		}
 	}
 	// Settling outlives a shutdown only briefly: a stopping replica gives
@@ -655,6 +669,13 @@ func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record
 			log.Info("run started", "scheduled_at", rec.ScheduledAt, "lag", lag.Round(time.Millisecond), "fence", rec.Fence)
 		}})
 	lost.Store(errors.Is(context.Cause(kctx), jobs.ErrLockLost))
+	if err := lease.Valid(); err != nil && res.Started && res.Status != jobs.StatusLockLost {
+		// The process ended while the lease could no longer be trusted
+		// (this replica was paused or cut off): say so, since another
+		// holder may have overlapped it.
+		res.Reason = joinReason(res.Reason, "the lease was not trusted when the run ended; another holder may have overlapped it")
+		lost.Store(true)
+	}
 	stop()
 	end := res.End.UTC()
 	code := res.ExitCode

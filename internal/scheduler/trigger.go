@@ -113,7 +113,11 @@ func (s *Scheduler) takeTriggers(ctx, runs context.Context) {
 		}
 		items = append(items, claimItem{in: in, at: r.RequestedAt, runID: r.RunID,
 			claimKey: s.store.tickKey(in.Name, r.RequestedAt) + ":manual:" + r.RunID,
-			value:    claimValue(s.replica, r.RunID), trigger: "manual"})
+			// The run id is the asker's, the same on every pass: the value
+			// gets a nonce so that a later pass (the request's removal
+			// failed, or the replica restarted) never finds the claim its
+			// own and runs the request again.
+			value: claimValue(s.replica, r.RunID) + ":" + randomHex(4), trigger: "manual"})
 	}
 	if len(items) == 0 {
 		return
