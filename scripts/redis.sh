@@ -51,12 +51,14 @@ run() {
   local port=16379
   while answers 127.0.0.1 "$port" || (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
   dir=$(mktemp -d)
-  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >"$dir/redis.log" 2>&1 &
+  # Durable as jobd wants it (docs/failures.md), so the demo shows no warning.
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always --dir "$dir" >"$dir/redis.log" 2>&1 &
   pid=$!
   trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
   for _ in $(seq 50); do answers 127.0.0.1 "$port" && break; sleep 0.1; done
   answers 127.0.0.1 "$port" || { echo "redis.sh: private redis-server did not start:" >&2; cat "$dir/redis.log" >&2; exit 1; }
   echo "redis.sh: no Redis at 127.0.0.1:6379; started a private one at 127.0.0.1:$port" >&2
+  echo "redis.sh: in another terminal: export JOBD_REDIS_URL=redis://127.0.0.1:$port/0 (then jobd status, history, ...)" >&2
   JOBD_REDIS_URL="redis://127.0.0.1:$port/0" "$@"
 }
 
