@@ -18,12 +18,13 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jobd/jobd/internal/jobs"
+	"github.com/jobd/jobd/internal/mutex"
 )
 
 // Defaults of the global flags.
 const (
 	defaultRedisURL = "redis://127.0.0.1:6379/0"
-	defaultPrefix   = "jobd"
+	defaultPrefix   = mutex.DefaultPrefix
 	defaultConfig   = "/etc/jobd/jobs.yaml"
 	pingTimeout     = 5 * time.Second
 )

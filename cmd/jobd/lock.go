@@ -19,9 +19,7 @@ import (
 
 // Defaults of `jobd lock`.
 const (
-	defaultLockTTL   = 30 * time.Second
 	defaultKillGrace = 10 * time.Second
-	minLockTTL       = time.Second // keep-alive renews every ttl/3
 	releaseTimeout   = 5 * time.Second
 )
 
@@ -47,7 +45,7 @@ func lockCommand() *cli.Command {
 			"JOBD_PREFIX, then the redis: section of --config (read if given, or if the\n" +
 			"default file exists), as for every command.\n\n" + exitCodesHelp,
 		Flags: []cli.Flag{
-			&cli.DurationFlag{Name: "ttl", Value: defaultLockTTL, Usage: "lease length; renewed every ttl/3"},
+			&cli.DurationFlag{Name: "ttl", Value: mutex.DefaultTTL, Usage: "lease length; renewed every ttl/3"},
 			&cli.DurationFlag{Name: "wait", Value: 0, Usage: "how long to wait for the lock; 0 tries once"},
 			&cli.StringFlag{Name: "label", Usage: "label shown by `jobd status` (default: \"jobd lock \" + the command's name)"},
 			&cli.DurationFlag{Name: "kill-grace", Value: defaultKillGrace, Usage: "time between SIGTERM and SIGKILL when the lease is lost"},
@@ -75,8 +73,8 @@ func runLock(c *cli.Context) error {
 		return exitf(exitUsage, "lock: KEY: %v", err)
 	}
 	ttl, wait, grace := c.Duration("ttl"), c.Duration("wait"), c.Duration("kill-grace")
-	if ttl < minLockTTL {
-		return exitf(exitUsage, "lock: --ttl %v is shorter than %v", ttl, minLockTTL)
+	if ttl < mutex.MinTTL {
+		return exitf(exitUsage, "lock: --ttl %v is shorter than %v (keep-alive renews every ttl/3)", ttl, mutex.MinTTL)
 	}
 	if wait < 0 || grace < 0 {
 		return exitf(exitUsage, "lock: --wait and --kill-grace must not be negative")

@@ -19,6 +19,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/jobd/jobd/internal/mutex"
 )
 
 // Config is a validated schedule file, with params expanded into instances.
@@ -461,7 +463,7 @@ func (d *decoder) instance(j *Job, o Options, sched Schedule, t jobTemplates, pa
 		switch {
 		case strings.TrimSpace(in.Lock) == "":
 			return nil, &instanceErr{"lock", "lock renders empty" + paramDesc}
-		case in.Lock[0] == '}': // see mutex.ValidName: the Redis Cluster hash tag would be empty
+		case mutex.ValidName(in.Lock) != nil: // the lock's name rules are the mutex's
 			return nil, &instanceErr{"lock", fmt.Sprintf("lock %q must not start with '}'%s", in.Lock, paramDesc)}
 		}
 	}

@@ -3,7 +3,11 @@
 // executor. When jobs run and who runs them is the scheduler's business.
 package jobs
 
-import "time"
+import (
+	"time"
+
+	"github.com/jobd/jobd/internal/mutex"
+)
 
 // File is the YAML document, as written. Field names are a contract with
 // users: never rename one.
@@ -52,8 +56,8 @@ type Options struct {
 const (
 	DefaultTimezone         = "UTC"
 	DefaultTimeout          = time.Hour
-	DefaultLockTTL          = 30 * time.Second
-	MinLockTTL              = 3 * time.Second // keep-alive renews every ttl/3
+	DefaultLockTTL          = mutex.DefaultTTL
+	MinLockTTL              = mutex.MinTTL
 	DefaultKillGrace        = 10 * time.Second
 	DefaultStartingDeadline = time.Minute
 	DefaultHistory          = 100

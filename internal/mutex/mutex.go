@@ -15,6 +15,12 @@ import (
 const (
 	// DefaultTTL is the lease length when WithTTL is not given.
 	DefaultTTL = 30 * time.Second
+	// MinTTL is the shortest lease that keep-alive can keep through an
+	// ordinary hiccup: it renews every ttl/3 and gives up at ttl*4/5, so a
+	// 3s lease leaves 1.4s for a renewal to get through. The mutex itself
+	// accepts shorter leases; jobd's configuration and `jobd lock` refuse
+	// them.
+	MinTTL = 3 * time.Second
 	// waiterGrace is how long a queued waiter keeps its place past the
 	// moment it was told to retry. A waiter that misses it (dead, paused)
 	// drops out of the queue so it cannot block the others.

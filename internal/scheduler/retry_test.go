@@ -60,7 +60,7 @@ func TestStoreWritesAreRetrySafe(t *testing.T) {
 			}
 			return err
 		}, func(t *testing.T, ctx context.Context, st *scheduler.Store, direct *redis.Client, pfx string) {
-			if v := direct.Get(ctx, st.TickKey("j", now)).Val(); v != "me new" {
+			if v := direct.Get(ctx, scheduler.TickKey(st, "j", now)).Val(); v != "me new" {
 				t.Fatalf("claim %q", v)
 			}
 			if ids := direct.LRange(ctx, pfx+":hist:{j}", 0, -1).Val(); len(ids) != 1 {
@@ -91,8 +91,8 @@ func TestStoreWritesAreRetrySafe(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if tt.name == "takeover" {
-				direct.Set(ctx, st.TickKey("j", now), "dead old", time.Minute)
-				direct.Set(ctx, st.TickKey("w", now), "dead old", time.Minute)
+				direct.Set(ctx, scheduler.TickKey(st, "j", now), "dead old", time.Minute)
+				direct.Set(ctx, scheduler.TickKey(st, "w", now), "dead old", time.Minute)
 			}
 			// Once on another instance first, so that the script is loaded:
 			// the dropped reply must be that of a command that ran, not a
@@ -205,7 +205,7 @@ func TestTakeover(t *testing.T) {
 			st := scheduler.NewStore(rdb, prefix(t))
 			ctx := context.Background()
 			oldID := "20260101T000000Z-dead"
-			rdb.Set(ctx, st.TickKey("j00", tick), "dead "+oldID, time.Minute)
+			rdb.Set(ctx, scheduler.TickKey(st, "j00", tick), "dead "+oldID, time.Minute)
 			if tt.oldRec != nil {
 				rec := *tt.oldRec
 				rec.RunID, rec.Instance, rec.ScheduledAt, rec.Replica = oldID, "j00", tick.UTC(), "dead"

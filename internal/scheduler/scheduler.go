@@ -177,9 +177,6 @@ func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Schedul
 	return s
 }
 
-// ReplicaID is this replica's id.
-func (s *Scheduler) ReplicaID() string { return s.replica }
-
 // Config is the configuration in force.
 func (s *Scheduler) Config() *jobs.Config { return s.cfg.Load() }
 
@@ -203,9 +200,6 @@ func (s *Scheduler) ClockSkew() time.Duration { return time.Duration(s.skew.Load
 
 // ConfigMismatch reports whether a live replica runs another config.
 func (s *Scheduler) ConfigMismatch() bool { return s.mismatch.Load() }
-
-// RedisDown reports whether the last Redis operation failed.
-func (s *Scheduler) RedisDown() bool { return s.redisDown.Load() }
 
 // ClockOK reports whether the clock was measured against Redis and is
 // close enough to Redis's to claim ticks (within MaxClockOffset); while it

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -52,16 +51,6 @@ var ErrClaimLost = errors.New("scheduler: claim taken over by another replica")
 type Guard struct {
 	Key, Value string
 }
-
-// Keys. The instance name is a hash tag, so an instance's keys share a slot.
-func (s *Store) tickKey(instance string, t time.Time) string {
-	return s.prefix + ":tick:{" + instance + "}:" + strconv.FormatInt(t.Unix(), 10)
-}
-func (s *Store) runsKey(instance string) string   { return s.prefix + ":runs:{" + instance + "}" }
-func (s *Store) histKey(instance string) string   { return s.prefix + ":hist:{" + instance + "}" }
-func (s *Store) lastOKKey(instance string) string { return s.prefix + ":lastok:{" + instance + "}" }
-func (s *Store) runningKey() string               { return s.prefix + ":running" }
-func (s *Store) replicaKey(id string) string      { return s.prefix + ":replica:" + id }
 
 // Record is one run's record: every claimed tick has one.
 type Record struct {
@@ -326,11 +315,6 @@ type Heartbeat struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// replicasKey is the set of replica ids that have sent a heartbeat; a
-// member whose heartbeat key expired is dead and is pruned on read. It
-// spares status and the config check a scan of the whole keyspace.
-func (s *Store) replicasKey() string { return s.prefix + ":replicas" }
-
 // Beat writes a heartbeat that expires after ttl (one round trip).
 func (s *Store) Beat(ctx context.Context, hb Heartbeat, ttl time.Duration) error {
 	b, _ := json.Marshal(hb)
@@ -386,9 +370,6 @@ func (s *Store) Replicas(ctx context.Context) ([]Heartbeat, error) {
 func (s *Store) Time(ctx context.Context) (time.Time, error) {
 	return s.rdb.Time(ctx).Result()
 }
-
-// TickKey is the claim key of instance's tick t (for the Locker).
-func (s *Store) TickKey(instance string, t time.Time) string { return s.tickKey(instance, t) }
 
 // claimValue is what a claim holds: the replica and the run id, which is
 // unique, so a retry that finds the value knows the claim is its own.

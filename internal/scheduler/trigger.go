@@ -19,8 +19,6 @@ type TriggerRequest struct {
 // triggerTTL: a request nobody picked up in this long is dropped.
 const triggerTTL = time.Minute
 
-func (s *Store) triggersKey() string { return s.prefix + ":triggers" }
-
 // NewRunID returns a fresh run id for a run asked for at t.
 func NewRunID(t time.Time) string { return newRunID(t) }
 
@@ -112,7 +110,7 @@ func (s *Scheduler) takeTriggers(ctx, runs context.Context) {
 			continue // another replica's config may have it
 		}
 		items = append(items, claimItem{in: in, at: r.RequestedAt, runID: r.RunID,
-			claimKey: s.store.tickKey(in.Name, r.RequestedAt) + ":manual:" + r.RunID,
+			claimKey: s.store.manualClaimKey(in.Name, r.RequestedAt, r.RunID),
 			// The run id is the asker's, the same on every pass: the value
 			// gets a nonce so that a later pass (the request's removal
 			// failed, or the replica restarted) never finds the claim its

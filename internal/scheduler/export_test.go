@@ -1,0 +1,7 @@
+package scheduler
+
+import "time"
+
+// TickKey exposes the claim key of a tick to the package's tests, which
+// write claims the way a dead replica would have left them.
+func TickKey(s *Store, instance string, t time.Time) string { return s.tickKey(instance, t) }
