@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/jobd/jobd/internal/jobs"
 	"github.com/jobd/jobd/internal/redistest"
 	"github.com/jobd/jobd/internal/scheduler"
 )
@@ -357,7 +358,7 @@ type chaosRun struct {
 func (r *chaosRun) String() string {
 	st := "no record"
 	if r.rec != nil {
-		st = r.rec.Status
+		st = string(r.rec.Status)
 		if r.rec.Reason != "" {
 			st += " (" + r.rec.Reason + ")"
 		}
@@ -496,8 +497,8 @@ func (k *chaosCheck) checkRecords() {
 		switch {
 		case r.end != 0:
 			r.until, r.untilWhy = r.end, "END line"
-		case r.rec != nil && r.rec.End != nil && r.rec.Status != scheduler.StatusAbandoned && r.rec.Status != scheduler.StatusRunning:
-			r.until, r.untilWhy = r.rec.End.UnixNano(), "record end ("+r.rec.Status+")"
+		case r.rec != nil && r.rec.End != nil && r.rec.Status != jobs.StatusAbandoned && r.rec.Status != jobs.StatusRunning:
+			r.until, r.untilWhy = r.rec.End.UnixNano(), "record end ("+string(r.rec.Status)+")"
 		case k.killedAfter(r.rep, r.start) != nil:
 			r.until, r.untilWhy = k.killedAfter(r.rep, r.start).startNS(), "kill -9 of "+r.rep
 		default:
@@ -511,7 +512,7 @@ func (k *chaosCheck) checkRecords() {
 		}
 		if r.rec != nil {
 			switch r.rec.Status {
-			case "lock_lost", "killed", scheduler.StatusAbandoned:
+			case "lock_lost", "killed", jobs.StatusAbandoned:
 				continue
 			}
 		}
@@ -524,7 +525,7 @@ func (k *chaosCheck) checkRecords() {
 			if rec.Trigger == "misfire" {
 				k.misfireRuns++
 			}
-			if rec.Status == scheduler.StatusRunning || rec.Status == scheduler.StatusWaiting {
+			if rec.Status == jobs.StatusRunning || rec.Status == jobs.StatusWaiting {
 				k.stuck++
 				at := rec.ScheduledAt.UnixNano()
 				k.t.Errorf("records_stuck: %s run %s (tick %s, replica %s, fence %d) is still %s after the shutdown\n%s",
@@ -534,7 +535,7 @@ func (k *chaosCheck) checkRecords() {
 		}
 	}
 	for id, e := range k.index {
-		if rec := k.recs[e.Instance][id]; rec != nil && (rec.Status == scheduler.StatusRunning || rec.Status == scheduler.StatusWaiting) {
+		if rec := k.recs[e.Instance][id]; rec != nil && (rec.Status == jobs.StatusRunning || rec.Status == jobs.StatusWaiting) {
 			continue // already counted
 		}
 		k.stuck++

@@ -105,12 +105,12 @@ func (m *metrics) hooks() scheduler.Hooks {
 		ClaimLatency: func(d time.Duration) { m.acquire.Observe(d.Seconds()) },
 		ClockRefused: func(job string) { m.clockRefuse.WithLabelValues(job).Inc() },
 		RunFinished: func(rec scheduler.Record, d time.Duration) {
-			m.runs.WithLabelValues(rec.Instance, rec.Status).Inc()
-			if rec.Status == scheduler.StatusSkipped || rec.Status == scheduler.StatusAbandoned {
+			m.runs.WithLabelValues(rec.Instance, string(rec.Status)).Inc()
+			if rec.Status == jobs.StatusSkipped || rec.Status == jobs.StatusAbandoned {
 				return
 			}
 			m.duration.WithLabelValues(rec.Instance).Observe(d.Seconds())
-			if rec.Status == "succeeded" && rec.End != nil {
+			if rec.Status == jobs.StatusSucceeded && rec.End != nil {
 				m.lastSuccess.WithLabelValues(rec.Instance).Set(float64(rec.End.Unix()))
 			}
 		},

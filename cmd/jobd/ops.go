@@ -160,15 +160,15 @@ type jobJSON struct {
 }
 
 type lastRunJSON struct {
-	RunID       string     `json:"run_id"`
-	ScheduledAt time.Time  `json:"scheduled_at"`
-	Replica     string     `json:"replica"`
-	Trigger     string     `json:"trigger"`
-	Status      string     `json:"status"`
-	Start       *time.Time `json:"start,omitempty"`
-	End         *time.Time `json:"end,omitempty"`
-	Duration    *float64   `json:"duration_seconds,omitempty"`
-	ExitCode    *int       `json:"exit_code,omitempty"`
+	RunID       string      `json:"run_id"`
+	ScheduledAt time.Time   `json:"scheduled_at"`
+	Replica     string      `json:"replica"`
+	Trigger     string      `json:"trigger"`
+	Status      jobs.Status `json:"status"`
+	Start       *time.Time  `json:"start,omitempty"`
+	End         *time.Time  `json:"end,omitempty"`
+	Duration    *float64    `json:"duration_seconds,omitempty"`
+	ExitCode    *int        `json:"exit_code,omitempty"`
 }
 
 func runStatus(c *cli.Context) error {
@@ -402,7 +402,7 @@ func printStatus(w io.Writer, st *statusJSON) {
 		last, replica, status, dur := "never", "-", "-", "-"
 		if r := j.LastRun; r != nil {
 			last = ago(secs(st.GeneratedAt.Sub(r.ScheduledAt)))
-			replica, status = r.Replica, r.Status
+			replica, status = r.Replica, string(r.Status)
 			if r.Duration != nil {
 				dur = human(*r.Duration)
 			}
@@ -630,12 +630,12 @@ func runTrigger(c *cli.Context) error {
 	return &exitError{code: runExitCode(rec)}
 }
 
-func final(status string) bool {
-	return status != scheduler.StatusRunning && status != scheduler.StatusWaiting && status != ""
+func final(status jobs.Status) bool {
+	return status != jobs.StatusRunning && status != jobs.StatusWaiting && status != ""
 }
 
 func describeRun(r scheduler.Record) string {
-	s := r.Status
+	s := string(r.Status)
 	if r.Reason != "" {
 		s += " (" + r.Reason + ")"
 	}
@@ -645,13 +645,13 @@ func describeRun(r scheduler.Record) string {
 // runExitCode maps a finished run to `jobd trigger --wait`'s exit code.
 func runExitCode(r scheduler.Record) int {
 	switch r.Status {
-	case "succeeded":
+	case jobs.StatusSucceeded:
 		return 0
-	case "timeout":
+	case jobs.StatusTimeout:
 		return 124
-	case "lock_lost", scheduler.StatusAbandoned:
+	case jobs.StatusLockLost, jobs.StatusAbandoned:
 		return exitLeaseLost
-	case scheduler.StatusSkipped:
+	case jobs.StatusSkipped:
 		return exitNotObtained
 	}
 	if r.SignalNo > 0 {

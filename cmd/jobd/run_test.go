@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/jobd/jobd/internal/jobs"
 	"github.com/jobd/jobd/internal/redistest"
 	"github.com/jobd/jobd/internal/scheduler"
 )
@@ -139,7 +140,7 @@ jobs:
 		recs, _ := store.History(context.Background(), "long", 50)
 		for _, r := range recs {
 			if r.RunID == firstID {
-				return r.Status == scheduler.StatusAbandoned
+				return r.Status == jobs.StatusAbandoned
 			}
 		}
 		return false
@@ -157,7 +158,7 @@ func TestShutdown(t *testing.T) {
 		sleep   string
 		grace   string
 		second  bool
-		status  string
+		status  jobs.Status
 		maxTime time.Duration
 	}{
 		{"finishes within the grace", "1.5", "10s", false, "succeeded", 5 * time.Second},

@@ -19,12 +19,21 @@ import (
 // status lock_lost (the scheduler uses it when the job's lease is lost).
 var ErrLockLost = errors.New("jobs: lock lost")
 
-// Status is how a run ended.
+// Status is where a run is, or how it ended: one typed value for the
+// executor, the scheduler's records and the CLI alike.
 type Status string
 
-// Statuses set by Execute. The scheduler adds its own (running, skipped,
-// abandoned).
+// Statuses a run passes through before it ends, set by the scheduler.
 const (
+	StatusWaiting Status = "waiting" // claimed; waiting for its lock (overlap: wait)
+	StatusRunning Status = "running" // the command is running (or about to start)
+)
+
+// Statuses a claimed tick can end with. The scheduler sets skipped and
+// abandoned; Execute sets the others.
+const (
+	StatusSkipped   Status = "skipped"   // claimed, but not run: the lock was held
+	StatusAbandoned Status = "abandoned" // its replica died before the run ended
 	StatusSucceeded Status = "succeeded" // exit code 0
 	StatusFailed    Status = "failed"    // non-zero exit, or the command could not start
 	StatusTimeout   Status = "timeout"   // ran past its timeout and was terminated

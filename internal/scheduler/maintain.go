@@ -141,7 +141,7 @@ func (s *Scheduler) abandonDead(ctx context.Context) {
 		}
 		if ok, err := s.store.abandon(ctx, id, en, reason); err == nil && ok {
 			s.log.Warn("run abandoned", "job", en.Instance, "run_id", id, "lock", en.Lock, "reason", reason)
-			call2(s.hooks.RunFinished, Record{RunID: id, Instance: en.Instance, Status: StatusAbandoned}, 0)
+			call2(s.hooks.RunFinished, Record{RunID: id, Instance: en.Instance, Status: jobs.StatusAbandoned}, 0)
 		}
 	}
 }
@@ -230,7 +230,7 @@ func (s *Scheduler) takeOver(ctx context.Context, in *jobs.Instance, t time.Time
 	it := s.tickItem(in, t, "misfire")
 	it.windowed = false // the claim exists; only its value changes
 	old := &Record{RunID: oldID, Instance: in.Name, Job: in.Job, ScheduledAt: t.UTC(), Trigger: "schedule",
-		Replica: oldReplica, Lock: in.Lock, Status: StatusAbandoned}
+		Replica: oldReplica, Lock: in.Lock, Status: jobs.StatusAbandoned}
 	now := time.Now().UTC()
 	old.End = &now
 	old.Reason = fmt.Sprintf("replica %s claimed the tick but never started the process", oldReplica)
@@ -256,7 +256,7 @@ func (s *Scheduler) takeOver(ctx context.Context, in *jobs.Instance, t time.Time
 // started and never will: abandoned while it waited, or whose lease was
 // lost before the start.
 func neverStarted(rec Record) bool {
-	return rec.Start == nil && (rec.Status == StatusAbandoned || rec.Status == string(jobs.StatusLockLost))
+	return rec.Start == nil && (rec.Status == jobs.StatusAbandoned || rec.Status == jobs.StatusLockLost)
 }
 
 // ticksBetween lists up to limit fire times in (from, to], the latest ones.

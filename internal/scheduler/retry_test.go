@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/jobd/jobd/internal/jobs"
 	"github.com/jobd/jobd/internal/mutex"
 	"github.com/jobd/jobd/internal/redistest"
 	"github.com/jobd/jobd/internal/scheduler"
@@ -28,7 +29,7 @@ func TestStoreWritesAreRetrySafe(t *testing.T) {
 		check func(t *testing.T, ctx context.Context, st *scheduler.Store, direct *redis.Client, pfx string)
 	}{
 		{"push", ":hist:{j}", func(ctx context.Context, st *scheduler.Store, inst string) error {
-			rec := &scheduler.Record{RunID: "r1", Instance: inst, Status: scheduler.StatusRunning, Start: &now}
+			rec := &scheduler.Record{RunID: "r1", Instance: inst, Status: jobs.StatusRunning, Start: &now}
 			return st.Push(ctx, rec, 10, "inc", scheduler.Guard{})
 		}, func(t *testing.T, ctx context.Context, st *scheduler.Store, direct *redis.Client, pfx string) {
 			if ids := direct.LRange(ctx, pfx+":hist:{j}", 0, -1).Val(); len(ids) != 1 {
@@ -53,7 +54,7 @@ func TestStoreWritesAreRetrySafe(t *testing.T) {
 			}
 		}},
 		{"takeover", ":hist:{j}", func(ctx context.Context, st *scheduler.Store, inst string) error {
-			old := &scheduler.Record{RunID: "old", Instance: inst, Status: scheduler.StatusAbandoned}
+			old := &scheduler.Record{RunID: "old", Instance: inst, Status: jobs.StatusAbandoned}
 			ok, err := st.Takeover(ctx, inst, now, "dead old", "me new", old, 10, "taken over")
 			if err == nil && !ok {
 				return fmt.Errorf("takeover refused after a lost reply")
@@ -163,7 +164,7 @@ func TestWaitTimeoutRecordedOnce(t *testing.T) {
 	st := scheduler.NewStore(rdb, prefix(t))
 	waitFor(t, 15*time.Second, "a skipped record", func() bool {
 		recs, _ := st.History(context.Background(), "j00", 10)
-		return len(recs) > 0 && recs[0].Status == scheduler.StatusSkipped
+		return len(recs) > 0 && recs[0].Status == jobs.StatusSkipped
 	})
 	time.Sleep(300 * time.Millisecond)
 	r.stop()
@@ -187,9 +188,9 @@ func TestTakeover(t *testing.T) {
 		oldSays string
 	}{
 		{"claimed, no record", nil, true, "never started the process"},
-		{"abandoned while waiting", &scheduler.Record{Status: scheduler.StatusAbandoned}, true, "run again as run"},
+		{"abandoned while waiting", &scheduler.Record{Status: jobs.StatusAbandoned}, true, "run again as run"},
 		{"lease lost before the start", &scheduler.Record{Status: "lock_lost"}, true, "run again as run"},
-		{"abandoned during the run", &scheduler.Record{Status: scheduler.StatusAbandoned, Start: ptr(time.Now().UTC())}, false, ""},
+		{"abandoned during the run", &scheduler.Record{Status: jobs.StatusAbandoned, Start: ptr(time.Now().UTC())}, false, ""},
 		{"lease lost during the run", &scheduler.Record{Status: "lock_lost", Start: ptr(time.Now().UTC())}, false, ""},
 	}
 	for _, tt := range tests {
@@ -227,7 +228,7 @@ func TestTakeover(t *testing.T) {
 			}
 			old, _, _ := st.Run(ctx, "j00", oldID)
 			if tt.rerun {
-				want := scheduler.StatusAbandoned
+				want := jobs.StatusAbandoned
 				if tt.oldRec != nil {
 					want = tt.oldRec.Status
 				}
@@ -333,14 +334,14 @@ func TestRestartedReplicaAbandonsItsOldRuns(t *testing.T) {
 	rdb := newRedis(t, url)
 	st := scheduler.NewStore(rdb, prefix(t))
 	ctx := context.Background()
-	rec := &scheduler.Record{RunID: "old-run", Instance: "j00", Replica: "r", Lock: "j00", Status: scheduler.StatusWaiting}
+	rec := &scheduler.Record{RunID: "old-run", Instance: "j00", Replica: "r", Lock: "j00", Status: jobs.StatusWaiting}
 	if err := st.Push(ctx, rec, 10, "dead-incarnation", scheduler.Guard{}); err != nil {
 		t.Fatal(err)
 	}
 	r := startReplica(t, url, cfg, "r")
 	waitFor(t, 10*time.Second, "the old run abandoned", func() bool {
 		got, _, _ := st.Run(ctx, "j00", "old-run")
-		return got.Status == scheduler.StatusAbandoned
+		return got.Status == jobs.StatusAbandoned
 	})
 	r.stop()
 	if n := rdb.HLen(ctx, prefix(t)+":running").Val(); n != 0 {
@@ -436,10 +437,10 @@ func TestLateCopiesOfRecordWrites(t *testing.T) {
 		first *scheduler.Record // pushed first
 		late  func(rec *scheduler.Record) error
 	}{
-		{"push", &scheduler.Record{RunID: "a", Instance: "j", Status: scheduler.StatusRunning, Start: &now}, func(rec *scheduler.Record) error {
+		{"push", &scheduler.Record{RunID: "a", Instance: "j", Status: jobs.StatusRunning, Start: &now}, func(rec *scheduler.Record) error {
 			return st.Push(ctx, rec, 10, "inc", scheduler.Guard{})
 		}},
-		{"running update", &scheduler.Record{RunID: "b", Instance: "j", Status: scheduler.StatusWaiting}, func(rec *scheduler.Record) error {
+		{"running update", &scheduler.Record{RunID: "b", Instance: "j", Status: jobs.StatusWaiting}, func(rec *scheduler.Record) error {
 			return st.Update(ctx, rec, 10, "inc", scheduler.Guard{})
 		}},
 	}
@@ -454,7 +455,7 @@ func TestLateCopiesOfRecordWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 			late := *tt.first
-			late.Status = scheduler.StatusRunning
+			late.Status = jobs.StatusRunning
 			if err := tt.late(&late); err != nil {
 				t.Fatal(err)
 			}

@@ -547,8 +547,8 @@ func (s *Scheduler) skip(in *jobs.Instance, rec *Record, why string, g Guard) {
 	now := time.Now().UTC()
 	rec.End = &now
 	s.log.Info("tick skipped", "job", in.Name, "run_id", rec.RunID, "lock", in.Lock, "reason", rec.Reason)
-	waited := rec.Status == StatusWaiting
-	rec.Status = StatusSkipped
+	waited := rec.Status == jobs.StatusWaiting
+	rec.Status = jobs.StatusSkipped
 	s.persist("record skip", func(ctx context.Context) error {
 		if waited {
 			return s.store.Update(ctx, rec, in.History, s.incarnation, Guard{})
@@ -580,14 +580,14 @@ func (s *Scheduler) spawn(rec *Record, in *jobs.Instance, fn func()) {
 // start runs a claimed, locked tick (in a spawned goroutine).
 func (s *Scheduler) start(runs context.Context, in *jobs.Instance, rec *Record, lease Lease, g Guard) {
 	now := time.Now().UTC()
-	rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
+	rec.Status, rec.Start, rec.Fence = jobs.StatusRunning, &now, lease.Fence()
 	s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History, s.incarnation, g) })
 }
 
 // wait queues a claimed tick for its lock (overlap: wait) until max_wait
 // or the next fire time, then runs or skips it (in a spawned goroutine).
 func (s *Scheduler) wait(runs context.Context, in *jobs.Instance, rec *Record, g Guard) {
-	rec.Status = StatusWaiting
+	rec.Status = jobs.StatusWaiting
 	if s.persist("record wait", func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History, s.incarnation, g) }) != nil {
 		return
 	}
@@ -603,7 +603,7 @@ func (s *Scheduler) wait(runs context.Context, in *jobs.Instance, rec *Record, g
 		return
 	}
 	now := time.Now().UTC()
-	rec.Status, rec.Start, rec.Fence = StatusRunning, &now, lease.Fence()
+	rec.Status, rec.Start, rec.Fence = jobs.StatusRunning, &now, lease.Fence()
 	s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History, s.incarnation, g) })
 }
 
@@ -635,7 +635,7 @@ func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record
 			if rec.Start == nil {
 				rec.Start = &now
 			}
-			rec.Status, rec.End, rec.ExitCode, rec.Reason = string(jobs.StatusFailed), &now, &code, fmt.Sprintf("panic in jobd: %v", r)
+			rec.Status, rec.End, rec.ExitCode, rec.Reason = jobs.StatusFailed, &now, &code, fmt.Sprintf("panic in jobd: %v", r)
 			s.persist("record panic", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History, s.incarnation, Guard{}) })
 			call2(s.hooks.RunFinished, *rec, 0)
 			release()
@@ -673,7 +673,7 @@ func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record
 	stop()
 	end := res.End.UTC()
 	code := res.ExitCode
-	rec.Status, rec.End, rec.ExitCode, rec.Reason, rec.Output = string(res.Status), &end, &code, joinReason(rec.Reason, res.Reason), res.Output
+	rec.Status, rec.End, rec.ExitCode, rec.Reason, rec.Output = res.Status, &end, &code, joinReason(rec.Reason, res.Reason), res.Output
 	rec.Signal, rec.SignalNo = res.Signal, res.SignalNo
 	if res.Started {
 		start := res.Start.UTC()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobd/jobd/internal/jobs"
 	"github.com/jobd/jobd/internal/redistest"
 	"github.com/jobd/jobd/internal/scheduler"
 )
@@ -157,7 +158,7 @@ func TestSharedLockNeverOverlaps(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range recs {
-			if r.Status == scheduler.StatusSkipped {
+			if r.Status == jobs.StatusSkipped {
 				skipped++
 				if !strings.Contains(r.Reason, `lock "shared" held by`) {
 					t.Errorf("skip reason %q does not name the holder", r.Reason)
@@ -202,7 +203,7 @@ jobs:
 	}
 	recs, _ := scheduler.NewStore(newRedis(t, url), prefix(t)).History(context.Background(), "second", 10)
 	for _, rec := range recs {
-		if rec.Status == scheduler.StatusSkipped {
+		if rec.Status == jobs.StatusSkipped {
 			t.Errorf("second was skipped: %s", rec.Reason)
 		}
 	}

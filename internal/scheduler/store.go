@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/jobd/jobd/internal/jobs"
 )
 
 // Store is the scheduler's Redis-facing part: tick claim keys, run
@@ -54,31 +56,23 @@ type Guard struct {
 
 // Record is one run's record: every claimed tick has one.
 type Record struct {
-	RunID       string     `json:"run_id"`
-	Instance    string     `json:"instance"`
-	Job         string     `json:"job"`
-	ScheduledAt time.Time  `json:"scheduled_at"`
-	Trigger     string     `json:"trigger"` // schedule, misfire or manual
-	Replica     string     `json:"replica"`
-	Status      string     `json:"status"`
-	Lock        string     `json:"lock"`
-	Fence       int64      `json:"fence,omitempty"`
-	Start       *time.Time `json:"start,omitempty"`
-	End         *time.Time `json:"end,omitempty"`
-	ExitCode    *int       `json:"exit_code,omitempty"`
-	Signal      string     `json:"signal,omitempty"`
-	SignalNo    int        `json:"signal_number,omitempty"`
-	Reason      string     `json:"reason,omitempty"`
-	Output      string     `json:"output,omitempty"`
+	RunID       string      `json:"run_id"`
+	Instance    string      `json:"instance"`
+	Job         string      `json:"job"`
+	ScheduledAt time.Time   `json:"scheduled_at"`
+	Trigger     string      `json:"trigger"` // schedule, misfire or manual
+	Replica     string      `json:"replica"`
+	Status      jobs.Status `json:"status"`
+	Lock        string      `json:"lock"`
+	Fence       int64       `json:"fence,omitempty"`
+	Start       *time.Time  `json:"start,omitempty"`
+	End         *time.Time  `json:"end,omitempty"`
+	ExitCode    *int        `json:"exit_code,omitempty"`
+	Signal      string      `json:"signal,omitempty"`
+	SignalNo    int         `json:"signal_number,omitempty"`
+	Reason      string      `json:"reason,omitempty"`
+	Output      string      `json:"output,omitempty"`
 }
-
-// Statuses the scheduler adds to the executor's (jobs.Status).
-const (
-	StatusWaiting   = "waiting"   // claimed; waiting for the lock (overlap: wait)
-	StatusRunning   = "running"   // the command is running
-	StatusSkipped   = "skipped"   // claimed, but not run (lock held)
-	StatusAbandoned = "abandoned" // its replica died while it ran
-)
 
 // runningEntry is what the running index holds, enough to check a run's
 // lock without reading its record.
@@ -107,7 +101,7 @@ func indexEntry(rec *Record, incarnation string) string {
 func (s *Store) Push(ctx context.Context, rec *Record, history int, incarnation string, g Guard) error {
 	body, _ := json.Marshal(rec)
 	idx := ""
-	if rec.Status == StatusRunning || rec.Status == StatusWaiting {
+	if rec.Status == jobs.StatusRunning || rec.Status == jobs.StatusWaiting {
 		idx = indexEntry(rec, incarnation)
 	}
 	n, err := recordPush.Run(ctx, s.rdb, []string{s.runsKey(rec.Instance), s.histKey(rec.Instance), s.runningKey(), s.guardKey(rec.Instance, g)},
@@ -125,9 +119,9 @@ func (s *Store) Update(ctx context.Context, rec *Record, history int, incarnatio
 	body, _ := json.Marshal(rec)
 	mode, idx := "final", ""
 	switch rec.Status {
-	case StatusRunning, StatusWaiting:
+	case jobs.StatusRunning, jobs.StatusWaiting:
 		mode, idx = "running", indexEntry(rec, incarnation)
-	case "succeeded":
+	case jobs.StatusSucceeded:
 		mode = "success"
 	}
 	n, err := recordUpdate.Run(ctx, s.rdb, []string{s.runsKey(rec.Instance), s.runningKey(), s.lastOKKey(rec.Instance), s.histKey(rec.Instance), s.guardKey(rec.Instance, g)},
@@ -265,7 +259,7 @@ func (s *Store) abandon(ctx context.Context, id string, e runningEntry, reason s
 		rec = Record{RunID: id, Instance: e.Instance, Lock: e.Lock, Fence: e.Fence, Replica: e.Replica}
 	}
 	now := time.Now().UTC()
-	rec.Status, rec.Reason, rec.End = StatusAbandoned, reason, &now
+	rec.Status, rec.Reason, rec.End = jobs.StatusAbandoned, reason, &now
 	body, _ := json.Marshal(rec)
 	n, err := recordAbandon.Run(ctx, s.rdb, []string{s.runningKey(), s.runsKey(e.Instance)}, id, body).Int()
 	return n == 1, err
