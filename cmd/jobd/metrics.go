@@ -95,25 +95,26 @@ func newMetrics(sched func() *scheduler.Scheduler) *metrics {
 	return m
 }
 
-func (m *metrics) hooks() scheduler.Hooks {
-	return scheduler.Hooks{
-		ClaimWon:     func(job string) { m.claims.WithLabelValues(job, "won").Inc() },
-		ClaimLost:    func(job string) { m.claims.WithLabelValues(job, "lost").Inc() },
-		Skipped:      func(job, reason string) { m.skips.WithLabelValues(job, reason).Inc() },
-		RunStarted:   func(job string, lag time.Duration) { m.lag.WithLabelValues(job).Observe(lag.Seconds()) },
-		RedisError:   func(op string) { m.redisErrors.WithLabelValues(op).Inc() },
-		ClaimLatency: func(d time.Duration) { m.acquire.Observe(d.Seconds()) },
-		ClockRefused: func(job string) { m.clockRefuse.WithLabelValues(job).Inc() },
-		RunFinished: func(rec scheduler.Record, d time.Duration) {
-			m.runs.WithLabelValues(rec.Instance, string(rec.Status)).Inc()
-			if rec.Status == jobs.StatusSkipped || rec.Status == jobs.StatusAbandoned {
-				return
-			}
-			m.duration.WithLabelValues(rec.Instance).Observe(d.Seconds())
-			if rec.Status == jobs.StatusSucceeded && rec.End != nil {
-				m.lastSuccess.WithLabelValues(rec.Instance).Set(float64(rec.End.Unix()))
-			}
-		},
+// The metrics observe the scheduler (scheduler.Observer).
+
+func (m *metrics) ClaimWon(job string)          { m.claims.WithLabelValues(job, "won").Inc() }
+func (m *metrics) ClaimLost(job string)         { m.claims.WithLabelValues(job, "lost").Inc() }
+func (m *metrics) ClockRefused(job string)      { m.clockRefuse.WithLabelValues(job).Inc() }
+func (m *metrics) Skipped(job, reason string)   { m.skips.WithLabelValues(job, reason).Inc() }
+func (m *metrics) RedisError(op string)         { m.redisErrors.WithLabelValues(op).Inc() }
+func (m *metrics) ClaimLatency(d time.Duration) { m.acquire.Observe(d.Seconds()) }
+func (m *metrics) RunStarted(job string, lag time.Duration) {
+	m.lag.WithLabelValues(job).Observe(lag.Seconds())
+}
+
+func (m *metrics) RunFinished(rec scheduler.Record, d time.Duration) {
+	m.runs.WithLabelValues(rec.Instance, string(rec.Status)).Inc()
+	if rec.Status == jobs.StatusSkipped || rec.Status == jobs.StatusAbandoned {
+		return
+	}
+	m.duration.WithLabelValues(rec.Instance).Observe(d.Seconds())
+	if rec.Status == jobs.StatusSucceeded && rec.End != nil {
+		m.lastSuccess.WithLabelValues(rec.Instance).Set(float64(rec.End.Unix()))
 	}
 }
 

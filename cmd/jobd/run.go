@@ -88,7 +88,7 @@ func runDaemon(c *cli.Context) error {
 	sched = scheduler.New(cfg, store, mutexlocker.New(mc),
 		scheduler.WithLogger(log), scheduler.WithReplicaID(replica), scheduler.WithVersion(version),
 		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")),
-		scheduler.WithHooks(m.hooks()))
+		scheduler.WithObserver(m))
 	if addr := c.String("http"); addr != "" {
 		stopHTTP, err := serveHTTP(ctx, addr, m, rdb, sched.ClockOK, log)
 		if err != nil {

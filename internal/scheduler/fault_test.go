@@ -169,8 +169,16 @@ func TestPanicRecovered(t *testing.T) {
 	}
 }
 
-// TestPanicInAHook: hooks only observe; a panicking one is logged and
-// ignored, and the skipped ticks are still recorded.
+// panicky is an observer that panics on every skip.
+type panicky struct {
+	scheduler.NopObserver
+	n *atomic.Int32
+}
+
+func (p panicky) Skipped(string, string) { p.n.Add(1); panic("boom in the observer") }
+
+// TestPanicInAHook: the observer only observes; a panicking one is logged
+// and ignored, and the skipped ticks are still recorded.
 func TestPanicInAHook(t *testing.T) {
 	url := redistest.SharedURL(t)
 	out := outFile(t)
@@ -182,9 +190,7 @@ func TestPanicInAHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	var panics atomic.Int32
-	r := startReplica(t, url, cfg, "a", scheduler.WithHooks(scheduler.Hooks{
-		Skipped: func(string, string) { panics.Add(1); panic("boom in a hook") },
-	}))
+	r := startReplica(t, url, cfg, "a", scheduler.WithObserver(panicky{n: &panics}))
 	store := scheduler.NewStore(rdb, prefix(t))
 	waitFor(t, 10*time.Second, "three skips despite the panics", func() bool {
 		recs, _ := store.History(context.Background(), "j00", 10)
@@ -195,7 +201,7 @@ func TestPanicInAHook(t *testing.T) {
 		t.Fatalf("replica stopped: %v", err)
 	default:
 	}
-	if !strings.Contains(r.logs.String(), "panic in a hook, ignored") {
+	if !strings.Contains(r.logs.String(), "panic in the observer, ignored") {
 		t.Error("the panic was not logged")
 	}
 }

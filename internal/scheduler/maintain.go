@@ -141,7 +141,7 @@ func (s *Scheduler) abandonDead(ctx context.Context) {
 		}
 		if ok, err := s.store.abandon(ctx, id, en, reason); err == nil && ok {
 			s.log.Warn("run abandoned", "job", en.Instance, "run_id", id, "lock", en.Lock, "reason", reason)
-			call2(s.hooks.RunFinished, Record{RunID: id, Instance: en.Instance, Status: jobs.StatusAbandoned}, 0)
+			s.finished(Record{RunID: id, Instance: en.Instance, Status: jobs.StatusAbandoned}, 0)
 		}
 	}
 }

@@ -288,10 +288,8 @@ func TestNoStartUnderALostLease(t *testing.T) {
 		`["sh", "-c", "echo \"$JOBD_INSTANCE $JOBD_SCHEDULED_AT $JOBD_RUN_ID\" >> OUT"]`))
 	var once sync.Once
 	stalled := make(chan struct{})
-	hooks := scheduler.Hooks{ClaimLatency: func(time.Duration) {
-		once.Do(func() { p.Stall(); close(stalled) }) // right after the first claim
-	}}
-	r := startReplica(t, p.URL(), cfg, "a", scheduler.WithHooks(hooks))
+	obs := onClaim{f: func() { once.Do(func() { p.Stall(); close(stalled) }) }} // right after the first claim
+	r := startReplica(t, p.URL(), cfg, "a", scheduler.WithObserver(obs))
 	select {
 	case <-stalled:
 	case <-time.After(40 * time.Second):
@@ -500,3 +498,11 @@ func TestTriggerRunsOnceWhenItsRemovalFails(t *testing.T) {
 		t.Fatalf("records %+v", recs)
 	}
 }
+
+// onClaim is an observer that calls f after every claim round trip.
+type onClaim struct {
+	scheduler.NopObserver
+	f func()
+}
+
+func (o onClaim) ClaimLatency(time.Duration) { o.f() }

@@ -94,7 +94,7 @@ type Scheduler struct {
 	mismatch   atomic.Bool  // a live replica has another config hash
 	redisDown  atomic.Bool
 	limiter    limiter
-	hooks      Hooks
+	obs        Observer
 	runCounter atomic.Int64
 	// incarnation is random per process, so that a replica restarted
 	// under the same id is told apart from its dead predecessor.
@@ -102,22 +102,6 @@ type Scheduler struct {
 	warnings    atomic.Pointer[[]string] // Redis settings that weaken the guarantees
 	recheck     atomic.Bool              // read Redis's settings again at the next heartbeat
 	clockKnown  atomic.Bool              // the clock was measured against Redis at least once
-}
-
-// Hooks let the daemon observe the scheduler (metrics); all optional.
-// They are called after the fact, and a panic in one is logged and
-// ignored: an observer can never break scheduling.
-type Hooks struct {
-	ClaimWon    func(instance string)
-	ClaimLost   func(instance string)
-	Skipped     func(instance, reason string)
-	RunStarted  func(instance string, lag time.Duration)
-	RunFinished func(rec Record, dur time.Duration)
-	RedisError  func(op string)
-	// ClaimLatency observes one claim-and-lock round trip (a batch).
-	ClaimLatency func(d time.Duration)
-	// ClockRefused counts ticks not claimed because the clock is off.
-	ClockRefused func(instance string)
 }
 
 // Option configures a Scheduler.
@@ -150,8 +134,8 @@ func WithIntervals(heartbeat, maintenance time.Duration) Option {
 	return func(s *Scheduler) { s.beatEvery, s.maintEvery = heartbeat, maintenance }
 }
 
-// WithHooks sets observers.
-func WithHooks(h Hooks) Option { return func(s *Scheduler) { s.hooks = h } }
+// WithObserver sets the observer (default NopObserver).
+func WithObserver(o Observer) Option { return func(s *Scheduler) { s.obs = o } }
 
 // New returns a replica running cfg.
 func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Scheduler {
@@ -159,7 +143,7 @@ func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Schedul
 	s := &Scheduler{
 		store: store, locker: locker, log: slog.Default(), clock: systemClock{},
 		version: "dev", host: host, pid: os.Getpid(),
-		splay: DefaultSplay, grace: DefaultShutdownGrace,
+		splay: DefaultSplay, grace: DefaultShutdownGrace, obs: NopObserver{},
 		beatEvery: DefaultHeartbeat, maintEvery: DefaultMaintenance,
 		reloaded: make(chan struct{}, 1), hurry: make(chan struct{}), recordsDone: make(chan struct{}),
 		active: map[string]*jobs.Instance{}, incarnation: randomHex(8),
@@ -172,7 +156,6 @@ func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Schedul
 		s.replica = fmt.Sprintf("%s-%d", host, s.pid)
 	}
 	s.log = s.log.With("replica", s.replica)
-	s.hooks = s.hooks.guarded(s.log)
 	s.cfg.Store(cfg)
 	return s
 }
@@ -481,7 +464,8 @@ func (s *Scheduler) claimItems(ctx, runs context.Context, items []claimItem) []b
 	stopLate := context.AfterFunc(ctx, func() { time.AfterFunc(redisTimeout, cancel) })
 	began := time.Now()
 	results := s.locker.ClaimAndLock(cctx, reqs)
-	call(s.hooks.ClaimLatency, time.Since(began))
+	elapsed := time.Since(began)
+	s.observe(func(o Observer) { o.ClaimLatency(elapsed) })
 	stopLate()
 	cancel()
 	won := make([]bool, len(items))
@@ -499,12 +483,12 @@ func (s *Scheduler) claimItems(ctx, runs context.Context, items []claimItem) []b
 			continue
 		case !r.Won:
 			s.log.Debug("tick claimed elsewhere", "job", in.Name, "scheduled_at", it.at.UTC())
-			call(s.hooks.ClaimLost, in.Name)
+			s.observe(func(o Observer) { o.ClaimLost(in.Name) })
 			continue
 		}
 		won[i] = true
 		s.redisOK()
-		call(s.hooks.ClaimWon, in.Name)
+		s.observe(func(o Observer) { o.ClaimWon(in.Name) })
 		g := it.guard()
 		switch {
 		case r.Lease != nil:
@@ -525,7 +509,7 @@ func (s *Scheduler) claimItems(ctx, runs context.Context, items []claimItem) []b
 // this replica's clock is too far from Redis's.
 func (s *Scheduler) clockRefused(insts []*jobs.Instance, t time.Time) {
 	for _, in := range insts {
-		call(s.hooks.ClockRefused, in.Name)
+		s.observe(func(o Observer) { o.ClockRefused(in.Name) })
 	}
 	if s.limiter.allow("clock-refused", time.Minute) {
 		s.log.Error("not claiming ticks: the local clock is too far from Redis's", "scheduled_at", t.UTC(),
@@ -555,8 +539,8 @@ func (s *Scheduler) skip(in *jobs.Instance, rec *Record, why string, g Guard) {
 		}
 		return s.store.Push(ctx, rec, in.History, s.incarnation, g)
 	})
-	call2(s.hooks.Skipped, in.Name, why)
-	call2(s.hooks.RunFinished, *rec, 0)
+	s.observe(func(o Observer) { o.Skipped(in.Name, why) })
+	s.finished(*rec, 0)
 }
 
 // spawn runs fn in a goroutine that shutdown waits for and that survives
@@ -637,7 +621,7 @@ func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record
 			}
 			rec.Status, rec.End, rec.ExitCode, rec.Reason = jobs.StatusFailed, &now, &code, fmt.Sprintf("panic in jobd: %v", r)
 			s.persist("record panic", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History, s.incarnation, Guard{}) })
-			call2(s.hooks.RunFinished, *rec, 0)
+			s.finished(*rec, 0)
 			release()
 		}
 	}()
@@ -659,7 +643,7 @@ func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record
 		Replica: s.replica, LockKey: in.Lock, Fence: rec.Fence, Ready: lease.Valid,
 		OnStart: func(at time.Time) {
 			lag := at.Sub(rec.ScheduledAt)
-			call2(s.hooks.RunStarted, in.Name, lag)
+			s.observe(func(o Observer) { o.RunStarted(in.Name, lag) })
 			log.Info("run started", "scheduled_at", rec.ScheduledAt, "lag", lag.Round(time.Millisecond), "fence", rec.Fence)
 		}})
 	lost.Store(errors.Is(context.Cause(kctx), jobs.ErrLockLost))
@@ -691,7 +675,7 @@ func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record
 	}
 	log.Log(context.Background(), level, "run finished", "status", res.Status, "exit_code", code, "duration", dur.Round(time.Millisecond), "reason", res.Reason)
 	s.persist("record result", func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History, s.incarnation, Guard{}) })
-	call2(s.hooks.RunFinished, *rec, dur)
+	s.finished(*rec, dur)
 	release() // after a lost lease this is refused, or frees a lock Redis kept
 }
 
@@ -767,7 +751,7 @@ func (s *Scheduler) redisError(op string, err error) {
 	if errors.Is(err, context.Canceled) {
 		return // we are stopping; Redis is not at fault
 	}
-	call(s.hooks.RedisError, op)
+	s.observe(func(o Observer) { o.RedisError(op) })
 	if !s.redisDown.Swap(true) {
 		s.log.Error("redis unreachable: no claims and no new runs until it is back", "op", op, "err", err)
 		return
@@ -813,58 +797,4 @@ func short(hash string) string {
 		return hash[:12]
 	}
 	return hash
-}
-
-// call and call2 invoke an optional hook.
-func call[T any](f func(T), v T) {
-	if f != nil {
-		f(v)
-	}
-}
-
-func call2[A, B any](f func(A, B), a A, b B) {
-	if f != nil {
-		f(a, b)
-	}
-}
-
-// guarded wraps every hook so that a panic in one (hooks only observe) is
-// logged and never reaches the scheduling path.
-func (h Hooks) guarded(log *slog.Logger) Hooks {
-	return Hooks{
-		ClaimWon:     guard1(log, h.ClaimWon),
-		ClaimLost:    guard1(log, h.ClaimLost),
-		Skipped:      guard2(log, h.Skipped),
-		RunStarted:   guard2(log, h.RunStarted),
-		RunFinished:  guard2(log, h.RunFinished),
-		RedisError:   guard1(log, h.RedisError),
-		ClaimLatency: guard1(log, h.ClaimLatency),
-		ClockRefused: guard1(log, h.ClockRefused),
-	}
-}
-
-func guard1[A any](log *slog.Logger, f func(A)) func(A) {
-	if f == nil {
-		return nil
-	}
-	return func(a A) {
-		defer recoverHook(log)
-		f(a)
-	}
-}
-
-func guard2[A, B any](log *slog.Logger, f func(A, B)) func(A, B) {
-	if f == nil {
-		return nil
-	}
-	return func(a A, b B) {
-		defer recoverHook(log)
-		f(a, b)
-	}
-}
-
-func recoverHook(log *slog.Logger) {
-	if r := recover(); r != nil {
-		log.Error("panic in a hook, ignored", "err", fmt.Sprint(r), "stack", string(debug.Stack()))
-	}
 }
