@@ -9,11 +9,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/jobd/jobd/internal/jobs"
 	"github.com/jobd/jobd/internal/mutex"
 )
 
@@ -200,50 +202,27 @@ func runChild(ctx context.Context, argv []string, key string, fence int64, grace
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), "JOBD_LOCK_KEY="+key, "JOBD_FENCE="+strconv.FormatInt(fence, 10))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+	proc, err := jobs.StartProc(cmd)
+	if err != nil {
+		if errors.Is(err, jobs.ErrNotFound) {
 			return 0, nil, exitf(exitNotFound, "lock: %s: command not found", argv[0])
 		}
-		return 0, nil, exitf(exitCannotExec, "lock: %s: %v", argv[0], err)
+		return 0, nil, exitf(exitCannotExec, "lock: %s: %s", argv[0], strings.TrimPrefix(err.Error(), "jobs: "))
 	}
-	pgid := cmd.Process.Pid
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-
 	leaseLost := ctx.Done()
-	var killTimer <-chan time.Time
 	for {
 		select {
 		case s := <-sigs:
-			_ = syscall.Kill(-pgid, s.(syscall.Signal))
+			proc.Signal(s.(syscall.Signal))
 		case <-leaseLost:
 			leaseLost = nil
 			lost = context.Cause(ctx)
-			_ = syscall.Kill(-pgid, syscall.SIGTERM)
-			killTimer = time.After(grace)
-		case <-killTimer:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		case werr := <-done:
+			proc.Terminate(grace)
+		case <-proc.Done():
 			if lost != nil {
-				_ = syscall.Kill(-pgid, syscall.SIGKILL) // leftovers of the group
+				proc.KillGroup() // leftovers of the group
 			}
-			return childCode(cmd, werr), lost, nil
+			return proc.Wait().ShellCode(), lost, nil
 		}
 	}
-}
-
-// childCode is the shell convention: the exit status, or 128+N when
-// signal N killed the process.
-func childCode(cmd *exec.Cmd, err error) int {
-	st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	switch {
-	case ok && st.Signaled():
-		return 128 + int(st.Signal())
-	case ok:
-		return st.ExitStatus()
-	case err != nil:
-		return exitFailure
-	}
-	return exitOK
 }

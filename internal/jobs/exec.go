@@ -10,8 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -138,7 +138,6 @@ func Execute(ctx context.Context, log *slog.Logger, r Run) Result {
 	cmd := exec.Command(in.Argv[0], in.Argv[1:]...)
 	cmd.Dir = in.Workdir
 	cmd.Env = r.Env()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	tail := &tailBuffer{}
 	var readers sync.WaitGroup
 	var parentEnds []*os.File
@@ -160,44 +159,37 @@ func Execute(ctx context.Context, log *slog.Logger, r Run) Result {
 			streamLines(pr, tail, log, stream)
 		}()
 	}
-	err := cmd.Start()
+	proc, err := StartProc(cmd)
 	for _, f := range parentEnds {
 		f.Close() // the child has its copies; readers see EOF when it exits
 	}
 	if err != nil {
 		readers.Wait()
-		switch {
-		case errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist):
-			return fail(127, "command not found: %v", err)
-		default:
-			return fail(126, "could not start: %v", err)
+		reason := strings.TrimPrefix(err.Error(), "jobs: ")
+		if errors.Is(err, ErrNotFound) {
+			return fail(127, "%s", reason)
 		}
+		return fail(126, "%s", reason)
 	}
-	pgid := cmd.Process.Pid
 	res.Start, res.Started = time.Now(), true
-	log.Debug("process started", "pid", pgid)
+	log.Debug("process started", "pid", proc.Pid())
 	if r.OnStart != nil {
 		r.OnStart(res.Start)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 
 	timeout := time.NewTimer(in.Timeout)
 	defer timeout.Stop()
-	var kill <-chan time.Time
 	cancelled := ctx.Done()
 	terminate := func(status Status, reason string) {
 		res.Status, res.Reason = status, reason
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		kill = time.After(in.KillGrace)
+		proc.Terminate(in.KillGrace)
 		timeout.Stop()
 		cancelled = nil
 	}
-	var werr error
 loop:
 	for {
 		select {
-		case werr = <-done:
+		case <-proc.Done():
 			break loop
 		case <-timeout.C:
 			terminate(StatusTimeout, fmt.Sprintf("timed out after %v", in.Timeout))
@@ -208,27 +200,23 @@ loop:
 			} else {
 				terminate(StatusKilled, "stopped: "+cause.Error())
 			}
-		case <-kill:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			kill = nil
 		}
 	}
-	_ = syscall.Kill(-pgid, syscall.SIGKILL) // leftovers of the group
+	proc.KillGroup() // leftovers of the group, as systemd does with a unit's cgroup
 	readers.Wait()
 	res.End = time.Now()
 	res.Output = tail.String()
-	st, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	switch {
-	case st.Signaled():
-		res.Signal, res.SignalNo = st.Signal().String(), int(st.Signal())
-	default:
-		res.ExitCode = st.ExitStatus()
+	exit := proc.Wait()
+	if exit.Signal != 0 {
+		res.Signal, res.SignalNo = exit.Signal.String(), int(exit.Signal)
+	} else {
+		res.ExitCode = exit.Code
 	}
 	if res.Status == "" {
 		switch {
-		case st.Signaled():
+		case exit.Signal != 0:
 			res.Status, res.Reason = StatusKilled, "killed by signal: "+res.Signal
-		case werr == nil && res.ExitCode == 0:
+		case exit.Code == 0:
 			res.Status = StatusSucceeded
 		default:
 			res.Status, res.Reason = StatusFailed, fmt.Sprintf("exit code %d", res.ExitCode)
