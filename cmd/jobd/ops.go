@@ -594,7 +594,7 @@ func runTrigger(c *cli.Context) error {
 	var rec scheduler.Record
 	deadline := time.Now().Add(pickupTimeout)
 	for {
-		r, found, err := e.store.Run(ctx, in.Name, req.RunID)
+		r, found, err := e.store.Record(ctx, in.Name, req.RunID)
 		if err == nil && found {
 			rec = r
 			break
@@ -618,7 +618,7 @@ func runTrigger(c *cli.Context) error {
 			return exitf(exitFailure, "trigger: run %s still %s after --timeout %v", rec.RunID, rec.Status, c.Duration("timeout"))
 		}
 		time.Sleep(200 * time.Millisecond)
-		r, found, err := e.store.Run(ctx, in.Name, req.RunID)
+		r, found, err := e.store.Record(ctx, in.Name, req.RunID)
 		switch {
 		case err == nil && found:
 			rec = r

@@ -140,7 +140,7 @@ func runDaemon(c *cli.Context) error {
 				stop()
 			default:
 				log.Warn("second signal: terminating running jobs now", "signal", sig.String())
-				sched.Hurry()
+				sched.TerminateRuns()
 			}
 		}
 	}

@@ -44,8 +44,9 @@ const (
 // OutputTail is how much combined output a Result keeps.
 const OutputTail = 4 << 10
 
-// Run is one execution of an instance; the scheduler fills it in.
-type Run struct {
+// Launch is what Execute needs to start one run of an instance; the
+// scheduler fills it in.
+type Launch struct {
 	Instance    *Instance
 	ID          string
 	ScheduledAt time.Time
@@ -79,7 +80,7 @@ type Result struct {
 
 // Env is the environment a run's command gets: jobd's own, the job's env,
 // the param, and the JOBD_* variables.
-func (r Run) Env() []string {
+func (r Launch) Env() []string {
 	in := r.Instance
 	env := os.Environ()
 	for _, k := range sortedKeys(in.Env) {
@@ -103,7 +104,7 @@ func (r Run) Env() []string {
 // in its group is killed, as systemd does with a service's cgroup. Output
 // is logged line by line. Execute never panics on a bad command: a
 // missing binary or workdir is a failed run with a reason.
-func Execute(ctx context.Context, log *slog.Logger, r Run) Result {
+func Execute(ctx context.Context, log *slog.Logger, r Launch) Result {
 	in := r.Instance
 	log = log.With("job", in.Name, "run_id", r.ID)
 	res := Result{ExitCode: -1, Start: time.Now()}

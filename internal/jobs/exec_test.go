@@ -13,13 +13,13 @@ import (
 	"time"
 )
 
-func testRun(argv []string, mod func(*Instance)) Run {
+func testRun(argv []string, mod func(*Instance)) Launch {
 	in := &Instance{Job: "j", Name: "j[p]", Param: "p", Argv: argv, Timeout: 10 * time.Second,
 		KillGrace: 300 * time.Millisecond, Env: map[string]string{"FROM_JOB": "yes"}}
 	if mod != nil {
 		mod(in)
 	}
-	return Run{Instance: in, ID: "run-1", ScheduledAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+	return Launch{Instance: in, ID: "run-1", ScheduledAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 		Replica: "r1", LockKey: "L:p", Fence: 42}
 }
 

@@ -211,7 +211,7 @@ func (s *Scheduler) takeOver(ctx context.Context, in *jobs.Instance, t time.Time
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	oldID, oldReplica := claimRunID(value), claimReplica(value)
-	rec, found, err := s.store.Run(ctx, in.Name, oldID)
+	rec, found, err := s.store.Record(ctx, in.Name, oldID)
 	if err != nil {
 		s.redisError("misfire check", err)
 		return claimItem{}, false

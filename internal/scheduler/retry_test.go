@@ -226,7 +226,7 @@ func TestTakeover(t *testing.T) {
 			if want := map[bool]int{true: 1, false: 0}[tt.rerun]; ran != want {
 				t.Fatalf("tick ran %d times, want %d\n%s", ran, want, r.logs)
 			}
-			old, _, _ := st.Run(ctx, "j00", oldID)
+			old, _, _ := st.Record(ctx, "j00", oldID)
 			if tt.rerun {
 				want := jobs.StatusAbandoned
 				if tt.oldRec != nil {
@@ -338,7 +338,7 @@ func TestRestartedReplicaAbandonsItsOldRuns(t *testing.T) {
 	}
 	r := startReplica(t, url, cfg, "r")
 	waitFor(t, 10*time.Second, "the old run abandoned", func() bool {
-		got, _, _ := st.Run(ctx, "j00", "old-run")
+		got, _, _ := st.Record(ctx, "j00", "old-run")
 		return got.Status == jobs.StatusAbandoned
 	})
 	r.stop()
@@ -457,7 +457,7 @@ func TestLateCopiesOfRecordWrites(t *testing.T) {
 			if err := tt.late(&late); err != nil {
 				t.Fatal(err)
 			}
-			got, _, _ := st.Run(ctx, "j", tt.first.RunID)
+			got, _, _ := st.Record(ctx, "j", tt.first.RunID)
 			if got.Status != "succeeded" {
 				t.Fatalf("record %s after a late copy, want succeeded", got.Status)
 			}

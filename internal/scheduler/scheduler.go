@@ -75,19 +75,19 @@ type Scheduler struct {
 
 	splay, grace, beatEvery, maintEvery time.Duration
 
-	cfg      atomic.Pointer[jobs.Config]
-	reloaded chan struct{}
-	hurry    chan struct{}
-	hurryOne sync.Once
+	cfg           atomic.Pointer[jobs.Config]
+	reloaded      chan struct{}
+	terminateNow  chan struct{}
+	terminateOnce sync.Once
 	// recordsDone is closed shortly after shutdown: record writes to an
 	// unreachable Redis stop being retried.
-	recordsDone   chan struct{}
-	recordsDoneBy sync.Once
+	recordsDone     chan struct{}
+	recordsDoneOnce sync.Once
 
-	mu     sync.Mutex
-	active map[string]*jobs.Instance // run id -> instance, for runs of this replica
-	runs   sync.WaitGroup            // run goroutines
-	firing sync.WaitGroup            // tick goroutines (claims in progress)
+	mu       sync.Mutex
+	active   map[string]*jobs.Instance // run id -> instance, for runs of this replica
+	runs     sync.WaitGroup            // run goroutines
+	claiming sync.WaitGroup            // tick goroutines (claims in progress)
 
 	skew       atomic.Int64 // local minus Redis clock, ns
 	clockBad   atomic.Bool  // |skew| > MaxClockOffset: no claims
@@ -145,7 +145,7 @@ func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Schedul
 		version: "dev", host: host, pid: os.Getpid(),
 		splay: DefaultSplay, grace: DefaultShutdownGrace, obs: NopObserver{},
 		beatEvery: DefaultHeartbeat, maintEvery: DefaultMaintenance,
-		reloaded: make(chan struct{}, 1), hurry: make(chan struct{}), recordsDone: make(chan struct{}),
+		reloaded: make(chan struct{}, 1), terminateNow: make(chan struct{}), recordsDone: make(chan struct{}),
 		active: map[string]*jobs.Instance{}, incarnation: randomHex(8),
 	}
 	s.recheck.Store(true)
@@ -173,10 +173,11 @@ func (s *Scheduler) Reload(cfg *jobs.Config) {
 	}
 }
 
-func (s *Scheduler) giveUpRecords() { s.recordsDoneBy.Do(func() { close(s.recordsDone) }) }
+func (s *Scheduler) stopRecordRetries() { s.recordsDoneOnce.Do(func() { close(s.recordsDone) }) }
 
-// Hurry cuts the shutdown grace: running jobs are terminated now.
-func (s *Scheduler) Hurry() { s.hurryOne.Do(func() { close(s.hurry) }) }
+// TerminateRuns cuts the shutdown grace: running jobs are terminated now
+// (a second signal).
+func (s *Scheduler) TerminateRuns() { s.terminateOnce.Do(func() { close(s.terminateNow) }) }
 
 // ClockSkew is the local clock minus Redis's, as last measured.
 func (s *Scheduler) ClockSkew() time.Duration { return time.Duration(s.skew.Load()) }
@@ -217,7 +218,7 @@ func (s *Scheduler) Running() []string {
 
 // Run runs the replica (once) until ctx ends, then shuts down in this
 // order: stop claiming (ticks, triggers, misfires) and heartbeats; let runs
-// finish for the shutdown grace (or until Hurry); then
+// finish for the shutdown grace (or until TerminateRuns); then
 // terminate the rest (TERM, then KILL after their kill_grace), record them
 // and release their locks; finally remove the heartbeat.
 func (s *Scheduler) Run(ctx context.Context) error {
@@ -226,7 +227,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	// errShutdown) terminates the runs, after the grace.
 	runs, stopRuns := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopRuns(nil)
-	defer s.giveUpRecords()
+	defer s.stopRecordRetries()
 	s.log.Info("replica started", "config_hash", short(s.cfg.Load().Hash), "instances", len(s.cfg.Load().Instances))
 	// The clock is unmeasured until Redis answers: measure it before the
 	// first tick (the heartbeat measures it again every beat).
@@ -248,7 +249,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	// Nothing may start a run once we wait for the runs: first the loops
 	// that claim (triggers, misfires) and the tick goroutines.
 	bg.Wait()
-	s.firing.Wait()
+	s.claiming.Wait()
 	done := make(chan struct{})
 	go func() { s.runs.Wait(); close(done) }()
 	t := time.NewTimer(s.grace)
@@ -256,12 +257,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	case <-done:
 	case <-t.C:
 		s.log.Warn("shutdown grace over; terminating running jobs", "running", s.Running())
-	case <-s.hurry:
-		s.log.Warn("hurrying: terminating running jobs", "running", s.Running())
+	case <-s.terminateNow:
+		s.log.Warn("second signal: terminating running jobs now", "running", s.Running())
 	}
 	t.Stop()
 	stopRuns(errShutdown)
-	giveUp := time.AfterFunc(recordGrace, s.giveUpRecords) // last records of an unreachable Redis
+	giveUp := time.AfterFunc(recordGrace, s.stopRecordRetries) // last records of an unreachable Redis
 	defer giveUp.Stop()
 	<-done
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
@@ -352,9 +353,9 @@ func (s *Scheduler) tickLoop(ctx, runs context.Context) {
 				next[in.Name] = pending{in.Schedule.Next(earliest), p.sched}
 			}
 		}
-		s.firing.Add(1)
+		s.claiming.Add(1)
 		go func() {
-			defer s.firing.Done()
+			defer s.claiming.Done()
 			defer s.recoverPanic("fire")
 			s.fire(ctx, runs, earliest, due)
 		}()
@@ -639,7 +640,7 @@ func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record
 		release()
 		return
 	}
-	res := jobs.Execute(ectx, log, jobs.Run{Instance: in, ID: rec.RunID, ScheduledAt: rec.ScheduledAt,
+	res := jobs.Execute(ectx, log, jobs.Launch{Instance: in, ID: rec.RunID, ScheduledAt: rec.ScheduledAt,
 		Replica: s.replica, LockKey: in.Lock, Fence: rec.Fence, Ready: lease.Valid,
 		OnStart: func(at time.Time) {
 			lag := at.Sub(rec.ScheduledAt)

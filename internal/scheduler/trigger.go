@@ -39,8 +39,8 @@ func (s *Store) CancelTrigger(ctx context.Context, runID string) error {
 	return s.rdb.HDel(ctx, s.triggersKey(), runID).Err()
 }
 
-// Run returns one run's record, if it exists.
-func (s *Store) Run(ctx context.Context, instance, runID string) (Record, bool, error) {
+// Record returns one run's record, if it exists.
+func (s *Store) Record(ctx context.Context, instance, runID string) (Record, bool, error) {
 	b, err := s.rdb.HGet(ctx, s.runsKey(instance), runID).Bytes()
 	if err == redis.Nil {
 		return Record{}, false, nil
