@@ -25,7 +25,16 @@ import (
 // A setting it may not read (an ACL without CONFIG GET) is a warning too.
 // The error is for Redis being unreachable.
 func (s *Store) Durability(ctx context.Context) ([]string, error) {
-	info, err := s.rdb.Info(ctx, "persistence").Result()
+	// One round trip: a replica reads these at every heartbeat, so that a
+	// Redis restarted (or reconfigured) without persistence is noticed
+	// within seconds, even when go-redis's retries hid the restart.
+	pipe := s.rdb.Pipeline()
+	infoCmd := pipe.Info(ctx, "persistence")
+	fsyncCmd := pipe.ConfigGet(ctx, "appendfsync")
+	policyCmd := pipe.ConfigGet(ctx, "maxmemory-policy")
+	limitCmd := pipe.ConfigGet(ctx, "maxmemory")
+	_, _ = pipe.Exec(ctx)
+	info, err := infoCmd.Result()
 	if err != nil {
 		var re redis.Error
 		if errors.As(err, &re) {
@@ -38,23 +47,20 @@ func (s *Store) Durability(ctx context.Context) ([]string, error) {
 	if !aof {
 		w = append(w, "appendonly is off: a Redis restart loses the claims, locks, fences and records written since the last snapshot; a tick may run twice and fences may go backwards (set appendonly yes, appendfsync always)")
 	}
-	get := func(name string) (string, error) {
-		m, err := s.rdb.ConfigGet(ctx, name).Result()
-		if err != nil {
-			return "", err
-		}
-		return m[name], nil
+	get := func(c *redis.MapStringStringCmd, name string) (string, error) {
+		m, err := c.Result()
+		return m[name], err
 	}
 	if aof {
-		switch fsync, err := get("appendfsync"); {
+		switch fsync, err := get(fsyncCmd, "appendfsync"); {
 		case err != nil:
 			w = append(w, fmt.Sprintf("cannot read appendfsync (%v): durability unknown; allow CONFIG GET in jobd's ACL", err))
 		case fsync != "always":
 			w = append(w, fmt.Sprintf("appendfsync is %s: a Redis crash can lose the last second of acknowledged writes; a tick claimed then may run twice and fences may go backwards (set appendfsync always)", fsync))
 		}
 	}
-	policy, perr := get("maxmemory-policy")
-	limit, lerr := get("maxmemory")
+	policy, perr := get(policyCmd, "maxmemory-policy")
+	limit, lerr := get(limitCmd, "maxmemory")
 	switch {
 	case perr != nil || lerr != nil:
 		w = append(w, fmt.Sprintf("cannot read maxmemory-policy (%v): eviction unknown; allow CONFIG GET in jobd's ACL", firstErr(perr, lerr)))

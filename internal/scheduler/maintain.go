@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,9 +18,7 @@ func (s *Scheduler) heartbeat(ctx context.Context) {
 	defer cancel()
 	cfg := s.cfg.Load()
 	s.checkClock(ctx)
-	if due := s.limiter.allow("durability", durabilityCheckEvery); s.recheck.Swap(false) || due {
-		s.checkDurability(ctx)
-	}
+	s.checkDurability(ctx)
 	hb := Heartbeat{ID: s.replica, Host: s.host, PID: s.pid, Version: s.version, StartedAt: s.started.UTC(),
 		ConfigHash: cfg.Hash, Running: s.Running(), BeatAt: time.Now().UTC(), Incarnation: s.incarnation,
 		ClockOffset: s.ClockSkew(), ClockOK: s.ClockOK(), Warnings: s.Warnings()}
@@ -75,18 +74,26 @@ func (s *Scheduler) checkClock(ctx context.Context) {
 	}
 }
 
-// checkDurability reads Redis's persistence and eviction settings and
-// warns (log, Warnings, heartbeat, status) where they weaken the
-// guarantees: fences that go backwards and claims that vanish.
+// checkDurability reads Redis's persistence and eviction settings at
+// every heartbeat and warns (log, Warnings, heartbeat, status) where they
+// weaken the guarantees: fences that go backwards and claims that vanish.
+// A warning is logged when it appears, and again every hour while it lasts.
 func (s *Scheduler) checkDurability(ctx context.Context) {
 	w, err := s.store.Durability(ctx)
 	if err != nil {
-		s.recheck.Store(true)
 		return
 	}
+	old := s.Warnings()
 	s.warnings.Store(&w)
 	for _, msg := range w {
-		s.log.Warn("redis settings weaken jobd's guarantees", "warning", msg)
+		if again := s.limiter.allow("durability "+msg, time.Hour); again || !slices.Contains(old, msg) {
+			s.log.Warn("redis settings weaken jobd's guarantees", "warning", msg)
+		}
+	}
+	for _, msg := range old {
+		if !slices.Contains(w, msg) {
+			s.log.Info("redis setting fixed", "was", msg)
+		}
 	}
 }
 
@@ -113,7 +120,8 @@ func (s *Scheduler) abandonDead(ctx context.Context) {
 			continue
 		}
 		var reason string
-		if en.Fence == 0 { // waiting for its lock: alive while its incarnation is
+		waiting := en.Fence == 0
+		if waiting { // waiting for its lock: alive while its incarnation is
 			if alive == nil {
 				alive = map[string]string{}
 				peers, err := s.store.Replicas(ctx)
@@ -139,7 +147,7 @@ func (s *Scheduler) abandonDead(ctx context.Context) {
 			}
 			reason = fmt.Sprintf("replica %s stopped during the run; its lock %q expired; the process may have run, so the tick is not run again", en.Replica, en.Lock)
 		}
-		if ok, err := s.store.abandon(ctx, id, en, reason); err == nil && ok {
+		if ok, err := s.store.abandon(ctx, id, en, reason, waiting); err == nil && ok {
 			s.log.Warn("run abandoned", "job", en.Instance, "run_id", id, "lock", en.Lock, "reason", reason)
 			s.finished(Record{RunID: id, Instance: en.Instance, Status: jobs.StatusAbandoned}, 0)
 		}
@@ -230,7 +238,7 @@ func (s *Scheduler) takeOver(ctx context.Context, in *jobs.Instance, t time.Time
 	it := s.tickItem(in, t, "misfire")
 	it.windowed = false // the claim exists; only its value changes
 	old := &Record{RunID: oldID, Instance: in.Name, Job: in.Job, ScheduledAt: t.UTC(), Trigger: "schedule",
-		Replica: oldReplica, Lock: in.Lock, Status: jobs.StatusAbandoned}
+		Replica: oldReplica, Lock: in.Lock, Status: jobs.StatusAbandoned, NeverStarted: true}
 	now := time.Now().UTC()
 	old.End = &now
 	old.Reason = fmt.Sprintf("replica %s claimed the tick but never started the process", oldReplica)
@@ -253,11 +261,8 @@ func (s *Scheduler) takeOver(ctx context.Context, in *jobs.Instance, t time.Time
 }
 
 // neverStarted reports whether a record is of a run whose process never
-// started and never will: abandoned while it waited, or whose lease was
-// lost before the start.
-func neverStarted(rec Record) bool {
-	return rec.Start == nil && (rec.Status == jobs.StatusAbandoned || rec.Status == jobs.StatusLockLost)
-}
+// started and never will (see Record.NeverStarted).
+func neverStarted(rec Record) bool { return rec.NeverStarted }
 
 // ticksBetween lists up to limit fire times in (from, to], the latest ones.
 func ticksBetween(in *jobs.Instance, from, to time.Time, limit int) []time.Time {

@@ -12,18 +12,25 @@
 -- Returns 1, 0 when a final record found the run no longer in the
 -- running index (another replica marked it abandoned meanwhile; the
 -- record is replaced anyway, since this is what really happened), or -1
--- when the claim no longer holds ARGV[6] (nothing is written; the run
--- must not start).
+-- when the claim no longer holds ARGV[6] or a "running" update finds the
+-- record neither waiting nor running (nothing is written; the run must
+-- not start).
 --
 -- A record that is gone (Redis restarted without persistence during the
 -- run) is added to the history again, so that no run vanishes. Safe to
--- run twice: the same record is written again; a "running" update (a run
--- that waited for its lock starts) applies only to a waiting record, so a
--- late copy cannot turn a finished run back into a running one.
+-- run twice: the same record is written again. A "running" update (a run
+-- that waited for its lock starts) applies only to a waiting record: a
+-- record already running is a retry (1), and any other (abandoned while
+-- this replica was away, or a late copy after the end) refuses it (-1, the
+-- run must not start).
 if ARGV[6] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[6] then return -1 end
 if ARGV[3] == 'running' then
   local body = redis.call('HGET', KEYS[1], ARGV[1])
-  if body and cjson.decode(body).status ~= 'waiting' then return 1 end
+  if body then
+    local status = cjson.decode(body).status
+    if status == 'running' then return 1 end
+    if status ~= 'waiting' then return -1 end
+  end
 end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   redis.call('LPUSH', KEYS[4], ARGV[1])

@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -188,10 +189,11 @@ func TestTakeover(t *testing.T) {
 		oldSays string
 	}{
 		{"claimed, no record", nil, true, "never started the process"},
-		{"abandoned while waiting", &scheduler.Record{Status: jobs.StatusAbandoned}, true, "run again as run"},
-		{"lease lost before the start", &scheduler.Record{Status: "lock_lost"}, true, "run again as run"},
-		{"abandoned during the run", &scheduler.Record{Status: jobs.StatusAbandoned, Start: ptr(time.Now().UTC())}, false, ""},
-		{"lease lost during the run", &scheduler.Record{Status: "lock_lost", Start: ptr(time.Now().UTC())}, false, ""},
+		{"abandoned while waiting", &scheduler.Record{Status: jobs.StatusAbandoned, NeverStarted: true}, true, "run again as run"},
+		{"lease lost before the start", &scheduler.Record{Status: jobs.StatusLockLost, NeverStarted: true}, true, "run again as run"},
+		{"abandoned during the run", &scheduler.Record{Status: jobs.StatusAbandoned}, false, ""},
+		{"lease lost during the run", &scheduler.Record{Status: jobs.StatusLockLost, Start: ptr(time.Now().UTC())}, false, ""},
+		{"still running", &scheduler.Record{Status: jobs.StatusRunning, Fence: 5}, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -439,7 +441,10 @@ func TestLateCopiesOfRecordWrites(t *testing.T) {
 			return st.Push(ctx, rec, 10, "inc", scheduler.Guard{})
 		}},
 		{"running update", &scheduler.Record{RunID: "b", Instance: "j", Status: jobs.StatusWaiting}, func(rec *scheduler.Record) error {
-			return st.Update(ctx, rec, 10, "inc", scheduler.Guard{})
+			if err := st.Update(ctx, rec, 10, "inc", scheduler.Guard{}); !errors.Is(err, scheduler.ErrClaimLost) {
+				return fmt.Errorf("a running update of a finished run: %v, want ErrClaimLost (must not start)", err)
+			}
+			return nil
 		}},
 	}
 	for _, tt := range tests {
@@ -506,3 +511,53 @@ type onClaim struct {
 }
 
 func (o onClaim) ClaimLatency(time.Duration) { o.f() }
+
+// TestAbandonedWaiterDoesNotStart: a run that waited for its lock was
+// marked abandoned while its replica was away (paused, cut off). When that
+// replica comes back and gets the lock, the run must not start: its tick
+// may be taken over and run elsewhere.
+func TestAbandonedWaiterDoesNotStart(t *testing.T) {
+	rdb := newRedis(t, redistest.SharedURL(t))
+	st := scheduler.NewStore(rdb, prefix(t))
+	ctx := context.Background()
+	claim := scheduler.TickKey(st, "j", time.Unix(1000, 0))
+	rdb.Set(ctx, claim, "a run-w", time.Minute)
+	g := scheduler.Guard{Key: claim, Value: "a run-w"}
+	rec := &scheduler.Record{RunID: "run-w", Instance: "j", Replica: "a", Status: jobs.StatusWaiting}
+	if err := st.Push(ctx, rec, 10, "inc", g); err != nil {
+		t.Fatal(err)
+	}
+	abandoned := *rec
+	abandoned.Status, abandoned.NeverStarted = jobs.StatusAbandoned, true
+	if err := st.Update(ctx, &abandoned, 10, "inc", scheduler.Guard{}); err != nil {
+		t.Fatal(err)
+	}
+	running := *rec
+	running.Status = jobs.StatusRunning
+	if err := st.Update(ctx, &running, 10, "inc", g); !errors.Is(err, scheduler.ErrClaimLost) {
+		t.Fatalf("running update of an abandoned waiter: %v, want ErrClaimLost", err)
+	}
+	if got, _, _ := st.Record(ctx, "j", "run-w"); got.Status != jobs.StatusAbandoned || !got.NeverStarted {
+		t.Fatalf("record %+v", got)
+	}
+}
+
+// TestDurabilityFollowsRedis: a running replica notices within a heartbeat
+// that Redis lost its persistence (restarted or reconfigured without AOF),
+// even when no Redis error told it that Redis went away.
+func TestDurabilityFollowsRedis(t *testing.T) {
+	srv := redistest.StartWith(t, "--appendonly", "yes", "--appendfsync", "always")
+	cfg := config(t, outFile(t), jobsYAML(1, "@every 1h", "", recordCmd))
+	r := startReplica(t, srv.URL(), cfg, "a")
+	waitFor(t, 5*time.Second, "a first heartbeat", func() bool { return r.s.ClockOK() })
+	if w := r.s.Warnings(); len(w) != 0 {
+		t.Fatalf("warnings %q on a durable Redis", w)
+	}
+	if err := newRedis(t, srv.URL()).ConfigSet(context.Background(), "appendonly", "no").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the warning", func() bool {
+		w := r.s.Warnings()
+		return len(w) == 1 && strings.Contains(w[0], "appendonly is off")
+	})
+}

@@ -53,9 +53,6 @@ const (
 	// claimSettleMax bounds how long a claim whose reply was lost is asked
 	// again (it is also bounded by the tick's starting_deadline).
 	claimSettleMax = 30 * time.Second
-	// durabilityCheckEvery is how often Redis's persistence and eviction
-	// settings are read again (also at start and whenever Redis is back).
-	durabilityCheckEvery = 10 * time.Minute
 )
 
 // errShutdown is the cause that stops runs when the daemon stops.
@@ -100,7 +97,6 @@ type Scheduler struct {
 	// under the same id is told apart from its dead predecessor.
 	incarnation string
 	warnings    atomic.Pointer[[]string] // Redis settings that weaken the guarantees
-	recheck     atomic.Bool              // read Redis's settings again at the next heartbeat
 	clockKnown  atomic.Bool              // the clock was measured against Redis at least once
 }
 
@@ -148,7 +144,6 @@ func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Schedul
 		reloaded: make(chan struct{}, 1), terminateNow: make(chan struct{}), recordsDone: make(chan struct{}),
 		active: map[string]*jobs.Instance{}, incarnation: randomHex(8),
 	}
-	s.recheck.Store(true)
 	for _, o := range opts {
 		o(s)
 	}
@@ -564,8 +559,7 @@ func (s *Scheduler) spawn(rec *Record, in *jobs.Instance, fn func()) {
 
 // start runs a claimed, locked tick (in a spawned goroutine).
 func (s *Scheduler) start(runs context.Context, in *jobs.Instance, rec *Record, lease Lease, g Guard) {
-	now := time.Now().UTC()
-	rec.Status, rec.Start, rec.Fence = jobs.StatusRunning, &now, lease.Fence()
+	rec.Status, rec.Fence = jobs.StatusRunning, lease.Fence() // start: once the process has started
 	s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Push(ctx, rec, in.History, s.incarnation, g) })
 }
 
@@ -587,8 +581,7 @@ func (s *Scheduler) wait(runs context.Context, in *jobs.Instance, rec *Record, g
 		s.skip(in, rec, "lock still held after waiting "+limit.Round(time.Millisecond).String(), g)
 		return
 	}
-	now := time.Now().UTC()
-	rec.Status, rec.Start, rec.Fence = jobs.StatusRunning, &now, lease.Fence()
+	rec.Status, rec.Fence = jobs.StatusRunning, lease.Fence()
 	s.execute(runs, in, rec, lease, func(ctx context.Context) error { return s.store.Update(ctx, rec, in.History, s.incarnation, g) })
 }
 
@@ -634,7 +627,7 @@ func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record
 	stop = func() { stopShutdown(); stopCmd(context.Canceled); stopKeepAlive() }
 	if err := s.persist("record start", started); err != nil {
 		if errors.Is(err, ErrClaimLost) {
-			log.Warn("not starting: the tick was taken over by another replica while this one could not record it", "err", err)
+			log.Warn("not starting: the run is no longer this replica's (its tick was taken over, or the run abandoned while this replica was away)", "err", err)
 		}
 		stop()
 		release()
@@ -664,7 +657,7 @@ func (s *Scheduler) execute(runs context.Context, in *jobs.Instance, rec *Record
 		start := res.Start.UTC()
 		rec.Start = &start // the process's real start
 	} else {
-		rec.Start = nil // never started: a takeover may run the tick again
+		rec.Start, rec.NeverStarted = nil, true // a takeover may run the tick again
 	}
 	if res.Status == jobs.StatusLockLost {
 		log.Warn("lease lost: the run was terminated", "lock", in.Lock, "reason", res.Reason, "started", res.Started)
@@ -765,7 +758,6 @@ func (s *Scheduler) redisError(op string, err error) {
 func (s *Scheduler) redisOK() {
 	if s.redisDown.Swap(false) {
 		s.log.Info("redis reachable again")
-		s.recheck.Store(true) // it may have restarted with other settings
 	}
 }
 

@@ -72,6 +72,12 @@ type Record struct {
 	SignalNo    int         `json:"signal_number,omitempty"`
 	Reason      string      `json:"reason,omitempty"`
 	Output      string      `json:"output,omitempty"`
+	// NeverStarted is true when the run's process never started and never
+	// will: it was abandoned while it waited for its lock, or its lease
+	// was lost before the start. With misfire: run_once its tick may be
+	// taken over. A run that may have started (it was running) never has
+	// it, whatever else its record says.
+	NeverStarted bool `json:"never_started,omitempty"`
 }
 
 // runningEntry is what the running index holds, enough to check a run's
@@ -114,7 +120,9 @@ func (s *Store) Push(ctx context.Context, rec *Record, history int, incarnation 
 
 // Update replaces a record. A final status leaves the running index and,
 // for a success, becomes the instance's last success. A Guard is checked
-// as in Push. Safe to retry.
+// as in Push; a running update (a waiting run starts) also returns
+// ErrClaimLost when the record is no longer waiting (abandoned meanwhile).
+// Safe to retry.
 func (s *Store) Update(ctx context.Context, rec *Record, history int, incarnation string, g Guard) error {
 	body, _ := json.Marshal(rec)
 	mode, idx := "final", ""
@@ -247,7 +255,7 @@ func (s *Store) running(ctx context.Context) (map[string]runningEntry, error) {
 }
 
 // abandon marks a run abandoned if it is still in the running index.
-func (s *Store) abandon(ctx context.Context, id string, e runningEntry, reason string) (bool, error) {
+func (s *Store) abandon(ctx context.Context, id string, e runningEntry, reason string, neverStarted bool) (bool, error) {
 	recs, err := s.rdb.HGet(ctx, s.runsKey(e.Instance), id).Bytes()
 	var rec Record
 	if err == nil {
@@ -259,7 +267,7 @@ func (s *Store) abandon(ctx context.Context, id string, e runningEntry, reason s
 		rec = Record{RunID: id, Instance: e.Instance, Lock: e.Lock, Fence: e.Fence, Replica: e.Replica}
 	}
 	now := time.Now().UTC()
-	rec.Status, rec.Reason, rec.End = jobs.StatusAbandoned, reason, &now
+	rec.Status, rec.Reason, rec.End, rec.NeverStarted = jobs.StatusAbandoned, reason, &now, neverStarted
 	body, _ := json.Marshal(rec)
 	n, err := recordAbandon.Run(ctx, s.rdb, []string{s.runningKey(), s.runsKey(e.Instance)}, id, body).Int()
 	return n == 1, err

@@ -11,9 +11,9 @@
 --
 -- Returns 1 when the claim is now ARGV[3], 0 when the claim holds another
 -- value (changed meanwhile), -1 when the old run may have started (its
--- record exists and is not one that never started: abandoned while it
--- waited, or lock_lost before its start, both without a start time): the
--- tick must then never run again.
+-- record exists without never_started: true, which marks a run abandoned
+-- while it waited or whose lease was lost before its start): the tick
+-- must then never run again.
 --
 -- The old claimer writes its running record only while the claim still
 -- holds its value (record_push.lua), so after this script it can never
@@ -24,7 +24,7 @@ if cur ~= ARGV[1] then return 0 end
 local body = redis.call('HGET', KEYS[2], ARGV[2])
 if body then
   local rec = cjson.decode(body)
-  if rec.start or (rec.status ~= 'abandoned' and rec.status ~= 'lock_lost') then return -1 end
+  if rec.never_started ~= true then return -1 end
   rec.reason = (rec.reason or '') .. ARGV[6]
   redis.call('HSET', KEYS[2], ARGV[2], cjson.encode(rec))
 else
