@@ -604,7 +604,11 @@ func runTrigger(c *cli.Context) error {
 			return e.fail(err)
 		}
 		if time.Now().After(deadline) {
+			pending, perr := e.store.TriggerPending(ctx, req.RunID)
 			_ = e.store.CancelTrigger(context.WithoutCancel(ctx), req.RunID)
+			if perr == nil && !pending {
+				return exitf(exitFailure, "trigger: run %s of %q was picked up, but its replica never recorded it (it may have stopped before starting it); run `jobd trigger` again", req.RunID, name)
+			}
 			return exitf(exitFailure, "trigger: no replica picked up %q within %v (do the live replicas have it in their config?)", name, pickupTimeout)
 		}
 		time.Sleep(100 * time.Millisecond)

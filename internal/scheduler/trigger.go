@@ -39,6 +39,12 @@ func (s *Store) CancelTrigger(ctx context.Context, runID string) error {
 	return s.rdb.HDel(ctx, s.triggersKey(), runID).Err()
 }
 
+// TriggerPending reports whether a request is still waiting to be picked
+// up: once a replica has claimed it, the request is removed.
+func (s *Store) TriggerPending(ctx context.Context, runID string) (bool, error) {
+	return s.rdb.HExists(ctx, s.triggersKey(), runID).Result()
+}
+
 // Record returns one run's record, if it exists.
 func (s *Store) Record(ctx context.Context, instance, runID string) (Record, bool, error) {
 	b, err := s.rdb.HGet(ctx, s.runsKey(instance), runID).Bytes()
