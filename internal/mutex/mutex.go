@@ -286,8 +286,8 @@ func (m *Mutex) TryLockClaim(ctx context.Context, cl Claim) error {
 // An attempt whose reply was lost (timeout, reset connection) is asked
 // again with the same token and claim value until its outcome is known or
 // ctx ends (settleTimeout for a ctx without a deadline): the retry finds
-// the claim and the lock its own. Only then is
-// an error returned, and never ErrClaimTaken or ErrNotObtained for it.
+// the claim and the lock its own. Only then is an error returned, and
+// never ErrClaimTaken or ErrNotObtained for it.
 func (c *Client) TryLockClaims(ctx context.Context, ms []*Mutex, cls []Claim) []error {
 	errs := make([]error, len(ms))
 	tokens := make([]string, len(ms))
