@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -23,10 +23,6 @@ import (
 
 // exitNoReplica: no replica is alive (status, trigger).
 const exitNoReplica = 3
-
-// overdueGrace: a tick counts as missed only once every replica has had
-// time to claim it (the largest splay plus margin).
-const overdueGrace = scheduler.MaxSplay + 5*time.Second
 
 // opsEnv is what the operator commands share: the config (if it loads),
 // Redis, and the key prefix.
@@ -235,29 +231,15 @@ func collectStatus(ctx context.Context, cfgFile string, e *opsEnv) (*statusJSON,
 	} else {
 		st.Config.Error = strings.SplitN(e.cfgErr.Error(), "\n", 2)[0]
 	}
-	beats, err := e.store.Replicas(ctx)
+	insp := scheduler.NewInspector(e.store)
+	replicas, err := insp.Replicas(ctx)
 	if err != nil {
 		return nil, err
 	}
-	hashes := map[string]int{}
-	for _, b := range beats {
-		hashes[b.ConfigHash]++
-	}
-	common := ""
-	for h, n := range hashes {
-		if n > hashes[common] || (n == hashes[common] && h < common) {
-			common = h
-		}
-	}
-	sort.Slice(beats, func(i, j int) bool { return beats[i].ID < beats[j].ID })
-	for _, b := range beats {
-		running := b.Running
-		if running == nil {
-			running = []string{}
-		}
+	for _, b := range replicas {
 		st.Replicas = append(st.Replicas, replicaJSON{ID: b.ID, Host: b.Host, PID: b.PID, Version: b.Version,
 			StartedAt: b.StartedAt, Uptime: secs(now.Sub(b.StartedAt)), HeartbeatAge: secs(now.Sub(b.BeatAt)),
-			Running: running, ConfigHash: b.ConfigHash, ConfigMatches: b.ConfigHash == common,
+			Running: nonNil(b.Running), ConfigHash: b.ConfigHash, ConfigMatches: b.ConfigMatches,
 			ClockOffset: secs(b.ClockOffset), ClockOK: b.ClockOK, RedisWarnings: nonNil(b.Warnings)})
 	}
 	st.ReplicasAlive = len(st.Replicas)
@@ -273,47 +255,21 @@ func collectStatus(ctx context.Context, cfgFile string, e *opsEnv) (*statusJSON,
 	for _, in := range infos {
 		l := lockJSON{Name: in.Name, Holder: in.Owner, Host: in.Host, PID: in.PID, Label: in.Label, Fence: in.Fence,
 			HeldFor: secs(in.HeldFor), TTL: secs(in.TTL)}
-		for _, f := range strings.Fields(in.Label) {
-			if v, ok := strings.CutPrefix(f, "instance="); ok {
-				l.Instance = v
-			} else if v, ok := strings.CutPrefix(f, "run="); ok {
-				l.RunID = v
-			}
-		}
+		l.Instance, l.RunID = scheduler.ParseLabel(in.Label)
 		st.Locks = append(st.Locks, l)
 	}
 	if e.cfg == nil {
 		return st, nil
 	}
-	names := make([]string, 0, len(e.cfg.Instances))
-	dueTicks := map[string]time.Time{}
-	for _, in := range e.cfg.Instances {
-		names = append(names, in.Name)
-		if in.Enabled && !in.Suspended {
-			first := in.Schedule.Next(now)
-			period := in.Schedule.Next(first).Sub(first)
-			if due := in.Schedule.Last(now.Add(-overdueGrace), 2*period+overdueGrace); !due.IsZero() {
-				dueTicks[in.Name] = due
-			}
-		}
-	}
-	last, claimed, err := e.store.Overview(ctx, names, dueTicks)
+	states, err := insp.Instances(ctx, e.cfg, now)
 	if err != nil {
 		return nil, err
 	}
-	for _, in := range e.cfg.Instances {
-		j := jobJSON{Instance: in.Name, Job: in.Job, Schedule: in.Schedule.Spec, Timezone: in.Timezone, Lock: in.Lock, State: "active"}
-		switch {
-		case !in.Enabled:
-			j.State = "disabled"
-		case in.Suspended:
-			j.State = "suspended"
-		}
-		if next := in.Schedule.Next(now); !next.IsZero() && j.State == "active" {
-			next = next.UTC()
-			j.NextFire = &next
-		}
-		if r, ok := last[in.Name]; ok {
+	for _, is := range states {
+		in := is.Instance
+		j := jobJSON{Instance: in.Name, Job: in.Job, Schedule: in.Schedule.Spec, Timezone: in.Timezone, Lock: in.Lock,
+			State: is.State, NextFire: is.NextFire, Overdue: is.Overdue}
+		if r := is.LastRun; r != nil {
 			lr := &lastRunJSON{RunID: r.RunID, ScheduledAt: r.ScheduledAt, Replica: r.Replica, Trigger: r.Trigger,
 				Status: r.Status, Start: r.Start, End: r.End, ExitCode: r.ExitCode}
 			if r.Start != nil && r.End != nil {
@@ -321,10 +277,6 @@ func collectStatus(ctx context.Context, cfgFile string, e *opsEnv) (*statusJSON,
 				lr.Duration = &d
 			}
 			j.LastRun = lr
-		}
-		// Missed: the last due tick has no claim, and nothing ran since.
-		if due, ok := dueTicks[in.Name]; ok && !claimed[in.Name] {
-			j.Overdue = j.LastRun == nil || j.LastRun.ScheduledAt.Before(due)
 		}
 		st.Jobs = append(st.Jobs, j)
 	}
@@ -591,51 +543,28 @@ func runTrigger(c *cli.Context) error {
 	}
 	fmt.Fprintln(c.App.Writer, req.RunID)
 	// Wait until a replica records the run.
-	var rec scheduler.Record
-	deadline := time.Now().Add(pickupTimeout)
-	for {
-		r, found, err := e.store.Record(ctx, in.Name, req.RunID)
-		if err == nil && found {
-			rec = r
-			break
-		}
-		if isRefusal(err) { // will not fix itself; an outage might
-			_ = e.store.CancelTrigger(context.WithoutCancel(ctx), req.RunID)
-			return e.fail(err)
-		}
-		if time.Now().After(deadline) {
-			pending, perr := e.store.TriggerPending(ctx, req.RunID)
-			_ = e.store.CancelTrigger(context.WithoutCancel(ctx), req.RunID)
-			if perr == nil && !pending {
-				return exitf(exitFailure, "trigger: run %s of %q was picked up, but its replica never recorded it (it may have stopped before starting it); run `jobd trigger` again", req.RunID, name)
-			}
-			return exitf(exitFailure, "trigger: no replica picked up %q within %v (do the live replicas have it in their config?)", name, pickupTimeout)
-		}
-		time.Sleep(100 * time.Millisecond)
+	insp := scheduler.NewInspector(e.store)
+	rec, err := insp.AwaitRecord(ctx, in.Name, req.RunID, pickupTimeout, isRefusal)
+	switch {
+	case errors.Is(err, scheduler.ErrNotRecorded):
+		return exitf(exitFailure, "trigger: run %s of %q was picked up, but its replica never recorded it (it may have stopped before starting it); run `jobd trigger` again", req.RunID, name)
+	case errors.Is(err, scheduler.ErrNotPickedUp):
+		return exitf(exitFailure, "trigger: no replica picked up %q within %v (do the live replicas have it in their config?)", name, pickupTimeout)
+	case err != nil:
+		return e.fail(err)
 	}
 	if !c.Bool("wait") {
 		return nil
 	}
-	wdeadline := time.Now().Add(c.Duration("timeout"))
-	for !final(rec.Status) {
-		if time.Now().After(wdeadline) {
-			return exitf(exitFailure, "trigger: run %s still %s after --timeout %v", rec.RunID, rec.Status, c.Duration("timeout"))
-		}
-		time.Sleep(200 * time.Millisecond)
-		r, found, err := e.store.Record(ctx, in.Name, req.RunID)
-		switch {
-		case err == nil && found:
-			rec = r
-		case isRefusal(err):
-			return e.fail(err)
-		}
+	rec, err = insp.AwaitEnd(ctx, rec, c.Duration("timeout"), isRefusal)
+	switch {
+	case errors.Is(err, scheduler.ErrStillRunning):
+		return exitf(exitFailure, "trigger: run %s still %s after --timeout %v", rec.RunID, rec.Status, c.Duration("timeout"))
+	case err != nil:
+		return e.fail(err)
 	}
 	fmt.Fprintf(c.App.ErrWriter, "run %s on %s: %s\n", rec.RunID, rec.Replica, describeRun(rec))
 	return &exitError{code: runExitCode(rec)}
-}
-
-func final(status jobs.Status) bool {
-	return status != jobs.StatusRunning && status != jobs.StatusWaiting && status != ""
 }
 
 func describeRun(r scheduler.Record) string {

@@ -41,6 +41,10 @@ const (
 	StatusLockLost  Status = "lock_lost" // terminated because the job's lease was lost
 )
 
+// Final reports whether a run with this status has ended (it is neither
+// waiting nor running, nor unknown).
+func (s Status) Final() bool { return s != StatusWaiting && s != StatusRunning && s != "" }
+
 // OutputTail is how much combined output a Result keeps.
 const OutputTail = 4 << 10
 

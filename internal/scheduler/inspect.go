@@ -1,0 +1,199 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jobd/jobd/internal/jobs"
+)
+
+// overdueGrace: a tick counts as missed only once every replica has had
+// time to claim it (the largest splay plus a margin).
+const overdueGrace = MaxSplay + 5*time.Second
+
+// Inspector reads the cluster's state for operators (`jobd status`, and
+// anything else that shows it): which replicas are alive and agree on the
+// config, and where each instance stands. The rules that decide it (which
+// config is the majority's, when a tick is overdue, what a lock's label
+// says) live here, next to the code that writes that state; callers only
+// print.
+type Inspector struct{ store *Store }
+
+// NewInspector reads through store.
+func NewInspector(store *Store) *Inspector { return &Inspector{store: store} }
+
+// ReplicaState is a live replica's heartbeat, and whether its config is
+// the one most live replicas run.
+type ReplicaState struct {
+	Heartbeat
+	ConfigMatches bool
+}
+
+// Replicas returns the live replicas, sorted by id.
+func (i *Inspector) Replicas(ctx context.Context) ([]ReplicaState, error) {
+	beats, err := i.store.Replicas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hashes := map[string]int{}
+	for _, b := range beats {
+		hashes[b.ConfigHash]++
+	}
+	common := ""
+	for h, n := range hashes {
+		if n > hashes[common] || (n == hashes[common] && h < common) {
+			common = h
+		}
+	}
+	sort.Slice(beats, func(a, b int) bool { return beats[a].ID < beats[b].ID })
+	out := make([]ReplicaState, len(beats))
+	for k, b := range beats {
+		out[k] = ReplicaState{Heartbeat: b, ConfigMatches: b.ConfigHash == common}
+	}
+	return out, nil
+}
+
+// InstanceState is where one instance stands.
+type InstanceState struct {
+	Instance *jobs.Instance
+	State    string     // active, suspended or disabled
+	NextFire *time.Time // nil unless active
+	LastRun  *Record    // nil: never ran (or its history is gone)
+	// Overdue: the instance's last due tick has no claim (no replica ran
+	// it) and nothing ran since.
+	Overdue bool
+}
+
+// Instances returns the state of every instance of cfg at now, in two
+// round trips however many there are.
+func (i *Inspector) Instances(ctx context.Context, cfg *jobs.Config, now time.Time) ([]InstanceState, error) {
+	names := make([]string, 0, len(cfg.Instances))
+	dueTicks := map[string]time.Time{}
+	for _, in := range cfg.Instances {
+		names = append(names, in.Name)
+		if in.Enabled && !in.Suspended {
+			first := in.Schedule.Next(now)
+			period := in.Schedule.Next(first).Sub(first)
+			if due := in.Schedule.Last(now.Add(-overdueGrace), 2*period+overdueGrace); !due.IsZero() {
+				dueTicks[in.Name] = due
+			}
+		}
+	}
+	last, claimed, err := i.store.Overview(ctx, names, dueTicks)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]InstanceState, 0, len(cfg.Instances))
+	for _, in := range cfg.Instances {
+		st := InstanceState{Instance: in, State: "active"}
+		switch {
+		case !in.Enabled:
+			st.State = "disabled"
+		case in.Suspended:
+			st.State = "suspended"
+		}
+		if next := in.Schedule.Next(now); !next.IsZero() && st.State == "active" {
+			next = next.UTC()
+			st.NextFire = &next
+		}
+		if r, ok := last[in.Name]; ok {
+			st.LastRun = &r
+		}
+		if due, ok := dueTicks[in.Name]; ok && !claimed[in.Name] {
+			st.Overdue = st.LastRun == nil || st.LastRun.ScheduledAt.Before(due)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// ParseLabel reads the label the scheduler writes on a job's lock (see
+// label): the instance and the run id, or "" for a lock taken otherwise.
+func ParseLabel(s string) (instance, runID string) {
+	for _, f := range strings.Fields(s) {
+		if v, ok := strings.CutPrefix(f, "instance="); ok {
+			instance = v
+		} else if v, ok := strings.CutPrefix(f, "run="); ok {
+			runID = v
+		}
+	}
+	return instance, runID
+}
+
+// Errors of the trigger waits.
+var (
+	// ErrNotPickedUp: no replica picked the trigger request up in time
+	// (is the instance in the live replicas' config?). The request is
+	// withdrawn.
+	ErrNotPickedUp = errors.New("scheduler: trigger not picked up")
+	// ErrNotRecorded: a replica picked the request up but never recorded
+	// the run (it may have stopped before starting it). Nothing ran that
+	// jobd knows of.
+	ErrNotRecorded = errors.New("scheduler: trigger picked up, but the run was never recorded")
+	// ErrStillRunning: the run had not ended when the wait ran out.
+	ErrStillRunning = errors.New("scheduler: run still in progress")
+)
+
+// AwaitRecord waits until the run that a trigger request asked for has a
+// record, for up to pickup. Errors for which fatal is true end the wait
+// at once (Redis refusing, not an outage); others are retried.
+func (i *Inspector) AwaitRecord(ctx context.Context, instance, runID string, pickup time.Duration, fatal func(error) bool) (Record, error) {
+	deadline := time.Now().Add(pickup)
+	for {
+		r, found, err := i.store.Record(ctx, instance, runID)
+		switch {
+		case err == nil && found:
+			return r, nil
+		case fatal(err):
+			_ = i.store.CancelTrigger(context.WithoutCancel(ctx), runID)
+			return Record{}, err
+		case time.Now().After(deadline):
+			pending, perr := i.store.TriggerPending(ctx, runID)
+			_ = i.store.CancelTrigger(context.WithoutCancel(ctx), runID)
+			if perr == nil && !pending {
+				return Record{}, ErrNotRecorded
+			}
+			return Record{}, ErrNotPickedUp
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return Record{}, ctx.Err()
+		}
+	}
+}
+
+// AwaitEnd waits until rec's run has ended (a final status), for up to
+// timeout (then ErrStillRunning, with the record as last read).
+func (i *Inspector) AwaitEnd(ctx context.Context, rec Record, timeout time.Duration, fatal func(error) bool) (Record, error) {
+	deadline := time.Now().Add(timeout)
+	for !rec.Status.Final() {
+		if time.Now().After(deadline) {
+			return rec, ErrStillRunning
+		}
+		if !sleepCtx(ctx, 200*time.Millisecond) {
+			return rec, ctx.Err()
+		}
+		r, found, err := i.store.Record(ctx, rec.Instance, rec.RunID)
+		switch {
+		case err == nil && found:
+			rec = r
+		case fatal(err):
+			return rec, err
+		}
+	}
+	return rec, nil
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether d elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
