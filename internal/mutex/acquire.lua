@@ -9,7 +9,8 @@
 -- ARGV[3] waiter id, "" for a caller that does not wait
 -- ARGV[4] waiter grace ms: how long a waiter stays queued past its next retry
 -- ARGV[5] owner  ARGV[6] host  ARGV[7] pid  ARGV[8] label
--- Optional claim (the scheduler's per-tick claim), made first:
+-- Optional claim: a key created first, which must be absent or already hold
+-- this caller's value for the acquisition to go on:
 -- KEYS[6] claim key  ARGV[9] claim value (unique per attempt)  ARGV[10] claim ttl ms
 -- ARGV[11] not before, ARGV[12] not after: Redis times (ms) outside which a
 --          new claim is refused ("0": no bound)

@@ -255,19 +255,20 @@ func (m *Mutex) acquired(res []int64, token string, sent time.Time) (bool, time.
 	return false, time.Duration(res[1]) * time.Millisecond, nil
 }
 
-// Claim is a key that an acquisition creates first, with SET NX PX: if it
-// already exists the acquisition fails with ErrClaimTaken and changes
-// nothing. The scheduler uses it to claim a tick and take the job's lock in
-// one round trip. On Redis Cluster the claim key must share the lock's
-// hash slot.
+// Claim is a key that an acquisition creates first, as with SET NX PX: if
+// it already holds another value the acquisition fails with ErrClaimTaken
+// and changes nothing. It lets a caller take "this piece of work" and the
+// lock that guards it in one round trip, so that a piece of work is taken
+// once however many callers race for it. On Redis Cluster the claim key
+// must share the lock's hash slot.
 type Claim struct {
 	Key   string
 	Value string // unique to this attempt: a retry that finds it knows the claim is its own
 	TTL   time.Duration
 	// NotBefore and NotAfter bound, on Redis's clock, when a new claim may
 	// be made (zero: no bound). A claim outside them fails with
-	// ErrClaimWindow: the caller's clock is too far off for the claim to
-	// still exist when the other replicas look for it.
+	// ErrClaimWindow: the caller's clock is too far off for its claim to
+	// still exist when other callers look for it.
 	NotBefore, NotAfter time.Time
 }
 
