@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -204,10 +203,12 @@ func runChild(ctx context.Context, argv []string, key string, fence int64, grace
 	cmd.Env = append(os.Environ(), "JOBD_LOCK_KEY="+key, "JOBD_FENCE="+strconv.FormatInt(fence, 10))
 	proc, err := jobs.StartProc(cmd)
 	if err != nil {
-		if errors.Is(err, jobs.ErrNotFound) {
-			return 0, nil, exitf(exitNotFound, "lock: %s: command not found", argv[0])
+		code := exitCannotExec
+		var se *jobs.StartError
+		if errors.As(err, &se) {
+			code = se.Code // 126 or 127, as exitCannotExec and exitNotFound
 		}
-		return 0, nil, exitf(exitCannotExec, "lock: %s: %s", argv[0], strings.TrimPrefix(err.Error(), "jobs: "))
+		return 0, nil, exitf(code, "lock: %s: %v", argv[0], err)
 	}
 	leaseLost := ctx.Done()
 	for {

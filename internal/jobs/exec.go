@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -170,11 +169,12 @@ func Execute(ctx context.Context, log *slog.Logger, r Launch) Result {
 	}
 	if err != nil {
 		readers.Wait()
-		reason := strings.TrimPrefix(err.Error(), "jobs: ")
-		if errors.Is(err, ErrNotFound) {
-			return fail(127, "%s", reason)
+		code := 126
+		var se *StartError
+		if errors.As(err, &se) {
+			code = se.Code
 		}
-		return fail(126, "%s", reason)
+		return fail(code, "%v", err)
 	}
 	res.Start, res.Started = time.Now(), true
 	log.Debug("process started", "pid", proc.Pid())

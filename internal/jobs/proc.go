@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"sync"
@@ -10,14 +9,23 @@ import (
 	"time"
 )
 
-// Errors of StartProc, which a caller maps to the shell's 127 and 126.
-var (
-	// ErrNotFound: the command does not exist (exit code 127).
-	ErrNotFound = errors.New("jobs: command not found")
-	// ErrCannotStart: the command exists but could not be started
-	// (exit code 126).
-	ErrCannotStart = errors.New("jobs: command could not be started")
-)
+// StartError is why StartProc could not start a command. It carries the
+// shell's exit code for it, which the executor records and `jobd lock`
+// exits with: 127 when the command does not exist, 126 when it exists but
+// could not be started.
+type StartError struct {
+	Code int
+	Err  error
+}
+
+func (e *StartError) Error() string {
+	if e.Code == 127 {
+		return "command not found: " + e.Err.Error()
+	}
+	return "could not start: " + e.Err.Error()
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
 
 // Proc is a command running in its own process group, so that a signal
 // reaches everything it started. The job executor and `jobd lock` both
@@ -34,15 +42,14 @@ type Proc struct {
 }
 
 // StartProc starts cmd in a new process group (it sets cmd.SysProcAttr).
-// A missing binary is ErrNotFound, any other failure ErrCannotStart, both
-// wrapping the cause.
+// A failure to start is a *StartError.
 func StartProc(cmd *exec.Cmd) (*Proc, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+			return nil, &StartError{Code: 127, Err: err}
 		}
-		return nil, fmt.Errorf("%w: %w", ErrCannotStart, err)
+		return nil, &StartError{Code: 126, Err: err}
 	}
 	p := &Proc{cmd: cmd, pgid: cmd.Process.Pid, done: make(chan struct{})}
 	go func() { // owned by the process: it ends when the process is reaped

@@ -20,22 +20,23 @@ func TestProc(t *testing.T) {
 		name      string
 		argv      []string
 		terminate bool
-		startErr  error
+		startCode int // the StartError's, 0: it starts
 		code      int
 	}{
-		{"exit status", []string{"sh", "-c", "exit 3"}, false, nil, 3},
-		{"killed by a signal is 128+N", []string{"sh", "-c", "kill -9 $$"}, false, nil, 137},
-		{"TERM then KILL", []string{"sh", "-c", "trap '' TERM; echo; sleep 30"}, true, nil, 137},
-		{"not found", []string{"/nonexistent/cmd"}, false, ErrNotFound, 0},
-		{"cannot start", []string{noexec}, false, ErrCannotStart, 0},
+		{"exit status", []string{"sh", "-c", "exit 3"}, false, 0, 3},
+		{"killed by a signal is 128+N", []string{"sh", "-c", "kill -9 $$"}, false, 0, 137},
+		{"TERM then KILL", []string{"sh", "-c", "trap '' TERM; echo; sleep 30"}, true, 0, 137},
+		{"not found", []string{"/nonexistent/cmd"}, false, 127, 0},
+		{"cannot start", []string{noexec}, false, 126, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cmd := exec.Command(tt.argv[0], tt.argv[1:]...)
 			out, _ := cmd.StdoutPipe()
 			p, err := StartProc(cmd)
-			if !errors.Is(err, tt.startErr) {
-				t.Fatalf("start: %v, want %v", err, tt.startErr)
+			var se *StartError
+			if errors.As(err, &se) != (tt.startCode != 0) || (se != nil && se.Code != tt.startCode) {
+				t.Fatalf("start: %v, want a start error with code %d", err, tt.startCode)
 			}
 			if err != nil {
 				return

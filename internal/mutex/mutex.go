@@ -136,7 +136,7 @@ func (m *Mutex) lock(ctx context.Context, wait bool) (err error) {
 	// same token, which answers what the first run did.
 	token := randomID()
 	var ok bool
-	first := settle(ctx, func(ctx context.Context) error {
+	first := settle(ctx, settleTimeout, func(ctx context.Context) error {
 		var err error
 		ok, _, err = m.acquire(ctx, token, "")
 		return err
@@ -164,10 +164,10 @@ func (m *Mutex) lock(ctx context.Context, wait bool) (err error) {
 
 // settle runs op until its outcome is known: op returned nil or Redis's
 // own error reply. An unknown outcome (timeout, reset connection: the
-// command may have run) is asked again, for up to settleTimeout or until
-// ctx ends; op must be safe to run twice.
-func settle(ctx context.Context, op func(ctx context.Context) error) error {
-	deadline := time.Now().Add(settleTimeout)
+// command may have run) is asked again, for up to limit or until ctx
+// ends; op must be safe to run twice.
+func settle(ctx context.Context, limit time.Duration, op func(ctx context.Context) error) error {
+	deadline := time.Now().Add(limit)
 	backoff := 20 * time.Millisecond
 	for {
 		err := op(ctx)
@@ -299,41 +299,43 @@ func (c *Client) TryLockClaims(ctx context.Context, ms []*Mutex, cls []Claim) []
 			pending = append(pending, i)
 		}
 	}
-	if _, ok := ctx.Deadline(); !ok { // settle for settleTimeout at most
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, settleTimeout)
-		defer cancel()
+	limit := settleTimeout
+	if d, ok := ctx.Deadline(); ok {
+		limit = time.Until(d)
 	}
-	backoff := 20 * time.Millisecond
-	for len(pending) > 0 {
+	// Each round asks again only for the attempts whose outcome is still
+	// unknown; settle retries while one of them is.
+	_ = settle(ctx, limit, func(ctx context.Context) error {
+		if len(pending) == 0 {
+			return nil
+		}
 		var unknown []int
+		var lastErr error
 		for j, res := range c.acquireBatch(ctx, pending, ms, tokens, cls) {
-			i := pending[j]
-			ok := false
-			err := res.err
-			if err == nil {
-				ok, _, err = ms[i].acquired(res.val, tokens[i], res.sent)
-				if !ok && err == nil {
-					err = fmt.Errorf("%w: %q", ErrNotObtained, ms[i].name)
-				}
-			} else if unknownOutcome(err) {
-				unknown = append(unknown, i)
+			i, m := pending[j], ms[pending[j]]
+			if unknownOutcome(res.err) {
+				unknown, lastErr = append(unknown, i), res.err
+				errs[i] = fmt.Errorf("mutex: lock %q: %w", m.name, res.err)
+				continue
 			}
-			if err != nil && !errors.Is(err, ErrClaimTaken) && !errors.Is(err, ErrNotObtained) && !errors.Is(err, ErrClaimWindow) {
-				err = fmt.Errorf("mutex: lock %q: %w", ms[i].name, err)
+			ok, err := false, res.err
+			switch {
+			case err != nil:
+				err = fmt.Errorf("mutex: lock %q: %w", m.name, err)
+			default:
+				if ok, _, err = m.acquired(res.val, tokens[i], res.sent); !ok && err == nil {
+					err = fmt.Errorf("%w: %q", ErrNotObtained, m.name)
+				}
+			}
+			if !ok {
+				m.unreserve()
 			}
 			errs[i] = err
-			if !ok && !unknownOutcome(res.err) {
-				ms[i].unreserve()
-			}
 		}
 		pending = unknown
-		if len(pending) > 0 && !sleep(ctx, backoff) {
-			break
-		}
-		backoff = min(2*backoff, time.Second)
-	}
-	for _, i := range pending { // still unknown when ctx ended
+		return lastErr
+	})
+	for _, i := range pending { // still unknown when settling gave up
 		ms[i].leave(ctx, "", tokens[i])
 		ms[i].unreserve()
 	}
@@ -517,7 +519,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 		return fmt.Errorf("%w: %q", ErrNotHeld, m.name)
 	}
 	var res int64
-	err := settle(ctx, func(ctx context.Context) error {
+	err := settle(ctx, settleTimeout, func(ctx context.Context) error {
 		var err error
 		res, err = releaseScript.Run(ctx, m.c.rdb, []string{m.k.lock, m.k.queue, m.k.leases, m.k.released},
 			token, m.k.channel, handoffWindow.Milliseconds(), releasedMarkerTTL.Milliseconds()).Int64()
@@ -556,7 +558,7 @@ func (m *Mutex) Extend(ctx context.Context, ttl time.Duration) error {
 func (m *Mutex) extend(ctx context.Context, token string, ttl time.Duration) error {
 	var sent time.Time
 	var res int64
-	err := settle(ctx, func(ctx context.Context) error {
+	err := settle(ctx, settleTimeout, func(ctx context.Context) error {
 		var err error
 		sent = time.Now()
 		res, err = extendScript.Run(ctx, m.c.rdb, []string{m.k.lock}, token, ttl.Milliseconds()).Int64()
@@ -586,10 +588,16 @@ func (m *Mutex) Valid() error {
 	if token == "" {
 		return fmt.Errorf("%w: %q", ErrNotHeld, m.name)
 	}
-	if trusted := m.trusted(ttl); time.Since(since) >= trusted {
-		return fmt.Errorf("%w: %q: no renewal succeeded for %v", ErrLost, m.name, trusted)
+	if time.Since(since) >= m.trusted(ttl) {
+		return m.errUntrusted(ttl)
 	}
 	return nil
+}
+
+// errUntrusted is the ErrLost of a lease of length ttl that no renewal
+// kept within its trusted time.
+func (m *Mutex) errUntrusted(ttl time.Duration) error {
+	return fmt.Errorf("%w: %q: no renewal succeeded for %v", ErrLost, m.name, m.trusted(ttl))
 }
 
 // lease returns the current hold: its token, when the request that last
@@ -651,14 +659,12 @@ func (m *Mutex) Do(ctx context.Context, fn func(ctx context.Context) error) (err
 // it can no longer trust. stop waits for the renewing goroutine to exit.
 func (m *Mutex) KeepAlive(ctx context.Context) (context.Context, func()) {
 	kctx, cancel := context.WithCancelCause(ctx)
-	token, since, ttl := m.lease()
-	if token == "" {
-		cancel(fmt.Errorf("%w: %q", ErrNotHeld, m.name))
-		return kctx, func() {}
-	}
-	if trusted := m.trusted(ttl); time.Since(since) >= trusted {
-		m.c.emit(EventLost, m.name)
-		cancel(fmt.Errorf("%w: %q: no renewal succeeded for %v", ErrLost, m.name, trusted))
+	token, _, _ := m.lease()
+	if err := m.Valid(); err != nil {
+		if errors.Is(err, ErrLost) {
+			m.c.emit(EventLost, m.name)
+		}
+		cancel(err)
 		return kctx, func() {}
 	}
 	stopc, done := make(chan struct{}), make(chan struct{})
@@ -694,7 +700,7 @@ func (m *Mutex) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, s
 	expire := time.AfterFunc(time.Until(since.Add(m.trusted(ttl))), func() {
 		_, _, ttl := m.lease()
 		m.c.emit(EventLost, m.name)
-		cancel(fmt.Errorf("%w: %q: no renewal succeeded for %v", ErrLost, m.name, m.trusted(ttl)))
+		cancel(m.errUntrusted(ttl))
 	})
 	defer expire.Stop()
 	next := time.Until(since.Add(ttl / 3))

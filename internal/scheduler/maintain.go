@@ -67,7 +67,7 @@ func (s *Scheduler) checkClock(ctx context.Context) {
 	case !bad && was:
 		s.log.Info("local clock is back within bounds: claiming again", "clock_offset", skew.Round(time.Millisecond))
 	case skew > skewWarn || skew < -skewWarn:
-		if s.limiter.allow("clock-warn", clockCheckEvery) {
+		if s.limiter.allow("clock-warn", skewWarnEvery) {
 			s.log.Warn("local clock differs from Redis's", "clock_offset", skew.Round(time.Millisecond),
 				"hint", "runs start late or early; run NTP")
 		}
@@ -224,7 +224,7 @@ func (s *Scheduler) takeOver(ctx context.Context, in *jobs.Instance, t time.Time
 		s.redisError("misfire check", err)
 		return claimItem{}, false
 	}
-	if found && !neverStarted(rec) {
+	if found && !rec.NeverStarted {
 		return claimItem{}, false // ran, runs, waits or was skipped: its tick is done
 	}
 	if !found {
@@ -259,10 +259,6 @@ func (s *Scheduler) takeOver(ctx context.Context, in *jobs.Instance, t time.Time
 		"scheduled_at", t.UTC(), "run_id", it.runID, "old_run_id", oldID, "old_replica", oldReplica)
 	return it, true
 }
-
-// neverStarted reports whether a record is of a run whose process never
-// started and never will (see Record.NeverStarted).
-func neverStarted(rec Record) bool { return rec.NeverStarted }
 
 // ticksBetween lists up to limit fire times in (from, to], the latest ones.
 func ticksBetween(in *jobs.Instance, from, to time.Time, limit int) []time.Time {

@@ -24,15 +24,13 @@
 -- this replica was away, or a late copy after the end) refuses it (-1, the
 -- run must not start).
 if ARGV[6] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[6] then return -1 end
-if ARGV[3] == 'running' then
-  local body = redis.call('HGET', KEYS[1], ARGV[1])
-  if body then
-    local status = cjson.decode(body).status
-    if status == 'running' then return 1 end
-    if status ~= 'waiting' then return -1 end
-  end
+local body = redis.call('HGET', KEYS[1], ARGV[1])
+if body and ARGV[3] == 'running' then
+  local status = cjson.decode(body).status
+  if status == 'running' then return 1 end
+  if status ~= 'waiting' then return -1 end
 end
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+if not body then
   redis.call('LPUSH', KEYS[4], ARGV[1])
   while redis.call('LLEN', KEYS[4]) > tonumber(ARGV[5]) do
     redis.call('HDEL', KEYS[1], redis.call('RPOP', KEYS[4]))

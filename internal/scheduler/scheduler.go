@@ -34,8 +34,9 @@ const (
 	// DefaultMaintenance is how often a replica looks for abandoned runs
 	// and missed ticks (misfire: run_once).
 	DefaultMaintenance = 5 * time.Second
-	// clockCheckEvery is how often the local clock is compared with Redis.
-	clockCheckEvery = time.Minute
+	// skewWarnEvery is how often a clock offset above skewWarn (but within
+	// MaxClockOffset) is logged; it is measured at every heartbeat.
+	skewWarnEvery = time.Minute
 	// skewWarn is the clock skew that earns a warning.
 	skewWarn = time.Second
 	// redisTimeout bounds one Redis operation of the scheduler's own.
@@ -86,13 +87,12 @@ type Scheduler struct {
 	runs     sync.WaitGroup            // run goroutines
 	claiming sync.WaitGroup            // tick goroutines (claims in progress)
 
-	skew       atomic.Int64 // local minus Redis clock, ns
-	clockBad   atomic.Bool  // |skew| > MaxClockOffset: no claims
-	mismatch   atomic.Bool  // a live replica has another config hash
-	redisDown  atomic.Bool
-	limiter    limiter
-	obs        Observer
-	runCounter atomic.Int64
+	skew      atomic.Int64 // local minus Redis clock, ns
+	clockBad  atomic.Bool  // |skew| > MaxClockOffset: no claims
+	mismatch  atomic.Bool  // a live replica has another config hash
+	redisDown atomic.Bool
+	limiter   limiter
+	obs       Observer
 	// incarnation is random per process, so that a replica restarted
 	// under the same id is told apart from its dead predecessor.
 	incarnation string
@@ -224,11 +224,6 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer stopRuns(nil)
 	defer s.stopRecordRetries()
 	s.log.Info("replica started", "config_hash", short(s.cfg.Load().Hash), "instances", len(s.cfg.Load().Instances))
-	// The clock is unmeasured until Redis answers: measure it before the
-	// first tick (the heartbeat measures it again every beat).
-	cctx, cancel := context.WithTimeout(ctx, redisTimeout)
-	s.checkClock(cctx)
-	cancel()
 
 	var bg sync.WaitGroup
 	bg.Add(3)

@@ -103,7 +103,7 @@ func indexEntry(rec *Record, incarnation string) string {
 // running or waiting one also enters the running index (under the
 // replica's incarnation). With a Guard, nothing is written and
 // ErrClaimLost is returned when the claim holds another value. Safe to
-// retry: a run already in the history is rewritten, not pushed again.
+// retry: a run already recorded is left as it is, never pushed again.
 func (s *Store) Push(ctx context.Context, rec *Record, history int, incarnation string, g Guard) error {
 	body, _ := json.Marshal(rec)
 	idx := ""
@@ -288,11 +288,6 @@ func (s *Store) claims(ctx context.Context, instance string, ticks []time.Time) 
 		out[i] = c.Val()
 	}
 	return out, nil
-}
-
-// runExists reports whether a run has a record.
-func (s *Store) runExists(ctx context.Context, instance, runID string) (bool, error) {
-	return s.rdb.HExists(ctx, s.runsKey(instance), runID).Result()
 }
 
 // Heartbeat is what a replica publishes about itself.
