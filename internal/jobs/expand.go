@@ -7,7 +7,9 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// expand validates each job and turns it into instances.
+// expand validates each job and turns it into instances. Job and instance
+// names must be unique across the file, so the names seen so far are kept
+// here, across jobs.
 func (d *decoder) expand(f *File, cfg *Config) {
 	if tz := f.Defaults.Timezone; tz != nil {
 		if _, err := loadLocation(*tz); err != nil {
@@ -17,84 +19,132 @@ func (d *decoder) expand(f *File, cfg *Config) {
 	jobNames := map[string]string{}  // name -> path of first use
 	instNames := map[string]string{} // instance name -> path
 	for i := range f.Jobs {
-		j := &f.Jobs[i]
 		path := fmt.Sprintf("jobs[%d]", i)
 		if n, ok := d.nodes[path]; !ok || n.Kind != yaml.MappingNode {
 			continue // not even a mapping; already reported
 		}
-		ok := true
-		switch {
-		case d.reported(path + ".name"): // wrong type
-			ok = false
-		case j.Name == "":
-			d.at(path, "name is required")
-			ok = false
-		case !nameRe.MatchString(j.Name):
-			d.at(path+".name", "%q: use only letters, digits and . _ - :", j.Name)
-			ok = false
-		case jobNames[j.Name] != "":
-			d.at(path+".name", "duplicate job name %q (first at %s)", j.Name, jobNames[j.Name])
-			ok = false
-		default:
-			jobNames[j.Name] = path
-		}
-		o := merge(j.Options, f.Defaults)
-		loc, err := loadLocation(*o.Timezone)
-		if err != nil {
-			if j.Timezone != nil { // a bad defaults.timezone is reported once, below
-				d.at(path+".timezone", "%v", err)
-			}
-			loc = time.UTC
-		}
-		var sched Schedule
-		if j.Schedule == "" {
-			d.at(path, "schedule is required")
-			ok = false
-		} else if sched, err = ParseSchedule(j.Schedule, loc); err != nil {
-			d.at(path+".schedule", "%v", err)
-			ok = false
-		}
-		_, hasCommand := d.nodes[path+".command"]
-		switch {
-		case len(j.Command.Argv) > 0 || j.Command.Shell != "":
-		case d.reported(path + ".command"): // wrong type
-			ok = false
-		case hasCommand:
-			d.at(path+".command", "command is empty")
-			ok = false
-		default:
-			d.at(path, "command is required")
-			ok = false
-		}
-		if len(j.Command.Argv) > 0 && j.Command.Argv[0] == "" {
-			d.at(path+".command[0]", "the program name is empty")
-			ok = false
-		}
-		d.checkOptions(path, j.Options, o) // option problems don't hide template ones
-		tmpl, tok := d.templates(path, j)
-		if !ok || !tok {
-			continue
-		}
-		params := j.Params
-		if len(params) == 0 {
-			params = []any{nil}
-		}
-		for pi, p := range params {
-			in, err := d.instance(j, o, sched, tmpl, p)
-			ppath := path
-			if j.Params != nil {
-				ppath = fmt.Sprintf("%s.params[%d]", path, pi)
-			}
-			if err != nil {
-				d.at(err.path(path, ppath), "%s", err.msg)
-				continue
-			}
-			if first, dup := instNames[in.Name]; dup {
-				d.at(ppath, "duplicate instance name %q (first at %s)", in.Name, first)
-				continue
-			}
-			instNames[in.Name] = ppath
-			cfg.Instances = append(cfg.Instances, in)
+		if j, ok := d.checkJob(path, &f.Jobs[i], f.Defaults, jobNames); ok {
+			cfg.Instances = append(cfg.Instances, d.expandParams(j, instNames)...)
 		}
 	}
+}
+
+// checkedJob is a job without problems, with what its instances are built
+// from: its merged options, parsed schedule and parsed templates.
+type checkedJob struct {
+	*Job
+	path  string // jobs[i], where its problems are reported
+	opts  Options
+	sched Schedule
+	tmpl  jobTemplates
+}
+
+// checkJob validates one job and reports all of its problems, not only the
+// first, so every check runs even after one failed. ok is false when any
+// problem was found: the job then has no instances.
+func (d *decoder) checkJob(path string, j *Job, defaults Options, jobNames map[string]string) (cj checkedJob, ok bool) {
+	nameOK := d.checkJobName(path, j.Name, jobNames)
+	o := merge(j.Options, defaults)
+	sched, schedOK := d.jobSchedule(path, j, *o.Timezone)
+	cmdOK := d.checkCommand(path, j.Command)
+	d.checkOptions(path, j.Options, o) // option problems don't hide template ones
+	tmpl, tmplOK := d.templates(path, j)
+	cj = checkedJob{Job: j, path: path, opts: o, sched: sched, tmpl: tmpl}
+	return cj, nameOK && schedOK && cmdOK && tmplOK
+}
+
+// checkJobName reports a missing, malformed or repeated job name. jobNames
+// maps each name seen so far to the path of its first use; a good name is
+// added to it.
+func (d *decoder) checkJobName(path, name string, jobNames map[string]string) bool {
+	switch {
+	case d.reported(path + ".name"): // wrong type
+		return false
+	case name == "":
+		d.at(path, "name is required")
+		return false
+	case !nameRe.MatchString(name):
+		d.at(path+".name", "%q: use only letters, digits and . _ - :", name)
+		return false
+	case jobNames[name] != "":
+		d.at(path+".name", "duplicate job name %q (first at %s)", name, jobNames[name])
+		return false
+	}
+	jobNames[name] = path
+	return true
+}
+
+// jobSchedule parses the job's schedule in timezone tz. A bad timezone
+// falls back to UTC, so that the schedule's own problems still show.
+func (d *decoder) jobSchedule(path string, j *Job, tz string) (Schedule, bool) {
+	loc, err := loadLocation(tz)
+	if err != nil {
+		if j.Timezone != nil { // a bad defaults.timezone is reported once, by expand
+			d.at(path+".timezone", "%v", err)
+		}
+		loc = time.UTC
+	}
+	if j.Schedule == "" {
+		d.at(path, "schedule is required")
+		return Schedule{}, false
+	}
+	sched, err := ParseSchedule(j.Schedule, loc)
+	if err != nil {
+		d.at(path+".schedule", "%v", err)
+		return sched, false
+	}
+	return sched, true
+}
+
+// checkCommand reports a missing or empty command, and an empty program
+// name in the list form.
+func (d *decoder) checkCommand(path string, c Command) bool {
+	ok := true
+	_, hasCommand := d.nodes[path+".command"]
+	switch {
+	case len(c.Argv) > 0 || c.Shell != "":
+	case d.reported(path + ".command"): // wrong type
+		ok = false
+	case hasCommand:
+		d.at(path+".command", "command is empty")
+		ok = false
+	default:
+		d.at(path, "command is required")
+		ok = false
+	}
+	if len(c.Argv) > 0 && c.Argv[0] == "" {
+		d.at(path+".command[0]", "the program name is empty")
+		ok = false
+	}
+	return ok
+}
+
+// expandParams renders one instance per param (one without a param when
+// the job has none). It reports, and leaves out, instances whose templates
+// fail and names already taken: instNames maps each instance name to the
+// path that made it, across jobs.
+func (d *decoder) expandParams(j checkedJob, instNames map[string]string) []*Instance {
+	params := j.Params
+	if len(params) == 0 {
+		params = []any{nil}
+	}
+	var out []*Instance
+	for pi, p := range params {
+		in, err := d.instance(j, p)
+		ppath := j.path
+		if j.Params != nil {
+			ppath = fmt.Sprintf("%s.params[%d]", j.path, pi)
+		}
+		if err != nil {
+			d.at(err.path(j.path, ppath), "%s", err.msg)
+			continue
+		}
+		if first, dup := instNames[in.Name]; dup {
+			d.at(ppath, "duplicate instance name %q (first at %s)", in.Name, first)
+			continue
+		}
+		instNames[in.Name] = ppath
+		out = append(out, in)
+	}
+	return out
 }

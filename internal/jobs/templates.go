@@ -55,75 +55,142 @@ func (e *instanceErr) path(job, param string) string {
 	return job + "." + e.field
 }
 
-func (d *decoder) instance(j *Job, o Options, sched Schedule, t jobTemplates, param any) (*Instance, *instanceErr) {
+// instance renders one instance of a checked job for param (nil when the
+// job has no params). A template that fails, or a lock name the mutex would
+// refuse, is an *instanceErr naming the field.
+func (d *decoder) instance(j checkedJob, param any) (*Instance, *instanceErr) {
+	in := newInstance(j, param)
+	r := newRenderer(j.Name, in.Name, param)
+	var err *instanceErr
+	if in.Lock, err = r.lock(j.tmpl.lock, in.Name); err != nil {
+		return nil, err
+	}
+	if in.Argv, err = r.argv(j); err != nil {
+		return nil, err
+	}
+	if in.Env, err = r.env(j.opts.Env, j.tmpl.env); err != nil {
+		return nil, err
+	}
+	if in.Workdir, err = r.workdir(j.tmpl.workdir, j.opts.Workdir); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// newInstance fills in what an instance takes from its job untemplated:
+// its name, schedule and options. instance renders the rest.
+func newInstance(j checkedJob, param any) *Instance {
+	o := j.opts
 	in := &Instance{
-		Job: j.Name, Name: j.Name, Param: param, Schedule: sched,
-		Timezone: sched.Location.String(), Timeout: time.Duration(*o.Timeout),
+		Job: j.Name, Name: j.Name, Param: param, Schedule: j.sched,
+		Timezone: j.sched.Location.String(), Timeout: time.Duration(*o.Timeout),
 		LockTTL: time.Duration(*o.LockTTL), KillGrace: time.Duration(*o.KillGrace),
 		Overlap: *o.Overlap, Misfire: *o.Misfire, StartingDeadline: time.Duration(*o.StartingDeadline),
-		History: *o.History, Enabled: *o.Enabled, Suspended: *o.Suspend, Env: map[string]string{},
+		History: *o.History, Enabled: *o.Enabled, Suspended: *o.Suspend,
 	}
 	if o.MaxWait != nil {
 		in.MaxWait = time.Duration(*o.MaxWait)
 	}
-	data := map[string]any{"Job": j.Name}
-	paramDesc := ""
 	if param != nil {
-		data["Param"] = param
 		in.Name = j.Name + "[" + paramLabel(param) + "]"
-		paramDesc = fmt.Sprintf(" (param %q)", paramLabel(param))
 	}
-	data["Instance"] = in.Name
-	render := func(field string, tm *template.Template) (string, *instanceErr) {
-		var b strings.Builder
-		if err := tm.Execute(&b, data); err != nil {
-			msg := cleanTemplateErr(err)
-			if param == nil && strings.Contains(msg, `"Param"`) {
-				msg += "; the job has no params"
-			}
-			return "", &instanceErr{field, "template" + paramDesc + ": " + msg}
-		}
-		return b.String(), nil
+	return in
+}
+
+// renderer executes one instance's templates, and words their failures
+// with the param they were rendered for.
+type renderer struct {
+	data      map[string]any // .Job, .Instance, and .Param when there is one
+	param     any
+	paramDesc string // ` (param "x")`, or "" for a job without params
+}
+
+// newRenderer sets up the data the templates of instance see.
+func newRenderer(job, instance string, param any) renderer {
+	r := renderer{data: map[string]any{"Job": job, "Instance": instance}, param: param}
+	if param != nil {
+		r.data["Param"] = param
+		r.paramDesc = fmt.Sprintf(" (param %q)", paramLabel(param))
 	}
-	var err *instanceErr
-	in.Lock = in.Name
-	if t.lock != nil {
-		if in.Lock, err = render("lock", t.lock); err != nil {
-			return nil, err
+	return r
+}
+
+// render executes tm; field (relative to the job) locates a failure.
+func (r renderer) render(field string, tm *template.Template) (string, *instanceErr) {
+	var b strings.Builder
+	if err := tm.Execute(&b, r.data); err != nil {
+		msg := cleanTemplateErr(err)
+		if r.param == nil && strings.Contains(msg, `"Param"`) {
+			msg += "; the job has no params"
 		}
-		switch {
-		case strings.TrimSpace(in.Lock) == "":
-			return nil, &instanceErr{"lock", "lock renders empty" + paramDesc}
-		case mutex.ValidName(in.Lock) != nil: // the lock's name rules are the mutex's
-			return nil, &instanceErr{"lock", fmt.Sprintf("lock %q must not start with '}'%s", in.Lock, paramDesc)}
-		}
+		return "", &instanceErr{field, "template" + r.paramDesc + ": " + msg}
 	}
+	return b.String(), nil
+}
+
+// lock renders the lock name (the instance name without a template) and
+// checks it against the mutex's name rules, which are the ones that count.
+func (r renderer) lock(tm *template.Template, instance string) (string, *instanceErr) {
+	if tm == nil {
+		return instance, nil
+	}
+	lock, err := r.render("lock", tm)
+	switch {
+	case err != nil:
+		return "", err
+	case strings.TrimSpace(lock) == "":
+		return "", &instanceErr{"lock", "lock renders empty" + r.paramDesc}
+	case mutex.ValidName(lock) != nil:
+		return "", &instanceErr{"lock", fmt.Sprintf("lock %q must not start with '}'%s", lock, r.paramDesc)}
+	}
+	return lock, nil
+}
+
+// argv builds the command: the shell form as is (never templated, params
+// reach it only through the environment), the list form rendered item by
+// item.
+func (r renderer) argv(j checkedJob) ([]string, *instanceErr) {
+	var argv []string
 	if j.Command.Shell != "" {
-		in.Argv = []string{*o.Shell, "-c", j.Command.Shell}
+		argv = []string{*j.opts.Shell, "-c", j.Command.Shell}
 	}
-	for i, tm := range t.argv {
-		a, err := render(fmt.Sprintf("command[%d]", i), tm)
+	for i, tm := range j.tmpl.argv {
+		a, err := r.render(fmt.Sprintf("command[%d]", i), tm)
 		if err != nil {
 			return nil, err
 		}
-		in.Argv = append(in.Argv, a)
+		argv = append(argv, a)
 	}
-	for k, v := range o.Env {
-		in.Env[k] = v // defaults' env is not templated per job
+	return argv, nil
+}
+
+// env is the merged env with the job's own values rendered over it; the
+// values from defaults: are not templated per job.
+func (r renderer) env(merged map[string]string, tmpl map[string]*template.Template) (map[string]string, *instanceErr) {
+	env := map[string]string{}
+	for k, v := range merged {
+		env[k] = v
 	}
-	for k, tm := range t.env {
-		if in.Env[k], err = render("env."+k, tm); err != nil {
+	for k, tm := range tmpl {
+		v, err := r.render("env."+k, tm)
+		if err != nil {
 			return nil, err
 		}
+		env[k] = v
 	}
-	if t.workdir != nil {
-		if in.Workdir, err = render("workdir", t.workdir); err != nil {
-			return nil, err
-		}
-	} else if o.Workdir != nil {
-		in.Workdir = *o.Workdir
+	return env, nil
+}
+
+// workdir renders the job's workdir, else takes the one from defaults: ("",
+// jobd's own, when neither sets one).
+func (r renderer) workdir(tm *template.Template, def *string) (string, *instanceErr) {
+	switch {
+	case tm != nil:
+		return r.render("workdir", tm)
+	case def != nil:
+		return *def, nil
 	}
-	return in, nil
+	return "", nil
 }
 
 // paramLabel names an instance: the scalar itself, or k=v pairs sorted by key.
