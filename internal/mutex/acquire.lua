@@ -9,22 +9,22 @@
 -- ARGV[3] waiter id, "" for a caller that does not wait
 -- ARGV[4] waiter grace ms: how long a waiter stays queued past its next retry
 -- ARGV[5] owner  ARGV[6] host  ARGV[7] pid  ARGV[8] label
--- Optional claim: a key created first, which must be absent or already hold
--- this caller's value for the acquisition to go on:
--- KEYS[6] claim key  ARGV[9] claim value (unique per attempt)  ARGV[10] claim ttl ms
+-- Optional SET NX key: created first; it must be absent or already hold
+-- this attempt's value for the acquisition to go on:
+-- KEYS[6] the key  ARGV[9] its value (unique per attempt)  ARGV[10] its ttl ms
 -- ARGV[11] not before, ARGV[12] not after: Redis times (ms) outside which a
---          new claim is refused ("0": no bound)
+--          new key is refused ("0": no bound)
 --
 -- Returns {1, fence} when the lock is held by this token, {0, retry_ms}
 -- when not (retry_ms is the longest the caller should wait before trying
 -- again even if no release is announced: the lock's PTTL, or the queue
--- head's remaining lease), {-1, 0} when the claim key holds another value
--- (nothing is changed), and {-2, now_ms} when the claim is new but Redis's
+-- head's remaining lease), {-1, 0} when the SET NX key holds another value
+-- (nothing is changed), and {-2, now_ms} when the key is new but Redis's
 -- clock is outside [not before, not after] (nothing is changed), and
 -- {-3, 0} when this token's hold was already released (nothing is changed).
 --
 -- Safe to run twice with the same arguments (a retry after a lost reply):
--- a claim whose value is ours is ours, and a lock whose token is ours is
+-- a SET NX key whose value is ours is ours, and a lock whose token is ours is
 -- held (its lease is renewed to ttl from now), so the retry answers what
 -- the first run did. A late copy of an attempt whose hold was already
 -- released (a request stuck in the network while the caller retried on

@@ -28,15 +28,16 @@ var (
 	// context.Canceled or context.DeadlineExceeded.
 	ErrNotObtained = errors.New("mutex: not obtained")
 
-	// ErrClaimTaken: TryLockClaim found its claim key already set; someone
-	// else claimed that work, and the lock was not touched.
-	ErrClaimTaken = errors.New("mutex: claim already taken")
+	// ErrKeyTaken: the SetNX key of an attempt already holds another
+	// attempt's value, so the attempt changed nothing (the lock was not
+	// touched): whatever the key stands for was taken by someone else.
+	ErrKeyTaken = errors.New("mutex: SET NX key already taken")
 
-	// ErrClaimWindow: a new claim was refused because Redis's clock is
-	// outside the window the claim allows (Claim.NotBefore/NotAfter): the
-	// claimer's clock is too far off for its claim to be seen in time by
-	// the others. Nothing was changed.
-	ErrClaimWindow = errors.New("mutex: claim outside its time window (clock offset)")
+	// ErrOutsideWindow: a new SetNX key was refused because Redis's clock
+	// is outside the window it allows (SetNX.NotBefore/NotAfter): the
+	// caller's clock is too far off for its key to be seen in time by the
+	// others. Nothing was changed.
+	ErrOutsideWindow = errors.New("mutex: SET NX outside its time window (clock offset)")
 
 	// ErrBadName: the lock name is empty or starts with '}', which would
 	// leave its Redis Cluster hash tag empty (see ValidName).

@@ -223,7 +223,7 @@ func (m *Mutex) acquire(ctx context.Context, token, waiter string) (ok bool, ret
 	return ok, retry, err
 }
 
-func (m *Mutex) acquireArgs(token, waiter string, cl *Claim) ([]string, []any) {
+func (m *Mutex) acquireArgs(token, waiter string, cl *SetNX) ([]string, []any) {
 	keys := []string{m.k.lock, m.k.fence, m.k.queue, m.k.leases, m.k.released}
 	args := []any{token, m.cfg.ttl.Milliseconds(), waiter, waiterGrace.Milliseconds(),
 		m.c.owner, m.c.host, m.c.pid, m.cfg.label}
@@ -240,11 +240,11 @@ func (m *Mutex) acquired(res []int64, token string, sent time.Time) (bool, time.
 	case len(res) != 2:
 		return false, 0, fmt.Errorf("mutex: acquire: unexpected reply %v", res)
 	case res[0] == -1:
-		return false, 0, fmt.Errorf("%w: %q", ErrClaimTaken, m.name)
+		return false, 0, fmt.Errorf("%w: %q", ErrKeyTaken, m.name)
 	case res[0] == -3: // only a late copy of a finished attempt sees this
 		return false, 0, fmt.Errorf("%w: %q: this attempt's hold was already released", ErrNotObtained, m.name)
 	case res[0] == -2:
-		return false, 0, fmt.Errorf("%w: %q: Redis time %s", ErrClaimWindow, m.name,
+		return false, 0, fmt.Errorf("%w: %q: Redis time %s", ErrOutsideWindow, m.name,
 			time.UnixMilli(res[1]).UTC().Format(time.RFC3339Nano))
 	case res[0] == 1:
 		m.mu.Lock()
@@ -255,41 +255,41 @@ func (m *Mutex) acquired(res []int64, token string, sent time.Time) (bool, time.
 	return false, time.Duration(res[1]) * time.Millisecond, nil
 }
 
-// Claim is a key that an acquisition creates first, as with SET NX PX: if
-// it already holds another value the acquisition fails with ErrClaimTaken
-// and changes nothing. It lets a caller take "this piece of work" and the
-// lock that guards it in one round trip, so that a piece of work is taken
-// once however many callers race for it. On Redis Cluster the claim key
-// must share the lock's hash slot.
-type Claim struct {
+// SetNX is a key that an acquisition creates first, as SET NX PX does:
+// if the key already holds another value, the acquisition fails with
+// ErrKeyTaken and changes nothing. It lets callers take "this piece of
+// work" and the lock that guards it in one round trip, so that a piece of
+// work is taken once however many callers race for it. On Redis Cluster
+// the key must share the lock's hash slot.
+type SetNX struct {
 	Key   string
-	Value string // unique to this attempt: a retry that finds it knows the claim is its own
+	Value string // unique to this attempt: a retry that finds it knows the key is its own
 	TTL   time.Duration
-	// NotBefore and NotAfter bound, on Redis's clock, when a new claim may
-	// be made (zero: no bound). A claim outside them fails with
-	// ErrClaimWindow: the caller's clock is too far off for its claim to
-	// still exist when other callers look for it.
+	// NotBefore and NotAfter bound, on Redis's clock, when a new key may
+	// be created (zero: no bound). Outside them the attempt fails with
+	// ErrOutsideWindow: the caller's clock is too far off for its key to
+	// be seen in time by callers that look for it.
 	NotBefore, NotAfter time.Time
 }
 
-// TryLockClaim makes one attempt, claim first. It returns nil when both
-// the claim and the lock were taken, ErrClaimTaken when the claim already
-// existed, and ErrNotObtained when the claim was won but the lock is held
-// (the claim stays).
-func (m *Mutex) TryLockClaim(ctx context.Context, cl Claim) error {
-	return m.c.TryLockClaims(ctx, []*Mutex{m}, []Claim{cl})[0]
+// TryLockSetNX makes one attempt, creating key first. It returns nil when
+// the key was created (or already held its value) and the lock was taken,
+// ErrKeyTaken when the key held another value, and ErrNotObtained when
+// the key is the caller's but the lock is held (the key stays).
+func (m *Mutex) TryLockSetNX(ctx context.Context, key SetNX) error {
+	return m.c.TryLockBatch(ctx, []*Mutex{m}, []SetNX{key})[0]
 }
 
-// TryLockClaims is TryLockClaim for many mutexes in one pipeline, so that
-// a thousand instances due at the same second cost one round trip, not a
+// TryLockBatch is TryLockSetNX for many mutexes in one pipeline, so that
+// a thousand locks wanted at the same second cost one round trip, not a
 // thousand. The i-th error belongs to ms[i].
 //
 // An attempt whose reply was lost (timeout, reset connection) is asked
-// again with the same token and claim value until its outcome is known or
+// again with the same token and key value until its outcome is known or
 // ctx ends (settleTimeout for a ctx without a deadline): the retry finds
-// the claim and the lock its own. Only then is an error returned, and
-// never ErrClaimTaken or ErrNotObtained for it.
-func (c *Client) TryLockClaims(ctx context.Context, ms []*Mutex, cls []Claim) []error {
+// the key and the lock its own. Only then is an error returned, and
+// never ErrKeyTaken or ErrNotObtained for it.
+func (c *Client) TryLockBatch(ctx context.Context, ms []*Mutex, cls []SetNX) []error {
 	errs := make([]error, len(ms))
 	tokens := make([]string, len(ms))
 	var pending []int
@@ -348,10 +348,10 @@ type batchResult struct {
 	sent time.Time
 }
 
-// acquireBatch runs the acquire script with a claim for ms[idx...] in one
+// acquireBatch runs the acquire script with a SetNX key for ms[idx...] in one
 // pipeline (EVALSHA; a NOSCRIPT after a Redis restart falls back to EVAL
 // for that command).
-func (c *Client) acquireBatch(ctx context.Context, idx []int, ms []*Mutex, tokens []string, cls []Claim) []batchResult {
+func (c *Client) acquireBatch(ctx context.Context, idx []int, ms []*Mutex, tokens []string, cls []SetNX) []batchResult {
 	out := make([]batchResult, len(idx))
 	if err := c.loadScripts(ctx); err != nil {
 		for j := range out {

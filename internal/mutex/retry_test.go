@@ -124,13 +124,13 @@ func TestLostReplies(t *testing.T) {
 					ctx := ctxT(t, 10*time.Second)
 					const n = 50
 					ms := make([]*mutex.Mutex, n)
-					cls := make([]mutex.Claim, n)
+					cls := make([]mutex.SetNX, n)
 					for i := range ms {
 						ms[i] = c.NewMutex(fmt.Sprintf("claim-%d", i), mutex.WithTTL(10*time.Second))
-						cls[i] = mutex.Claim{Key: fmt.Sprintf("%s:tick:{claim-%d}:1", prefix(t), i), Value: fmt.Sprintf("me run-%d", i), TTL: time.Minute}
+						cls[i] = mutex.SetNX{Key: fmt.Sprintf("%s:tick:{claim-%d}:1", prefix(t), i), Value: fmt.Sprintf("me run-%d", i), TTL: time.Minute}
 					}
 					p.DropReplies(":tick:", 1) // the whole batch's reply is lost
-					for i, err := range c.TryLockClaims(ctx, ms, cls) {
+					for i, err := range c.TryLockBatch(ctx, ms, cls) {
 						if err != nil {
 							t.Fatalf("claim %d after a lost reply: %v, want won", i, err)
 						}
@@ -185,19 +185,19 @@ func TestClaimWindow(t *testing.T) {
 	c, rdb := newClient(t)
 	ctx := ctxT(t, 5*time.Second)
 	key := prefix(t) + ":tick:{w}:1"
-	late := mutex.Claim{Key: key, Value: "a run-1", TTL: time.Minute, NotAfter: time.Now().Add(-time.Minute)}
-	if err := c.NewMutex("w").TryLockClaim(ctx, late); !errors.Is(err, mutex.ErrClaimWindow) {
-		t.Fatalf("late claim: %v, want ErrClaimWindow", err)
+	late := mutex.SetNX{Key: key, Value: "a run-1", TTL: time.Minute, NotAfter: time.Now().Add(-time.Minute)}
+	if err := c.NewMutex("w").TryLockSetNX(ctx, late); !errors.Is(err, mutex.ErrOutsideWindow) {
+		t.Fatalf("late claim: %v, want ErrOutsideWindow", err)
 	}
-	early := mutex.Claim{Key: key, Value: "a run-1", TTL: time.Minute, NotBefore: time.Now().Add(time.Minute)}
-	if err := c.NewMutex("w").TryLockClaim(ctx, early); !errors.Is(err, mutex.ErrClaimWindow) {
-		t.Fatalf("early claim: %v, want ErrClaimWindow", err)
+	early := mutex.SetNX{Key: key, Value: "a run-1", TTL: time.Minute, NotBefore: time.Now().Add(time.Minute)}
+	if err := c.NewMutex("w").TryLockSetNX(ctx, early); !errors.Is(err, mutex.ErrOutsideWindow) {
+		t.Fatalf("early claim: %v, want ErrOutsideWindow", err)
 	}
 	if rdb.Exists(ctx, key, prefix(t)+":lock:{w}").Val() != 0 {
 		t.Fatal("a refused claim changed something")
 	}
-	ok := mutex.Claim{Key: key, Value: "a run-1", TTL: time.Minute, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Minute)}
-	if err := c.NewMutex("w").TryLockClaim(ctx, ok); err != nil {
+	ok := mutex.SetNX{Key: key, Value: "a run-1", TTL: time.Minute, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Minute)}
+	if err := c.NewMutex("w").TryLockSetNX(ctx, ok); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -23,20 +23,20 @@ func New(c *mutex.Client) *Locker { return &Locker{c: c} }
 // replies are settled by the mutex until ctx ends.
 func (l *Locker) ClaimAndLock(ctx context.Context, reqs []scheduler.ClaimRequest) []scheduler.ClaimResult {
 	ms := make([]*mutex.Mutex, len(reqs))
-	cls := make([]mutex.Claim, len(reqs))
+	cls := make([]mutex.SetNX, len(reqs))
 	for i, r := range reqs {
 		ms[i] = l.c.NewMutex(r.Lock, mutex.WithTTL(r.LockTTL), mutex.WithLabel(r.Label))
-		cls[i] = mutex.Claim{Key: r.ClaimKey, Value: r.ClaimValue, TTL: r.ClaimTTL, NotBefore: r.NotBefore, NotAfter: r.NotAfter}
+		cls[i] = mutex.SetNX{Key: r.ClaimKey, Value: r.ClaimValue, TTL: r.ClaimTTL, NotBefore: r.NotBefore, NotAfter: r.NotAfter}
 	}
 	out := make([]scheduler.ClaimResult, len(reqs))
-	for i, err := range l.c.TryLockClaims(ctx, ms, cls) {
+	for i, err := range l.c.TryLockBatch(ctx, ms, cls) {
 		switch {
 		case err == nil:
 			out[i] = scheduler.ClaimResult{Won: true, Lease: lease{ms[i]}}
-		case errors.Is(err, mutex.ErrClaimTaken):
+		case errors.Is(err, mutex.ErrKeyTaken):
 		case errors.Is(err, mutex.ErrNotObtained):
 			out[i] = scheduler.ClaimResult{Won: true}
-		case errors.Is(err, mutex.ErrClaimWindow):
+		case errors.Is(err, mutex.ErrOutsideWindow):
 			out[i] = scheduler.ClaimResult{Err: fmt.Errorf("%w: %w", scheduler.ErrClockOffset, err)}
 		default:
 			out[i] = scheduler.ClaimResult{Err: err}

@@ -9,27 +9,27 @@ import (
 	"github.com/jobd/jobd/internal/mutex"
 )
 
-// TestTryLockClaim: the claim decides who owns a tick; the lock decides
+// TestTryLockSetNX: the claim decides who owns a tick; the lock decides
 // whether it may run now. One round trip for both.
-func TestTryLockClaim(t *testing.T) {
+func TestTryLockSetNX(t *testing.T) {
 	c, rdb := newClient(t)
 	ctx := ctxT(t, 5*time.Second)
-	claim := func(tick string) mutex.Claim {
-		return mutex.Claim{Key: prefix(t) + ":tick:" + tick, Value: "run-" + tick, TTL: time.Minute}
+	claim := func(tick string) mutex.SetNX {
+		return mutex.SetNX{Key: prefix(t) + ":tick:" + tick, Value: "run-" + tick, TTL: time.Minute}
 	}
 	a := c.NewMutex("shared")
-	if err := a.TryLockClaim(ctx, claim("T1")); err != nil {
+	if err := a.TryLockSetNX(ctx, claim("T1")); err != nil {
 		t.Fatal(err)
 	}
 	// Same tick again, by another attempt (another claim value): the
 	// claim is taken, the lock is untouched.
 	other := claim("T1")
 	other.Value = "another-run"
-	if err := c.NewMutex("shared").TryLockClaim(ctx, other); !errors.Is(err, mutex.ErrClaimTaken) {
-		t.Fatalf("second claim: %v, want ErrClaimTaken", err)
+	if err := c.NewMutex("shared").TryLockSetNX(ctx, other); !errors.Is(err, mutex.ErrKeyTaken) {
+		t.Fatalf("second claim: %v, want ErrKeyTaken", err)
 	}
 	// Next tick while the lock is held: claim won, lock not obtained.
-	if err := c.NewMutex("shared").TryLockClaim(ctx, claim("T2")); !errors.Is(err, mutex.ErrNotObtained) {
+	if err := c.NewMutex("shared").TryLockSetNX(ctx, claim("T2")); !errors.Is(err, mutex.ErrNotObtained) {
 		t.Fatalf("claim with lock held: %v, want ErrNotObtained", err)
 	}
 	if v := rdb.Get(ctx, prefix(t)+":tick:T2").Val(); v != "run-T2" {
@@ -43,8 +43,8 @@ func TestTryLockClaim(t *testing.T) {
 	}
 }
 
-// TestTryLockClaimsBatch: many claims cost one pipeline; results line up.
-func TestTryLockClaimsBatch(t *testing.T) {
+// TestTryLockBatch: many claims cost one pipeline; results line up.
+func TestTryLockBatch(t *testing.T) {
 	c, _ := newClient(t)
 	ctx := ctxT(t, 5*time.Second)
 	held := c.NewMutex("lock-3")
@@ -53,21 +53,21 @@ func TestTryLockClaimsBatch(t *testing.T) {
 	}
 	const n = 200
 	ms := make([]*mutex.Mutex, n)
-	cls := make([]mutex.Claim, n)
+	cls := make([]mutex.SetNX, n)
 	for i := range ms {
 		ms[i] = c.NewMutex(fmt.Sprintf("lock-%d", i))
-		cls[i] = mutex.Claim{Key: fmt.Sprintf("%s:tick:%d", prefix(t), i), Value: "x", TTL: time.Minute}
+		cls[i] = mutex.SetNX{Key: fmt.Sprintf("%s:tick:%d", prefix(t), i), Value: "x", TTL: time.Minute}
 	}
 	cls[7].Key = cls[6].Key // 7 loses to 6 in the same batch
 	cls[7].Value = "y"
-	errs := c.TryLockClaims(ctx, ms, cls)
+	errs := c.TryLockBatch(ctx, ms, cls)
 	for i, err := range errs {
 		var want error
 		switch i {
 		case 3:
 			want = mutex.ErrNotObtained
 		case 7:
-			want = mutex.ErrClaimTaken
+			want = mutex.ErrKeyTaken
 		}
 		if (want == nil && err != nil) || (want != nil && !errors.Is(err, want)) {
 			t.Errorf("%d: %v, want %v", i, err, want)
