@@ -94,6 +94,9 @@ func (d *decoder) at(path, format string, args ...any) {
 
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 
+// value decodes n into v, recording n under path for the checks that
+// follow decoding. It reports a problem and goes on, rather than stop at
+// the first one as yaml.v3 would.
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
@@ -103,14 +106,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		return // unset
 	}
 	if v.Kind() == reflect.Pointer {
-		before := len(d.problems)
-		if v.IsNil() {
-			v.Set(reflect.New(v.Type().Elem()))
-		}
-		d.value(n, v.Elem(), path)
-		if len(d.problems) > before {
-			v.Set(reflect.Zero(v.Type())) // bad value: treat as unset, don't report it twice
-		}
+		d.pointer(n, v, path)
 		return
 	}
 	if reflect.PointerTo(v.Type()).Implements(unmarshalerType) {
@@ -123,54 +119,90 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.Struct:
 		d.mapping(n, v, path)
 	case reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			d.addf(n, path, "expected a list, found %s", kindName(n))
-			return
-		}
-		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
-		for i, item := range n.Content {
-			d.value(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
-		}
-		v.Set(s)
+		d.sequence(n, v, path)
 	case reflect.Map:
-		if n.Kind != yaml.MappingNode {
-			d.addf(n, path, "expected a mapping, found %s", kindName(n))
-			return
-		}
-		m := reflect.MakeMap(v.Type())
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], n.Content[i+1]
-			if val.Kind == yaml.AliasNode {
-				val = val.Alias
-			}
-			if val.Kind != yaml.ScalarNode {
-				d.addf(val, path+"."+k.Value, "expected a string, found %s", kindName(val))
-				continue
-			}
-			d.nodes[path+"."+k.Value] = val
-			m.SetMapIndex(reflect.ValueOf(k.Value), reflect.ValueOf(val.Value))
-		}
-		v.Set(m)
+		d.stringMap(n, v, path)
 	case reflect.Interface: // params items: a scalar or a map of scalars
-		switch n.Kind {
-		case yaml.ScalarNode:
-			v.Set(reflect.ValueOf(n.Value))
-		case yaml.MappingNode:
-			var m map[string]string
-			d.value(n, reflect.ValueOf(&m).Elem(), path)
-			v.Set(reflect.ValueOf(m))
-		default:
-			d.addf(n, path, "expected a scalar or a mapping of scalars, found %s", kindName(n))
-		}
+		d.param(n, v, path)
 	default: // string, int, bool
-		want := map[reflect.Kind]string{reflect.String: "!!str", reflect.Int: "!!int", reflect.Bool: "!!bool"}[v.Kind()]
-		if n.Kind != yaml.ScalarNode || (want != "!!str" && n.Tag != want) {
-			d.addf(n, path, "expected %s, found %s", typeName(v.Kind()), kindName(n))
-			return
+		d.scalar(n, v, path)
+	}
+}
+
+// pointer decodes an optional field. A bad value leaves it nil, as if
+// unset, so that later checks do not report it a second time.
+func (d *decoder) pointer(n *yaml.Node, v reflect.Value, path string) {
+	before := len(d.problems)
+	if v.IsNil() {
+		v.Set(reflect.New(v.Type().Elem()))
+	}
+	d.value(n, v.Elem(), path)
+	if len(d.problems) > before {
+		v.Set(reflect.Zero(v.Type())) // bad value: treat as unset, don't report it twice
+	}
+}
+
+// sequence decodes a list, each item at path[i].
+func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.SequenceNode {
+		d.addf(n, path, "expected a list, found %s", kindName(n))
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		d.value(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+	}
+	v.Set(s)
+}
+
+// stringMap decodes a mapping of strings (env:, a param item), each value
+// at path.key; a value that is not a scalar is reported and left out.
+func (d *decoder) stringMap(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.addf(n, path, "expected a mapping, found %s", kindName(n))
+		return
+	}
+	m := reflect.MakeMap(v.Type())
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if val.Kind == yaml.AliasNode {
+			val = val.Alias
 		}
-		if err := n.Decode(v.Addr().Interface()); err != nil {
-			d.addf(n, path, "%s", cleanYAMLErr(err))
+		if val.Kind != yaml.ScalarNode {
+			d.addf(val, path+"."+k.Value, "expected a string, found %s", kindName(val))
+			continue
 		}
+		d.nodes[path+"."+k.Value] = val
+		m.SetMapIndex(reflect.ValueOf(k.Value), reflect.ValueOf(val.Value))
+	}
+	v.Set(m)
+}
+
+// param decodes one item of params: a scalar (a string) or a mapping of
+// scalars (a map[string]string).
+func (d *decoder) param(n *yaml.Node, v reflect.Value, path string) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		v.Set(reflect.ValueOf(n.Value))
+	case yaml.MappingNode:
+		var m map[string]string
+		d.value(n, reflect.ValueOf(&m).Elem(), path)
+		v.Set(reflect.ValueOf(m))
+	default:
+		d.addf(n, path, "expected a scalar or a mapping of scalars, found %s", kindName(n))
+	}
+}
+
+// scalar decodes a string, int or bool. Ints and bools must carry their
+// own YAML tag ("10" quoted is not an int); any scalar is a string.
+func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) {
+	want := map[reflect.Kind]string{reflect.String: "!!str", reflect.Int: "!!int", reflect.Bool: "!!bool"}[v.Kind()]
+	if n.Kind != yaml.ScalarNode || (want != "!!str" && n.Tag != want) {
+		d.addf(n, path, "expected %s, found %s", typeName(v.Kind()), kindName(n))
+		return
+	}
+	if err := n.Decode(v.Addr().Interface()); err != nil {
+		d.addf(n, path, "%s", cleanYAMLErr(err))
 	}
 }
 
