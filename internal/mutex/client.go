@@ -128,27 +128,6 @@ func (c *Client) getNotifier() *notifier {
 	return c.notifier
 }
 
-// keys of one lock. The name sits in a hash tag, so that every key of a
-// lock lands in one Redis Cluster slot whatever characters the name holds:
-// the suffixes all come after the tag's closing brace.
-type keys struct {
-	lock, fence, queue, leases, channel, released string
-}
-
-func (c *Client) keys(name string) keys {
-	base := c.prefix + ":lock:{" + name + "}"
-	return keys{
-		lock:    base,
-		fence:   base + ":fence",
-		queue:   base + ":q",
-		leases:  base + ":qx",
-		channel: base + ":released",
-		// released is a string key, the channel above a pub/sub name:
-		// they live in different namespaces.
-		released: base + ":rel",
-	}
-}
-
 // randomID returns 128 random bits, hex-encoded.
 func randomID() string {
 	var b [16]byte
