@@ -108,47 +108,116 @@ func (r Launch) Env() []string {
 // is logged line by line. Execute never panics on a bad command: a
 // missing binary or workdir is a failed run with a reason.
 func Execute(ctx context.Context, log *slog.Logger, r Launch) Result {
-	in := r.Instance
-	log = log.With("job", in.Name, "run_id", r.ID)
-	res := Result{ExitCode: -1, Start: time.Now()}
-	fail := func(code int, format string, args ...any) Result {
-		res.Status, res.ExitCode, res.End = StatusFailed, code, time.Now()
-		res.Reason = fmt.Sprintf(format, args...)
-		return res
+	x := &execution{
+		launch: r,
+		log:    log.With("job", r.Instance.Name, "run_id", r.ID),
+		res:    Result{ExitCode: -1, Start: time.Now()},
+		tail:   &tailBuffer{},
 	}
-	if len(in.Argv) == 0 {
-		return fail(-1, "empty command")
-	}
-	if in.Workdir != "" {
-		if st, err := os.Stat(in.Workdir); err != nil || !st.IsDir() {
-			return fail(126, "workdir %q is not a usable directory", in.Workdir)
-		}
+	if code, reason := unrunnable(r.Instance); reason != "" {
+		return x.fail(code, "%s", reason)
 	}
 	// Never start a process whose context has ended: for the scheduler,
 	// that is a lease no longer trusted, and another replica may hold the
 	// lock already.
-	cause := context.Cause(ctx)
-	if cause == nil && r.Ready != nil {
-		cause = r.Ready()
+	if cause := startBlocker(ctx, r.Ready); cause != nil {
+		return x.notStarted(cause)
 	}
-	if cause != nil {
-		res.Status, res.End = StatusKilled, time.Now()
-		if errors.Is(cause, ErrLockLost) {
-			res.Status = StatusLockLost
-		}
-		res.Reason = "not started: " + cause.Error()
-		return res
-	}
-	cmd := exec.Command(in.Argv[0], in.Argv[1:]...)
-	cmd.Dir = in.Workdir
+	cmd := exec.Command(r.Instance.Argv[0], r.Instance.Argv[1:]...)
+	cmd.Dir = r.Instance.Workdir
 	cmd.Env = r.Env()
-	tail := &tailBuffer{}
-	var readers sync.WaitGroup
+	parentEnds, err := x.pipeOutput(cmd)
+	if err != nil {
+		return x.fail(-1, "pipe: %v", err)
+	}
+	proc, err := StartProc(cmd)
+	for _, f := range parentEnds {
+		f.Close() // the child has its copies; readers see EOF when it exits
+	}
+	if err != nil {
+		x.readers.Wait()
+		return x.fail(startErrorCode(err), "%v", err)
+	}
+	x.started(proc)
+	x.supervise(ctx, proc)
+	return x.finish(proc)
+}
+
+// execution is one Execute call: the run it was given, the readers of the
+// process's output, and the Result being built. Splitting Execute into its
+// steps needs a place for the state they share.
+type execution struct {
+	launch  Launch
+	log     *slog.Logger
+	res     Result
+	tail    *tailBuffer
+	readers sync.WaitGroup // one per output stream; done at EOF
+}
+
+// unrunnable says why the instance's command cannot be run at all, with
+// the exit code a shell would give (reason is "" when it can be tried).
+// Checking the workdir first words its problem better than exec would.
+func unrunnable(in *Instance) (code int, reason string) {
+	if len(in.Argv) == 0 {
+		return -1, "empty command"
+	}
+	if in.Workdir != "" {
+		if st, err := os.Stat(in.Workdir); err != nil || !st.IsDir() {
+			return 126, fmt.Sprintf("workdir %q is not a usable directory", in.Workdir)
+		}
+	}
+	return 0, ""
+}
+
+// startBlocker is what forbids starting the process, or nil: the cause of
+// a context that has ended, else the error of ready (asked only then).
+func startBlocker(ctx context.Context, ready func() error) error {
+	if cause := context.Cause(ctx); cause != nil {
+		return cause
+	}
+	if ready != nil {
+		return ready()
+	}
+	return nil
+}
+
+// startErrorCode is the exit code recorded for a command StartProc could
+// not start: the shell's, 127 or 126, carried by its StartError.
+func startErrorCode(err error) int {
+	var se *StartError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 126
+}
+
+// fail ends the run as failed, with code and the reason in words.
+func (x *execution) fail(code int, format string, args ...any) Result {
+	x.res.Status, x.res.ExitCode, x.res.End = StatusFailed, code, time.Now()
+	x.res.Reason = fmt.Sprintf(format, args...)
+	return x.res
+}
+
+// notStarted ends a run that was never started because of cause: killed,
+// or lock_lost when the cause says the lease was lost.
+func (x *execution) notStarted(cause error) Result {
+	x.res.Status, x.res.End = StatusKilled, time.Now()
+	if errors.Is(cause, ErrLockLost) {
+		x.res.Status = StatusLockLost
+	}
+	x.res.Reason = "not started: " + cause.Error()
+	return x.res
+}
+
+// pipeOutput gives cmd a pipe for stdout and one for stderr, each read
+// line by line into the log and the output tail until EOF. It returns the
+// write ends, which the caller closes once the child has its copies.
+func (x *execution) pipeOutput(cmd *exec.Cmd) ([]*os.File, error) {
 	var parentEnds []*os.File
 	for _, stream := range []string{"stdout", "stderr"} {
 		pr, pw, err := os.Pipe()
 		if err != nil {
-			return fail(-1, "pipe: %v", err)
+			return nil, err
 		}
 		parentEnds = append(parentEnds, pw)
 		if stream == "stdout" {
@@ -156,46 +225,43 @@ func Execute(ctx context.Context, log *slog.Logger, r Launch) Result {
 		} else {
 			cmd.Stderr = pw
 		}
-		readers.Add(1)
+		x.readers.Add(1)
 		go func() {
-			defer readers.Done()
+			defer x.readers.Done()
 			defer pr.Close()
-			streamLines(pr, tail, log, stream)
+			streamLines(pr, x.tail, x.log, stream)
 		}()
 	}
-	proc, err := StartProc(cmd)
-	for _, f := range parentEnds {
-		f.Close() // the child has its copies; readers see EOF when it exits
-	}
-	if err != nil {
-		readers.Wait()
-		code := 126
-		var se *StartError
-		if errors.As(err, &se) {
-			code = se.Code
-		}
-		return fail(code, "%v", err)
-	}
-	res.Start, res.Started = time.Now(), true
-	log.Debug("process started", "pid", proc.Pid())
-	if r.OnStart != nil {
-		r.OnStart(res.Start)
-	}
+	return parentEnds, nil
+}
 
+// started records the real start and tells the caller through OnStart.
+func (x *execution) started(proc *Proc) {
+	x.res.Start, x.res.Started = time.Now(), true
+	x.log.Debug("process started", "pid", proc.Pid())
+	if x.launch.OnStart != nil {
+		x.launch.OnStart(x.res.Start)
+	}
+}
+
+// supervise waits until the main process exits. On timeout, or when ctx
+// ends, it terminates the group, once, and records which of them ended
+// the run; finish records any other ending.
+func (x *execution) supervise(ctx context.Context, proc *Proc) {
+	in := x.launch.Instance
 	timeout := time.NewTimer(in.Timeout)
 	defer timeout.Stop()
 	cancelled := ctx.Done()
 	terminate := func(status Status, reason string) {
-		res.Status, res.Reason = status, reason
+		x.res.Status, x.res.Reason = status, reason
 		proc.Terminate(in.KillGrace)
 		timeout.Stop()
 		cancelled = nil
 	}
-loop:
 	for {
 		select {
 		case <-proc.Done():
-			break loop
+			return
 		case <-timeout.C:
 			terminate(StatusTimeout, fmt.Sprintf("timed out after %v", in.Timeout))
 		case <-cancelled:
@@ -207,10 +273,17 @@ loop:
 			}
 		}
 	}
+}
+
+// finish kills what the main process left in its group, waits for the
+// rest of its output, and records how it exited. The status comes from
+// the exit unless supervise already set one.
+func (x *execution) finish(proc *Proc) Result {
 	proc.KillGroup() // leftovers of the group, as systemd does with a unit's cgroup
-	readers.Wait()
+	x.readers.Wait()
+	res := &x.res
 	res.End = time.Now()
-	res.Output = tail.String()
+	res.Output = x.tail.String()
 	exit := proc.Wait()
 	if exit.Signal != 0 {
 		res.Signal, res.SignalNo = exit.Signal.String(), int(exit.Signal)
@@ -227,7 +300,7 @@ loop:
 			res.Status, res.Reason = StatusFailed, fmt.Sprintf("exit code %d", res.ExitCode)
 		}
 	}
-	return res
+	return *res
 }
 
 // maxLine bounds one logged line; longer lines are split.
