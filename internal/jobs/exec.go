@@ -14,8 +14,12 @@ import (
 	"time"
 )
 
-// ErrLockLost, as the cancel cause of Execute's context, makes the run's
-// status lock_lost (the scheduler uses it when the job's lease is lost).
+// ErrLockLost, as the cancel cause of Execute's context or the error of
+// Launch.Ready, makes the run's status lock_lost instead of killed.
+//
+// Deprecated: Execute reports why a run was stopped in Result.Cause; the
+// caller decides what that cause means. ErrLockLost is removed once the
+// scheduler maps Result.Cause itself.
 var ErrLockLost = errors.New("jobs: lock lost")
 
 // Status is where a run is, or how it ended: one typed value for the
@@ -29,7 +33,8 @@ const (
 )
 
 // Statuses a claimed tick can end with. The scheduler sets skipped and
-// abandoned; Execute sets the others.
+// abandoned, and lock_lost from a Result.Cause it recognizes; Execute sets
+// the others (and lock_lost, while the deprecated ErrLockLost lasts).
 const (
 	StatusSkipped   Status = "skipped"   // claimed, but not run: the lock was held
 	StatusAbandoned Status = "abandoned" // its replica died before the run ended
@@ -61,8 +66,8 @@ type Launch struct {
 	OnStart func(at time.Time)
 	// Ready, if set, is asked right before the process starts; an error
 	// means it must not start (for the scheduler: a lease that can no
-	// longer be trusted). The run is then lock_lost if the error matches
-	// ErrLockLost, killed otherwise.
+	// longer be trusted). The run is then killed, never started, and the
+	// error is its Result.Cause.
 	Ready func() error
 }
 
@@ -74,11 +79,20 @@ type Result struct {
 	SignalNo int       `json:"signal_number,omitempty"`
 	Start    time.Time `json:"start"`
 	End      time.Time `json:"end"`
-	// Started is false when no process was started (a bad command, or a
-	// context that had already ended: a lease lost before the start).
+	// Started is false when no process was started (a bad command, a
+	// context that had already ended, or Launch.Ready refusing the start:
+	// a lease lost before the start).
 	Started bool   `json:"started"`
 	Output  string `json:"output,omitempty"` // the last OutputTail bytes of stdout and stderr
 	Reason  string `json:"reason,omitempty"` // why it failed, in words
+	// Cause is why the run was stopped from outside, so that the caller,
+	// not Execute, decides what it means (a lease lost, a shutdown):
+	// context.Cause(ctx) when the process was terminated, or never
+	// started, because ctx ended; the error of Launch.Ready when that
+	// refused the start. It is nil otherwise, timeouts included. The
+	// status is then killed (lock_lost while ErrLockLost lasts, when the
+	// cause matches it).
+	Cause error `json:"-"`
 }
 
 // Env is the environment a run's command gets: jobd's own, the job's env,
@@ -199,14 +213,21 @@ func (x *execution) fail(code int, format string, args ...any) Result {
 }
 
 // notStarted ends a run that was never started because of cause: killed,
-// or lock_lost when the cause says the lease was lost.
+// with cause as its Cause.
 func (x *execution) notStarted(cause error) Result {
-	x.res.Status, x.res.End = StatusKilled, time.Now()
-	if errors.Is(cause, ErrLockLost) {
-		x.res.Status = StatusLockLost
-	}
+	x.res.Status, x.res.Cause, x.res.End = stoppedStatus(cause), cause, time.Now()
 	x.res.Reason = "not started: " + cause.Error()
 	return x.res
+}
+
+// stoppedStatus is the status of a run stopped from outside: killed, or
+// lock_lost for a cause matching the deprecated ErrLockLost, until the
+// scheduler maps Result.Cause itself.
+func stoppedStatus(cause error) Status {
+	if errors.Is(cause, ErrLockLost) {
+		return StatusLockLost
+	}
+	return StatusKilled
 }
 
 // pipeOutput gives cmd a pipe for stdout and one for stderr, each read
@@ -265,14 +286,20 @@ func (x *execution) supervise(ctx context.Context, proc *Proc) {
 		case <-timeout.C:
 			terminate(StatusTimeout, fmt.Sprintf("timed out after %v", in.Timeout))
 		case <-cancelled:
-			cause := context.Cause(ctx)
-			if errors.Is(cause, ErrLockLost) {
-				terminate(StatusLockLost, cause.Error())
-			} else {
-				terminate(StatusKilled, "stopped: "+cause.Error())
-			}
+			x.res.Cause = context.Cause(ctx)
+			terminate(stoppedStatus(x.res.Cause), stoppedReason(x.res.Cause))
 		}
 	}
+}
+
+// stoppedReason words why a running process was terminated because of
+// cause. A lost lease (the deprecated ErrLockLost) is told by the status
+// already, so its reason is the cause alone, as the scheduler records it.
+func stoppedReason(cause error) string {
+	if errors.Is(cause, ErrLockLost) {
+		return cause.Error()
+	}
+	return "stopped: " + cause.Error()
 }
 
 // finish kills what the main process left in its group, waits for the

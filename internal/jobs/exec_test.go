@@ -3,6 +3,8 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,12 +34,17 @@ func gone(pid int) bool {
 	return err != nil || strings.Contains(string(stat), ") Z ")
 }
 
+// errMaintenance is a cancel cause of the caller's own, which Execute
+// knows nothing about and must hand back in Result.Cause.
+var errMaintenance = errors.New("node drained for maintenance")
+
 func TestExecute(t *testing.T) {
 	tests := []struct {
 		name    string
 		argv    []string
 		mod     func(*Instance)
 		cancel  error // cancel the context with this cause after 200ms
+		cause   error // Result.Cause must match it (errors.Is); nil: Cause is nil
 		status  Status
 		code    int
 		output  []string // substrings of the output tail
@@ -61,8 +68,12 @@ func TestExecute(t *testing.T) {
 		{name: "timeout, TERM ignored", argv: []string{"sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"},
 			mod: func(in *Instance) { in.Timeout = 200 * time.Millisecond }, status: StatusTimeout, code: -1, maxTime: 2 * time.Second},
 		{name: "lease lost", argv: []string{"sleep", "30"}, cancel: fmt.Errorf("%w: renewal refused", ErrLockLost),
-			status: StatusLockLost, code: -1, reason: "renewal refused", maxTime: 2 * time.Second},
-		{name: "shutdown", argv: []string{"sleep", "30"}, cancel: context.Canceled, status: StatusKilled, code: -1, maxTime: 2 * time.Second},
+			cause: ErrLockLost, status: StatusLockLost, code: -1, reason: "renewal refused", maxTime: 2 * time.Second},
+		{name: "shutdown", argv: []string{"sleep", "30"}, cancel: context.Canceled, cause: context.Canceled,
+			status: StatusKilled, code: -1, maxTime: 2 * time.Second},
+		{name: "stopped with a cause of the caller's", argv: []string{"sleep", "30"},
+			cancel: fmt.Errorf("replica r1: %w", errMaintenance), cause: errMaintenance,
+			status: StatusKilled, code: -1, reason: "stopped: replica r1: node drained", maxTime: 2 * time.Second},
 		{name: "killed from outside", argv: []string{"sh", "-c", "kill -KILL $$"}, status: StatusKilled, code: -1, reason: "signal"},
 		{name: "output tail", argv: []string{"sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done"},
 			status: StatusSucceeded, output: []string{"line-1999\n"}},
@@ -93,6 +104,9 @@ func TestExecute(t *testing.T) {
 			}
 			if !strings.Contains(res.Reason, tt.reason) {
 				t.Errorf("reason %q lacks %q", res.Reason, tt.reason)
+			}
+			if (res.Cause == nil) != (tt.cause == nil) || !errors.Is(res.Cause, tt.cause) {
+				t.Errorf("cause %v, want %v", res.Cause, tt.cause)
 			}
 			if tt.maxTime > 0 && time.Since(start) > tt.maxTime {
 				t.Errorf("took %v", time.Since(start))
@@ -143,26 +157,34 @@ func TestExecuteKillsGrandchildren(t *testing.T) {
 	}
 }
 
+// errNotTrusted is what a caller's Ready answers when it refuses a start.
+var errNotTrusted = errors.New("lease not trusted")
+
 // TestNoStart: a run whose context has ended, or whose Ready check fails
-// (a lease no longer trusted), never starts its process.
+// (a lease no longer trusted), never starts its process; Result.Cause is
+// the context's cause, else Ready's error, as given.
 func TestNoStart(t *testing.T) {
 	tests := []struct {
-		name   string
-		cause  error // the context's cancel cause, if any
-		ready  error // what Ready answers
-		status Status
+		name      string
+		cause     error // the context's cancel cause, if any
+		ready     error // what Ready answers
+		status    Status
+		wantCause error // if set, Result.Cause must also match it (errors.Is)
 	}{
-		{"lease lost before the start", fmt.Errorf("%w: expired", ErrLockLost), nil, StatusLockLost},
-		{"shutdown before the start", fmt.Errorf("jobd is shutting down"), nil, StatusKilled},
-		{"lease not trusted at the start", nil, fmt.Errorf("%w: no renewal", ErrLockLost), StatusLockLost},
+		{"lease lost before the start", fmt.Errorf("%w: expired", ErrLockLost), nil, StatusLockLost, ErrLockLost},
+		{"shutdown before the start", fmt.Errorf("jobd is shutting down"), nil, StatusKilled, nil},
+		{"lease not trusted at the start", nil, fmt.Errorf("%w: no renewal", ErrLockLost), StatusLockLost, ErrLockLost},
+		{"the caller's cause before the start", fmt.Errorf("replica r1: %w", errMaintenance), nil, StatusKilled, errMaintenance},
+		{"ready refuses the start", nil, errNotTrusted, StatusKilled, errNotTrusted},
+		{"an ended context wins over ready", errMaintenance, errNotTrusted, StatusKilled, errMaintenance},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			marker := t.TempDir() + "/ran"
 			r := testRun([]string{"sh", "-c", "touch " + marker}, nil)
-			started := false
+			started, asked := false, false
 			r.OnStart = func(time.Time) { started = true }
-			r.Ready = func() error { return tt.ready }
+			r.Ready = func() error { asked = true; return tt.ready }
 			ctx, cancel := context.WithCancelCause(context.Background())
 			if tt.cause != nil {
 				cancel(tt.cause)
@@ -171,6 +193,19 @@ func TestNoStart(t *testing.T) {
 			res := Execute(ctx, slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)), r)
 			if res.Status != tt.status || res.Started || started || !strings.HasPrefix(res.Reason, "not started") {
 				t.Fatalf("result %+v (OnStart called: %v)", res, started)
+			}
+			given := tt.cause
+			if given == nil {
+				given = tt.ready
+			}
+			if res.Cause != given || (tt.wantCause != nil && !errors.Is(res.Cause, tt.wantCause)) {
+				t.Errorf("cause %v, want %v (matching %v)", res.Cause, given, tt.wantCause)
+			}
+			if asked != (tt.cause == nil) {
+				t.Errorf("Ready asked: %v, with the context's cause %v", asked, tt.cause)
+			}
+			if b, err := json.Marshal(res); err != nil || strings.Contains(strings.ToLower(string(b)), `"cause"`) {
+				t.Errorf("JSON %s (%v) carries the cause", b, err)
 			}
 			if _, err := os.Stat(marker); err == nil {
 				t.Fatal("the process ran")
