@@ -357,6 +357,8 @@ type tailBuffer struct {
 	buf []byte
 }
 
+// Write appends p, dropping the oldest bytes beyond OutputTail; both
+// output readers write here, hence the lock.
 func (t *tailBuffer) Write(p []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -366,6 +368,7 @@ func (t *tailBuffer) Write(p []byte) {
 	}
 }
 
+// String is the tail kept so far, for Result.Output.
 func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -18,6 +18,7 @@ type StartError struct {
 	Err  error
 }
 
+// Error says whether the command was missing or could not start, and why.
 func (e *StartError) Error() string {
 	if e.Code == 127 {
 		return "command not found: " + e.Err.Error()
@@ -25,6 +26,7 @@ func (e *StartError) Error() string {
 	return "could not start: " + e.Err.Error()
 }
 
+// Unwrap gives the exec error, for errors.Is(err, exec.ErrNotFound) and the like.
 func (e *StartError) Unwrap() error { return e.Err }
 
 // Proc is a command running in its own process group, so that a signal

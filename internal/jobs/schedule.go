@@ -82,6 +82,7 @@ func ParseSchedule(spec string, loc *time.Location) (Schedule, error) {
 // every fires at every multiple of d since the Unix epoch.
 type every time.Duration
 
+// Next implements cron.Schedule: the first multiple of e strictly after t.
 func (e every) Next(t time.Time) time.Time {
 	d := int64(e)
 	n := t.UnixNano()
