@@ -16,7 +16,6 @@ import (
 	"github.com/jobd/jobd/internal/jobs"
 	"github.com/jobd/jobd/internal/mutex"
 	"github.com/jobd/jobd/internal/scheduler"
-	"github.com/jobd/jobd/internal/scheduler/mutexlocker"
 )
 
 func runCommand() *cli.Command {
@@ -85,7 +84,7 @@ func runDaemon(c *cli.Context) error {
 	mc := mutex.New(rdb, mutex.WithPrefix(prefix), mutex.WithOwner(replica), mutex.WithLogger(log), mutex.WithEvents(m.leaseEvent))
 	defer mc.Close()
 	store := scheduler.NewStore(rdb, prefix)
-	sched = scheduler.New(cfg, store, mutexlocker.New(mc),
+	sched = scheduler.New(cfg, store, locker{mc},
 		scheduler.WithLogger(log), scheduler.WithReplicaID(replica), scheduler.WithVersion(version),
 		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")),
 		scheduler.WithObserver(m))

@@ -14,14 +14,6 @@ import (
 	"time"
 )
 
-// ErrLockLost, as the cancel cause of Execute's context or the error of
-// Launch.Ready, makes the run's status lock_lost instead of killed.
-//
-// Deprecated: Execute reports why a run was stopped in Result.Cause; the
-// caller decides what that cause means. ErrLockLost is removed once the
-// scheduler maps Result.Cause itself.
-var ErrLockLost = errors.New("jobs: lock lost")
-
 // Status is where a run is, or how it ended: one typed value for the
 // executor, the scheduler's records and the CLI alike.
 type Status string
@@ -34,7 +26,7 @@ const (
 
 // Statuses a claimed tick can end with. The scheduler sets skipped and
 // abandoned, and lock_lost from a Result.Cause it recognizes; Execute sets
-// the others (and lock_lost, while the deprecated ErrLockLost lasts).
+// the others.
 const (
 	StatusSkipped   Status = "skipped"   // claimed, but not run: the lock was held
 	StatusAbandoned Status = "abandoned" // its replica died before the run ended
@@ -90,8 +82,7 @@ type Result struct {
 	// context.Cause(ctx) when the process was terminated, or never
 	// started, because ctx ended; the error of Launch.Ready when that
 	// refused the start. It is nil otherwise, timeouts included. The
-	// status is then killed (lock_lost while ErrLockLost lasts, when the
-	// cause matches it).
+	// status is then killed.
 	Cause error `json:"-"`
 }
 
@@ -215,19 +206,9 @@ func (x *execution) fail(code int, format string, args ...any) Result {
 // notStarted ends a run that was never started because of cause: killed,
 // with cause as its Cause.
 func (x *execution) notStarted(cause error) Result {
-	x.res.Status, x.res.Cause, x.res.End = stoppedStatus(cause), cause, time.Now()
+	x.res.Status, x.res.Cause, x.res.End = StatusKilled, cause, time.Now()
 	x.res.Reason = "not started: " + cause.Error()
 	return x.res
-}
-
-// stoppedStatus is the status of a run stopped from outside: killed, or
-// lock_lost for a cause matching the deprecated ErrLockLost, until the
-// scheduler maps Result.Cause itself.
-func stoppedStatus(cause error) Status {
-	if errors.Is(cause, ErrLockLost) {
-		return StatusLockLost
-	}
-	return StatusKilled
 }
 
 // pipeOutput gives cmd a pipe for stdout and one for stderr, each read
@@ -287,19 +268,9 @@ func (x *execution) supervise(ctx context.Context, proc *Proc) {
 			terminate(StatusTimeout, fmt.Sprintf("timed out after %v", in.Timeout))
 		case <-cancelled:
 			x.res.Cause = context.Cause(ctx)
-			terminate(stoppedStatus(x.res.Cause), stoppedReason(x.res.Cause))
+			terminate(StatusKilled, "stopped: "+x.res.Cause.Error())
 		}
 	}
-}
-
-// stoppedReason words why a running process was terminated because of
-// cause. A lost lease (the deprecated ErrLockLost) is told by the status
-// already, so its reason is the cause alone, as the scheduler records it.
-func stoppedReason(cause error) string {
-	if errors.Is(cause, ErrLockLost) {
-		return cause.Error()
-	}
-	return "stopped: " + cause.Error()
 }
 
 // finish kills what the main process left in its group, waits for the

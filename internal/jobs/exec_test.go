@@ -67,8 +67,6 @@ func TestExecute(t *testing.T) {
 			status: StatusTimeout, code: -1, reason: "timed out", maxTime: 2 * time.Second},
 		{name: "timeout, TERM ignored", argv: []string{"sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"},
 			mod: func(in *Instance) { in.Timeout = 200 * time.Millisecond }, status: StatusTimeout, code: -1, maxTime: 2 * time.Second},
-		{name: "lease lost", argv: []string{"sleep", "30"}, cancel: fmt.Errorf("%w: renewal refused", ErrLockLost),
-			cause: ErrLockLost, status: StatusLockLost, code: -1, reason: "renewal refused", maxTime: 2 * time.Second},
 		{name: "shutdown", argv: []string{"sleep", "30"}, cancel: context.Canceled, cause: context.Canceled,
 			status: StatusKilled, code: -1, maxTime: 2 * time.Second},
 		{name: "stopped with a cause of the caller's", argv: []string{"sleep", "30"},
@@ -171,9 +169,7 @@ func TestNoStart(t *testing.T) {
 		status    Status
 		wantCause error // if set, Result.Cause must also match it (errors.Is)
 	}{
-		{"lease lost before the start", fmt.Errorf("%w: expired", ErrLockLost), nil, StatusLockLost, ErrLockLost},
 		{"shutdown before the start", fmt.Errorf("jobd is shutting down"), nil, StatusKilled, nil},
-		{"lease not trusted at the start", nil, fmt.Errorf("%w: no renewal", ErrLockLost), StatusLockLost, ErrLockLost},
 		{"the caller's cause before the start", fmt.Errorf("replica r1: %w", errMaintenance), nil, StatusKilled, errMaintenance},
 		{"ready refuses the start", nil, errNotTrusted, StatusKilled, errNotTrusted},
 		{"an ended context wins over ready", errMaintenance, errNotTrusted, StatusKilled, errMaintenance},

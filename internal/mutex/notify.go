@@ -111,6 +111,9 @@ func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan
 	return wake, unregister
 }
 
+// run receives the subscription's messages until close; a failed
+// connection is retried with backoff, waiters falling back to their timers
+// meanwhile.
 func (n *notifier) run() {
 	defer n.wg.Done()
 	backoff := 10 * time.Millisecond
@@ -122,56 +125,76 @@ func (n *notifier) run() {
 		default:
 		}
 		if err != nil {
-			n.mu.Lock()
-			if !n.broken {
-				n.log.Warn("mutex: subscription connection failed; waiters fall back to timers", "err", err)
-			}
-			n.broken = true
-			n.mu.Unlock()
-			t := time.NewTimer(backoff)
-			select {
-			case <-n.done:
-				t.Stop()
+			n.failed(err)
+			if !sleepOrDone(n.done, backoff) {
 				return
-			case <-t.C:
 			}
 			backoff = min(2*backoff, time.Second)
 			continue
 		}
 		backoff = 10 * time.Millisecond
-		n.mu.Lock()
-		if n.broken {
-			// Releases published while we were away are lost: let every
-			// waiter try again now.
-			n.broken = false
-			for _, ws := range n.channels {
-				for _, w := range ws {
-					signal(w, 0)
-				}
-			}
-			for p, r := range n.pings {
-				close(r)
-				delete(n.pings, p)
-			}
-		}
-		switch m := msg.(type) {
-		case *redis.Message:
-			// "head [second]": the head tries now, the second after the
-			// handoff window unless the head took the lock.
-			head, second, _ := strings.Cut(m.Payload, " ")
-			if w, ok := n.channels[m.Channel][head]; ok {
+		n.deliver(msg)
+	}
+}
+
+// failed notes a broken subscription (logged once per outage).
+func (n *notifier) failed(err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.broken {
+		n.log.Warn("mutex: subscription connection failed; waiters fall back to timers", "err", err)
+	}
+	n.broken = true
+}
+
+// deliver wakes the waiters a message names, or the registration a pong
+// answers. The first message after an outage wakes everyone first.
+func (n *notifier) deliver(msg any) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.broken {
+		// Releases published while we were away are lost: let every
+		// waiter try again now.
+		n.broken = false
+		for _, ws := range n.channels {
+			for _, w := range ws {
 				signal(w, 0)
 			}
-			if w, ok := n.channels[m.Channel][second]; ok && second != "" {
-				signal(w, handoffWindow+time.Duration(rand.N(50))*time.Millisecond)
-			}
-		case *redis.Pong:
-			if r, ok := n.pings[m.Payload]; ok {
-				close(r)
-				delete(n.pings, m.Payload)
-			}
 		}
-		n.mu.Unlock()
+		for p, r := range n.pings {
+			close(r)
+			delete(n.pings, p)
+		}
+	}
+	switch m := msg.(type) {
+	case *redis.Message:
+		// "head [second]": the head tries now, the second after the
+		// handoff window unless the head took the lock.
+		head, second, _ := strings.Cut(m.Payload, " ")
+		if w, ok := n.channels[m.Channel][head]; ok {
+			signal(w, 0)
+		}
+		if w, ok := n.channels[m.Channel][second]; ok && second != "" {
+			signal(w, handoffWindow+time.Duration(rand.N(50))*time.Millisecond)
+		}
+	case *redis.Pong:
+		if r, ok := n.pings[m.Payload]; ok {
+			close(r)
+			delete(n.pings, m.Payload)
+		}
+	}
+}
+
+// sleepOrDone waits d, or until done is closed; it reports whether d
+// elapsed.
+func sleepOrDone(done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 	"github.com/jobd/jobd/internal/mutex"
 	"github.com/jobd/jobd/internal/redistest"
 	"github.com/jobd/jobd/internal/scheduler"
-	"github.com/jobd/jobd/internal/scheduler/mutexlocker"
 )
 
 // counter counts Redis round trips (a command or a pipeline) and the
@@ -102,7 +101,7 @@ jobs:
 	rdb.AddHook(claims)
 	mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner("a"))
 	defer mc.Close()
-	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), mutexlocker.New(mc), scheduler.WithReplicaID("a"),
+	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), locker{mc}, scheduler.WithReplicaID("a"),
 		scheduler.WithLogger(discard()))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -152,7 +151,7 @@ func TestRoundTripsPerRun(t *testing.T) {
 	rdb.AddHook(all)
 	mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner("a"))
 	defer mc.Close()
-	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), mutexlocker.New(mc), scheduler.WithReplicaID("a"),
+	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), locker{mc}, scheduler.WithReplicaID("a"),
 		scheduler.WithLogger(discard()), scheduler.WithIntervals(time.Hour, time.Hour))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)

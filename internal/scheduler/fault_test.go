@@ -14,7 +14,6 @@ import (
 	"github.com/jobd/jobd/internal/mutex"
 	"github.com/jobd/jobd/internal/redistest"
 	"github.com/jobd/jobd/internal/scheduler"
-	"github.com/jobd/jobd/internal/scheduler/mutexlocker"
 )
 
 // TestMisfire: a replica that starts after a tick nobody claimed runs it
@@ -119,14 +118,13 @@ func TestRedisFaults(t *testing.T) {
 // run path, after the claim was won.
 type panickyLocker struct{ scheduler.Locker }
 
-func (l panickyLocker) ClaimAndLock(ctx context.Context, reqs []scheduler.ClaimRequest) []scheduler.ClaimResult {
-	res := l.Locker.ClaimAndLock(ctx, reqs)
-	for i := range res {
-		if res[i].Lease != nil {
-			res[i].Lease = panickyLease{res[i].Lease}
+func (l panickyLocker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim) {
+	l.Locker.ClaimAndLock(ctx, claims)
+	for _, c := range claims {
+		if c.Lease != nil {
+			c.Lease = panickyLease{c.Lease}
 		}
 	}
-	return res
 }
 
 type panickyLease struct{ scheduler.Lease }
@@ -143,7 +141,7 @@ func TestPanicRecovered(t *testing.T) {
 	mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner("a"))
 	defer mc.Close()
 	logs := &redistest.Buffer{}
-	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), panickyLocker{mutexlocker.New(mc)},
+	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), panickyLocker{locker{mc}},
 		scheduler.WithReplicaID("a"), scheduler.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

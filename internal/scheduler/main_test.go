@@ -18,7 +18,6 @@ import (
 	"github.com/jobd/jobd/internal/mutex"
 	"github.com/jobd/jobd/internal/redistest"
 	"github.com/jobd/jobd/internal/scheduler"
-	"github.com/jobd/jobd/internal/scheduler/mutexlocker"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -72,7 +71,7 @@ func startReplica(t *testing.T, url string, cfg *jobs.Config, id string, opts ..
 	t.Cleanup(func() { mc.Close() })
 	base := []scheduler.Option{scheduler.WithLogger(log), scheduler.WithReplicaID(id),
 		scheduler.WithIntervals(500*time.Millisecond, 500*time.Millisecond), scheduler.WithShutdownGrace(5 * time.Second)}
-	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), mutexlocker.New(mc), append(base, opts...)...)
+	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), locker{mc}, append(base, opts...)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &replica{s: s, cancel: cancel, done: make(chan error, 1), logs: logs}
 	go func() { r.done <- s.Run(ctx) }()

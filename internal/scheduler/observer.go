@@ -1,10 +1,6 @@
 package scheduler
 
-import (
-	"fmt"
-	"runtime/debug"
-	"time"
-)
+import "time"
 
 // Observer sees what the scheduler did, after the fact: the daemon's
 // metrics implement it. Its methods must not block. A panic in one is
@@ -32,18 +28,3 @@ func (NopObserver) RunStarted(string, time.Duration)  {}
 func (NopObserver) RunFinished(Record, time.Duration) {}
 func (NopObserver) RedisError(string)                 {}
 func (NopObserver) ClaimLatency(time.Duration)        {}
-
-// observe calls the observer, logging and ignoring a panic in it.
-func (s *Scheduler) observe(f func(Observer)) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("panic in the observer, ignored", "err", fmt.Sprint(r), "stack", string(debug.Stack()))
-		}
-	}()
-	f(s.obs)
-}
-
-// finished tells the observer that a run ended.
-func (s *Scheduler) finished(rec Record, dur time.Duration) {
-	s.observe(func(o Observer) { o.RunFinished(rec, dur) })
-}

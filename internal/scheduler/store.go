@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -366,24 +365,4 @@ func (s *Store) Replicas(ctx context.Context) ([]Heartbeat, error) {
 // Time is Redis's clock.
 func (s *Store) Time(ctx context.Context) (time.Time, error) {
 	return s.rdb.Time(ctx).Result()
-}
-
-// claimValue is what a claim holds: the replica and the run id, which is
-// unique, so a retry that finds the value knows the claim is its own.
-func claimValue(replica, runID string) string { return fmt.Sprintf("%s %s", replica, runID) }
-
-// claimRunID is the run id in a claim's value (its last word).
-func claimRunID(v string) string {
-	if i := strings.LastIndexByte(v, ' '); i >= 0 {
-		return v[i+1:]
-	}
-	return v
-}
-
-// claimReplica is the replica in a claim's value.
-func claimReplica(v string) string {
-	if i := strings.LastIndexByte(v, ' '); i >= 0 {
-		return v[:i]
-	}
-	return ""
 }

@@ -19,9 +19,6 @@ type TriggerRequest struct {
 // triggerTTL: a request nobody picked up in this long is dropped.
 const triggerTTL = time.Minute
 
-// NewRunID returns a fresh run id for a run asked for at t.
-func NewRunID(t time.Time) string { return newRunID(t) }
-
 // RequestTrigger files a request and nudges the replicas (one round trip).
 func (s *Store) RequestTrigger(ctx context.Context, req TriggerRequest) error {
 	b, _ := json.Marshal(req)
@@ -73,20 +70,28 @@ func (s *Store) pendingTriggers(ctx context.Context) ([]TriggerRequest, error) {
 	return out, nil
 }
 
-// triggerLoop picks up trigger requests: woken by their pub/sub nudge,
-// and every maintenance interval in case a nudge was lost. Every replica
-// that has the instance claims the request's own claim key, so exactly
-// one runs it, through the job's lock and overlap policy.
-func (s *Scheduler) triggerLoop(ctx, runs context.Context) {
-	ps := s.store.rdb.Subscribe(ctx, s.store.triggersKey())
+// triggers is the component that picks up trigger requests: woken by
+// their pub/sub nudge, and every maintenance interval in case a nudge was
+// lost. Every replica that has the instance claims the request's own claim
+// key, so exactly one runs it, through the job's lock and overlap policy.
+type triggers struct {
+	*core
+	claimer *claimer
+	loop
+}
+
+func (tr *triggers) start(ctx context.Context) { tr.loop.start(func() { tr.run(ctx) }) }
+
+func (tr *triggers) run(ctx context.Context) {
+	ps := tr.store.rdb.Subscribe(ctx, tr.store.triggersKey())
 	defer ps.Close()
 	msgs := ps.Channel()
-	t := time.NewTicker(s.maintEvery)
+	t := time.NewTicker(tr.maintEvery)
 	defer t.Stop()
 	for {
 		func() {
-			defer s.recoverPanic("trigger")
-			s.takeTriggers(ctx, runs)
+			defer tr.recoverPanic("trigger")
+			tr.take(ctx)
 		}()
 		select {
 		case <-ctx.Done():
@@ -97,39 +102,40 @@ func (s *Scheduler) triggerLoop(ctx, runs context.Context) {
 	}
 }
 
-func (s *Scheduler) takeTriggers(ctx, runs context.Context) {
+// take claims the pending requests for instances this replica has.
+func (tr *triggers) take(ctx context.Context) {
 	qctx, cancel := context.WithTimeout(ctx, redisTimeout)
-	reqs, err := s.store.pendingTriggers(qctx)
+	reqs, err := tr.store.pendingTriggers(qctx)
 	cancel()
 	if err != nil || len(reqs) == 0 {
 		return
 	}
-	cfg := s.cfg.Load()
-	var items []claimItem
+	cfg := tr.cfg.Load()
+	var claims []*Claim
 	for _, r := range reqs {
 		in, ok := cfg.Instance(r.Instance)
 		if time.Since(r.RequestedAt) > triggerTTL {
-			_ = s.store.CancelTrigger(ctx, r.RunID) // stale: the asker gave up
+			_ = tr.store.CancelTrigger(ctx, r.RunID) // stale: the asker gave up
 			continue
 		}
 		if !ok || !in.Enabled {
 			continue // another replica's config may have it
 		}
-		items = append(items, claimItem{in: in, at: r.RequestedAt, runID: r.RunID,
-			claimKey: s.store.manualClaimKey(in.Name, r.RequestedAt, r.RunID),
-			// The run id is the asker's, the same on every pass: the value
-			// gets a nonce so that a later pass (the request's removal
-			// failed, or the replica restarted) never finds the claim its
-			// own and runs the request again.
-			value: claimValue(s.replica, r.RunID) + ":" + randomHex(4), trigger: "manual"})
+		c := tr.newClaim(in, tr.store.manualClaimKey(in.Name, r.RequestedAt, r.RunID), r.RequestedAt, r.RunID, "manual")
+		// The run id is the asker's, the same on every pass: the value
+		// gets a nonce so that a later pass (the request's removal
+		// failed, or the replica restarted) never finds the claim its
+		// own and runs the request again.
+		c.Value += ":" + randomHex(4)
+		claims = append(claims, c)
 	}
-	if len(items) == 0 {
+	if len(claims) == 0 {
 		return
 	}
-	for i, won := range s.claimItems(ctx, runs, items) {
+	for i, won := range tr.claimer.claim(ctx, claims) {
 		if won {
-			s.log.Info("trigger picked up", "job", items[i].in.Name, "run_id", items[i].runID)
-			_ = s.store.CancelTrigger(ctx, items[i].runID)
+			tr.log.Info("trigger picked up", "job", claims[i].in.Name, "run_id", claims[i].rec.RunID)
+			_ = tr.store.CancelTrigger(ctx, claims[i].rec.RunID)
 		}
 	}
 }

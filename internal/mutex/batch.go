@@ -1,0 +1,160 @@
+package mutex
+
+// The batch form of an acquisition: many locks, each with its SET NX key,
+// in one pipeline.
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// SetNX is a key that an acquisition creates first, as SET NX PX does:
+// if the key already holds another value, the acquisition fails with
+// ErrKeyTaken and changes nothing. It lets callers take "this piece of
+// work" and the lock that guards it in one round trip, so that a piece of
+// work is taken once however many callers race for it. On Redis Cluster
+// the key must share the lock's hash slot.
+type SetNX struct {
+	Key   string
+	Value string // unique to this attempt: a retry that finds it knows the key is its own
+	TTL   time.Duration
+	// NotBefore and NotAfter bound, on Redis's clock, when a new key may
+	// be created (zero: no bound). Outside them the attempt fails with
+	// ErrOutsideWindow: the caller's clock is too far off for its key to
+	// be seen in time by callers that look for it.
+	NotBefore, NotAfter time.Time
+}
+
+// TryLockSetNX makes one attempt, creating key first. It returns nil when
+// the key was created (or already held its value) and the lock was taken,
+// ErrKeyTaken when the key held another value, and ErrNotObtained when
+// the key is the caller's but the lock is held (the key stays).
+func (m *Mutex) TryLockSetNX(ctx context.Context, key SetNX) error {
+	return m.c.TryLockBatch(ctx, []*Mutex{m}, []SetNX{key})[0]
+}
+
+// TryLockBatch is TryLockSetNX for many mutexes in one pipeline, so that
+// a thousand locks wanted at the same second cost one round trip, not a
+// thousand. The i-th error belongs to ms[i].
+//
+// An attempt whose reply was lost (timeout, reset connection) is asked
+// again with the same token and key value until its outcome is known or
+// ctx ends (settleTimeout for a ctx without a deadline): the retry finds
+// the key and the lock its own. Only then is an error returned, and
+// never ErrKeyTaken or ErrNotObtained for it.
+func (c *Client) TryLockBatch(ctx context.Context, ms []*Mutex, cls []SetNX) []error {
+	errs := make([]error, len(ms))
+	tokens := make([]string, len(ms))
+	var pending []int
+	for i, m := range ms {
+		if errs[i] = m.reserve(); errs[i] == nil {
+			tokens[i] = randomID()
+			pending = append(pending, i)
+		}
+	}
+	limit := settleTimeout
+	if d, ok := ctx.Deadline(); ok {
+		limit = time.Until(d)
+	}
+	// Each round asks again only for the attempts whose outcome is still
+	// unknown; settle retries while one of them is.
+	_ = settle(ctx, limit, func(ctx context.Context) error {
+		if len(pending) == 0 {
+			return nil
+		}
+		var unknown []int
+		var lastErr error
+		for j, res := range c.acquireBatch(ctx, pending, ms, tokens, cls) {
+			i, m := pending[j], ms[pending[j]]
+			if unknownOutcome(res.err) {
+				unknown, lastErr = append(unknown, i), res.err
+				errs[i] = fmt.Errorf("mutex: lock %q: %w", m.name, res.err)
+				continue
+			}
+			ok, err := false, res.err
+			switch {
+			case err != nil:
+				err = fmt.Errorf("mutex: lock %q: %w", m.name, err)
+			default:
+				if ok, _, err = m.acquired(res.val, tokens[i], res.sent); !ok && err == nil {
+					err = fmt.Errorf("%w: %q", ErrNotObtained, m.name)
+				}
+			}
+			if !ok {
+				m.unreserve()
+			}
+			errs[i] = err
+		}
+		pending = unknown
+		return lastErr
+	})
+	for _, i := range pending { // still unknown when settling gave up
+		ms[i].leave(ctx, "", tokens[i])
+		ms[i].unreserve()
+	}
+	return errs
+}
+
+type batchResult struct {
+	val  []int64
+	err  error
+	sent time.Time
+}
+
+// acquireBatch runs the acquire script with a SetNX key for ms[idx...] in one
+// pipeline (EVALSHA; a NOSCRIPT after a Redis restart falls back to EVAL
+// for that command).
+func (c *Client) acquireBatch(ctx context.Context, idx []int, ms []*Mutex, tokens []string, cls []SetNX) []batchResult {
+	out := make([]batchResult, len(idx))
+	if err := c.loadScripts(ctx); err != nil {
+		for j := range out {
+			out[j].err = err
+		}
+		return out
+	}
+	cmds := make([]*redis.Cmd, len(idx))
+	sent := time.Now()
+	pipe := c.rdb.Pipeline()
+	for j, i := range idx {
+		keys, args := ms[i].acquireArgs(tokens[i], "", &cls[i])
+		cmds[j] = acquireScript.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, _ = pipe.Exec(ctx)
+	for j, i := range idx {
+		out[j].val, out[j].err = cmds[j].Int64Slice()
+		out[j].sent = sent
+		if redis.HasErrorPrefix(out[j].err, "NOSCRIPT") { // Redis restarted since loadScripts
+			c.scriptsLoaded.Store(false)
+			keys, args := ms[i].acquireArgs(tokens[i], "", &cls[i])
+			out[j].sent = time.Now()
+			out[j].val, out[j].err = acquireScript.Run(ctx, c.rdb, keys, args...).Int64Slice()
+		}
+	}
+	return out
+}
+
+// unixMilli is t in Unix milliseconds, or 0 for the zero time.
+func unixMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// loadScripts makes sure the acquire script is cached, for pipelines,
+// where go-redis cannot fall back from EVALSHA to EVAL by itself. After a
+// Redis restart the first batch meets NOSCRIPT, falls back per command, and
+// the next batch loads again.
+func (c *Client) loadScripts(ctx context.Context) error {
+	if c.scriptsLoaded.Load() {
+		return nil
+	}
+	if err := acquireScript.Load(ctx, c.rdb).Err(); err != nil {
+		return err
+	}
+	c.scriptsLoaded.Store(true)
+	return nil
+}

@@ -1,0 +1,137 @@
+package scheduler
+
+import (
+	"context"
+	mrand "math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jobd/jobd/internal/jobs"
+)
+
+// ticker is the component that sleeps until the next fire time of any
+// instance and claims everything due then. Each tick's claims run on
+// their own goroutine (fire), so that a slow claim never delays the next
+// tick; the ticker waits for them when it stops.
+type ticker struct {
+	*core
+	claimer *claimer
+	runs    func() int // how busy this replica is (its splay penalty)
+	firing  sync.WaitGroup
+	loop
+}
+
+func (t *ticker) start(ctx context.Context) { t.loop.start(func() { t.run(ctx) }) }
+
+// wait returns once the loop and the claims of every tick have returned.
+func (t *ticker) wait() {
+	t.loop.wait()
+	t.firing.Wait()
+}
+
+// pending is an instance's next fire time, and the schedule it was
+// computed with.
+type pending struct {
+	at    time.Time
+	sched string // spec and timezone
+}
+
+// run fires ticks until ctx ends. Each instance keeps its pending fire
+// time across reloads unless its schedule changed, so a reload (even one
+// that lands on a tick) never drops or repeats a tick; a new or
+// rescheduled instance starts from now.
+func (t *ticker) run(ctx context.Context) {
+	next := map[string]pending{}
+	for {
+		cfg := t.cfg.Load()
+		earliest := t.plan(cfg, next)
+		wait := time.Duration(1<<62 - 1) // nothing scheduled: wait for a reload
+		if !earliest.IsZero() {
+			wait = earliest.Sub(t.clock.Now())
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-t.reloaded:
+			timer.Stop()
+			t.log.Info("config reloaded", "config_hash", short(t.cfg.Load().Hash))
+			continue // a tick that came due meanwhile fires at once
+		case <-timer.C:
+		}
+		var due []*jobs.Instance
+		for _, in := range cfg.Instances {
+			if p, ok := next[in.Name]; ok && p.at.Equal(earliest) {
+				due = append(due, in)
+				next[in.Name] = pending{in.Schedule.Next(earliest), p.sched}
+			}
+		}
+		t.firing.Add(1)
+		go func() {
+			defer t.firing.Done()
+			defer t.recoverPanic("fire")
+			t.fire(ctx, earliest, due)
+		}()
+	}
+}
+
+// plan brings next up to date with cfg (enabled instances only) and
+// returns the earliest fire time (zero: none).
+func (t *ticker) plan(cfg *jobs.Config, next map[string]pending) time.Time {
+	now := t.clock.Now()
+	var earliest time.Time
+	seen := make(map[string]bool, len(cfg.Instances))
+	for _, in := range cfg.Instances {
+		if !in.Enabled || in.Suspended {
+			continue
+		}
+		seen[in.Name] = true
+		key := in.Schedule.Spec + " " + in.Timezone
+		if p, ok := next[in.Name]; !ok || p.sched != key {
+			next[in.Name] = pending{in.Schedule.Next(now), key}
+		}
+		if at := next[in.Name].at; !at.IsZero() && (earliest.IsZero() || at.Before(earliest)) {
+			earliest = at
+		}
+	}
+	for name := range next {
+		if !seen[name] {
+			delete(next, name)
+		}
+	}
+	return earliest
+}
+
+// fire claims the tick at for the due instances. Each instance gets a
+// random slot within the splay, later for a busier replica, so replicas
+// share the work; instances in one slot are claimed in one pipeline.
+func (t *ticker) fire(ctx context.Context, at time.Time, due []*jobs.Instance) {
+	const slots = 4
+	groups := make([][]*jobs.Instance, slots)
+	for _, in := range due {
+		g := 0
+		if t.splay > 0 {
+			g = mrand.N(slots)
+		}
+		groups[g] = append(groups[g], in)
+	}
+	penalty := t.splay * time.Duration(min(t.runs(), 10)) / 20 // up to half the splay
+	for g, group := range groups {
+		if len(group) == 0 {
+			continue
+		}
+		if !sleepCtx(ctx, at.Add(penalty+t.splay*time.Duration(g)/slots).Sub(t.clock.Now())) {
+			return // stopping: claim nothing more
+		}
+		if t.health.clockBad.Load() {
+			t.clockRefused(group, at)
+			continue
+		}
+		claims := make([]*Claim, len(group))
+		for i, in := range group {
+			claims[i] = t.tickClaim(in, at, "schedule")
+		}
+		t.claimer.claim(ctx, claims)
+	}
+}
