@@ -44,7 +44,7 @@ func BenchmarkHandoff(b *testing.B) {
 			}
 			got <- time.Now()
 		}()
-		for rdb.ZCard(ctx, prefix(b)+":lock:{handoff}:q").Val() == 0 {
+		for rdb.ZCard(ctx, prefix(b)+":lock:{handoff}:queue").Val() == 0 {
 			time.Sleep(50 * time.Microsecond)
 		}
 		start := time.Now()

@@ -137,7 +137,7 @@ func TestWaiters(t *testing.T) {
 			}
 			got <- time.Now()
 		}()
-		waitQueued(t, rdb, prefix(t)+":lock:{w}:q", 1)
+		waitQueued(t, rdb, prefix(t)+":lock:{w}:queue", 1)
 		released := time.Now()
 		if err := holder.Unlock(ctx); err != nil {
 			t.Fatal(err)
@@ -176,7 +176,7 @@ func TestWaiters(t *testing.T) {
 		wctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- c.NewMutex("w").Lock(wctx) }()
-		waitQueued(t, rdb, prefix(t)+":lock:{w}:q", 1)
+		waitQueued(t, rdb, prefix(t)+":lock:{w}:queue", 1)
 		start := time.Now()
 		cancel()
 		err := <-done
@@ -228,7 +228,7 @@ func TestWaiters(t *testing.T) {
 		done := make(chan error, 1)
 		w := c.NewMutex("w", mutex.WithWait(15*time.Second))
 		go func() { done <- w.Lock(ctx) }()
-		waitQueued(t, rdb, prefix(t)+":lock:{w}:q", 1)
+		waitQueued(t, rdb, prefix(t)+":lock:{w}:queue", 1)
 		srv.Restart(t) // data is gone: the lock is free now
 		restarted := time.Now()
 		if err := <-done; err != nil {
@@ -277,7 +277,7 @@ func TestHandoffCommandsBounded(t *testing.T) {
 		t.Cleanup(func() { ci.Close() })
 		go func() { done <- ci.NewMutex("h").Do(ctx, func(context.Context) error { return nil }) }()
 	}
-	waitQueued(t, rdb, prefix(t)+":lock:{h}:q", k)
+	waitQueued(t, rdb, prefix(t)+":lock:{h}:queue", k)
 	before := scriptCalls(t, rdb)
 	if err := holder.Unlock(ctx); err != nil {
 		t.Fatal(err)
