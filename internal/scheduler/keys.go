@@ -6,10 +6,13 @@ import (
 )
 
 // Every Redis key the scheduler owns is built here; docs/scheduler.md
-// lists them. The instance name sits in a hash tag, so that the keys a
-// script touches for one instance (its tick claims, records and history)
-// share a Redis Cluster slot. The running index, the replica set and the
-// trigger requests are global keys, read and written on their own.
+// lists them. The instance name sits in a hash tag ({instance}), so that
+// an instance's tick claims, records, history and last success share a
+// Redis Cluster slot. That does not make the scripts Cluster-safe: the
+// record scripts also touch the global running index, and claim-and-lock
+// touches the claim and the lock's keys ({lock}), which live in other
+// slots. jobd therefore needs one Redis primary (standalone, or behind
+// Sentinel), and says so in docs/scheduler.md.
 
 // tickKey is the claim of instance's tick t.
 func (s *Store) tickKey(instance string, t time.Time) string {
