@@ -15,9 +15,9 @@ import (
 // tick; the ticker waits for them when it stops.
 type ticker struct {
 	*core
-	claimer *claimer
-	runs    func() int // how busy this replica is (its splay penalty)
-	firing  sync.WaitGroup
+	claimer    *claimer
+	runs       func() int     // how busy this replica is (its splay penalty)
+	tickClaims sync.WaitGroup // the goroutines claiming a tick (fire)
 	loop
 }
 
@@ -26,7 +26,7 @@ func (t *ticker) start(ctx context.Context) { t.loop.start(func() { t.run(ctx) }
 // wait returns once the loop and the claims of every tick have returned.
 func (t *ticker) wait() {
 	t.loop.wait()
-	t.firing.Wait()
+	t.tickClaims.Wait()
 }
 
 // pending is an instance's next fire time, and the schedule it was
@@ -67,9 +67,9 @@ func (t *ticker) run(ctx context.Context) {
 				next[in.Name] = pending{in.Schedule.Next(earliest), p.sched}
 			}
 		}
-		t.firing.Add(1)
+		t.tickClaims.Add(1)
 		go func() {
-			defer t.firing.Done()
+			defer t.tickClaims.Done()
 			defer t.recoverPanic("fire")
 			t.fire(ctx, earliest, due)
 		}()
