@@ -37,6 +37,9 @@ type Server struct {
 
 	dir   string
 	extra []string // redis-server arguments added by StartWith
+	// sentinelConf, when set, makes this a sentinel: redis-server runs
+	// on this config file (which the sentinel rewrites) with --sentinel.
+	sentinelConf string
 	mu    sync.Mutex
 	cmd   *exec.Cmd
 	out   bytes.Buffer
@@ -97,12 +100,7 @@ func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.out.Reset()
-	args := append([]string{
-		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--unixsocket", s.Socket(), "--unixsocketperm", "700",
-		"--daemonize", "no", "--protected-mode", "no"}, s.extra...)
-	cmd := exec.Command("redis-server", args...)
+	cmd := exec.Command("redis-server", s.args()...)
 	cmd.Stdout = &s.out
 	cmd.Stderr = &s.out
 	// Own process group, so a test's signals never reach the server.
@@ -122,6 +120,19 @@ func (s *Server) start() error {
 	_ = cmd.Wait()
 	s.cmd = nil
 	return fmt.Errorf("redis-server on port %d did not answer PING within 5s: %s", s.Port, s.out.String())
+}
+
+// args are redis-server's arguments: a sentinel's config file, or a data
+// server's defaults followed by the extra arguments.
+func (s *Server) args() []string {
+	if s.sentinelConf != "" {
+		return []string{s.sentinelConf, "--sentinel", "--port", strconv.Itoa(s.Port)}
+	}
+	return append([]string{
+		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir,
+		"--unixsocket", s.Socket(), "--unixsocketperm", "700",
+		"--daemonize", "no", "--protected-mode", "no"}, s.extra...)
 }
 
 // ping sends an inline PING and expects +PONG.
