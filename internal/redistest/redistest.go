@@ -40,9 +40,9 @@ type Server struct {
 	// sentinelConf, when set, makes this a sentinel: redis-server runs
 	// on this config file (which the sentinel rewrites) with --sentinel.
 	sentinelConf string
-	mu    sync.Mutex
-	cmd   *exec.Cmd
-	out   bytes.Buffer
+	mu           sync.Mutex
+	cmd          *exec.Cmd
+	out          bytes.Buffer
 }
 
 // Start launches a redis-server with persistence off and registers its
