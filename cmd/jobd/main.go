@@ -1,19 +1,34 @@
 // Command jobd runs cron jobs across several replicas with Redis locks, so
 // that every scheduled tick runs exactly once even when a machine dies.
 //
-// This file holds the wiring: global flags, logging, the Redis client and
-// the mapping of failures to documented exit codes.
+// The command only wires the internal packages together, parses flags,
+// prints and maps errors to exit codes. This file holds the app, the
+// global flags, logging, the schedule file, the Redis a command uses, and
+// the exit codes; run.go the daemon, lock.go `jobd lock`, ops.go the
+// operator commands.
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
+
+	"github.com/jobd/jobd/internal/jobs"
+	"github.com/jobd/jobd/internal/lockrun"
+	"github.com/jobd/jobd/internal/mutex"
+	"github.com/jobd/jobd/internal/redisconn"
+	"github.com/jobd/jobd/internal/scheduler"
 )
 
 // Set by the Makefile with -ldflags -X.
@@ -23,17 +38,18 @@ var (
 )
 
 // Exit codes. They are documented in `jobd --help` and the README; scripts
-// and monitoring rely on them, so never renumber one.
+// and monitoring rely on them, so never renumber one. A run's own code
+// (`jobd trigger --wait`) is scheduler.Record.ShellCode; a command `jobd
+// lock` could not start exits with jobs.StartError's Code (126 or 127).
 const (
 	exitOK          = 0
-	exitFailure     = 1   // generic failure (for example an invalid config)
-	exitUsage       = 2   // bad flags or arguments
-	exitUnavailable = 69  // Redis unreachable (EX_UNAVAILABLE)
-	exitLeaseLost   = 70  // the lock's lease was lost while the command ran
-	exitNotObtained = 75  // lock not obtained within --wait (EX_TEMPFAIL)
-	exitConfig      = 78  // Redis refused: configuration or permission error (EX_CONFIG)
-	exitCannotExec  = 126 // the command exists but could not be started
-	exitNotFound    = 127 // the command was not found
+	exitFailure     = 1  // generic failure (for example an invalid config)
+	exitUsage       = 2  // bad flags or arguments
+	exitNoReplica   = 3  // no replica is alive (status, trigger)
+	exitUnavailable = 69 // Redis unreachable (EX_UNAVAILABLE)
+	exitLeaseLost   = 70 // the lock's lease was lost while the command ran
+	exitNotObtained = 75 // lock not obtained within --wait (EX_TEMPFAIL)
+	exitConfig      = 78 // Redis refused: configuration or permission error (EX_CONFIG)
 )
 
 const exitCodesHelp = `EXIT CODES:
@@ -64,28 +80,38 @@ func exitf(code int, format string, args ...any) error {
 	return &exitError{code: code, err: fmt.Errorf(format, args...)}
 }
 
-// exitCode returns the code for err; a silent exit (the child's own code)
-// has a nil inner error.
+// exitCode maps err to an exit code and the message to print: the code
+// an exitError carries, or the code of the kind of error a library
+// returned. A silent exit (the child's own code) has a nil inner error.
 func exitCode(err error) (int, string) {
-	if err == nil {
-		return exitOK, ""
-	}
 	var ee *exitError
-	if errors.As(err, &ee) {
-		switch {
-		case ee.err == nil:
-			return ee.code, ""
-		case ee.plain:
-			return ee.code, ee.err.Error()
-		}
-		return ee.code, "jobd: " + ee.err.Error()
+	var se *jobs.StartError
+	code := exitUsage // anything else comes from flag parsing in urfave/cli
+	switch {
+	case err == nil:
+		return exitOK, ""
+	case errors.As(err, &ee) && ee.err == nil:
+		return ee.code, ""
+	case errors.As(err, &ee) && ee.plain:
+		return ee.code, ee.err.Error()
+	case errors.As(err, &ee):
+		code = ee.code
+	case errors.As(err, &se):
+		code = se.Code
+	case errors.Is(err, redisconn.ErrRefused):
+		code = exitConfig
+	case errors.Is(err, redisconn.ErrUnreachable):
+		code = exitUnavailable
+	case errors.Is(err, lockrun.ErrNotObtained):
+		code = exitNotObtained
+	case errors.Is(err, lockrun.ErrLeaseLost):
+		code = exitLeaseLost
 	}
-	// Anything else comes from flag parsing in urfave/cli.
-	return exitUsage, "jobd: " + err.Error()
+	return code, "jobd: " + err.Error()
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	app := &cli.App{
+	return &cli.App{
 		Name:    "jobd",
 		Usage:   "run cron jobs exactly once across replicas, with Redis locks",
 		Version: version,
@@ -97,20 +123,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Flags:                  globalFlags(),
 		UseShortOptionHandling: true,
 		HideVersion:            false,
-		Commands: []*cli.Command{
-			runCommand(),
-			lockCommand(),
-			validateCommand(),
-			planCommand(),
-			statusCommand(),
-			historyCommand(),
-			triggerCommand(),
-			versionCommand(),
-		},
+		Commands: []*cli.Command{runCommand(), lockCommand(), validateCommand(), planCommand(),
+			statusCommand(), historyCommand(), triggerCommand(), versionCommand()},
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
 		ExitErrHandler:        func(*cli.Context, error) {}, // main maps errors to codes
 	}
-	return app
 }
 
 func versionCommand() *cli.Command {
@@ -133,51 +150,189 @@ func versionCommand() *cli.Command {
 // first argument, and `jobd history web --limit 5` is what people type.
 // Other commands are left alone (lock's trailing words are its command).
 func flagsFirst(app *cli.App, args []string) []string {
-	for i, a := range args {
-		cmd := app.Command(a)
-		if cmd == nil {
-			continue
-		}
-		if cmd.Name != "history" && cmd.Name != "trigger" {
-			return args
-		}
-		takesValue := map[string]bool{}
-		for _, f := range cmd.Flags {
-			_, isBool := f.(*cli.BoolFlag)
-			for _, n := range f.Names() {
-				takesValue[n] = !isBool
-			}
-		}
-		var flags, rest []string
-		tail := args[i+1:]
-		for j := 0; j < len(tail); j++ {
-			t := tail[j]
-			if t == "--" {
-				rest = append(rest, tail[j:]...)
-				break
-			}
-			if !strings.HasPrefix(t, "-") || t == "-" {
-				rest = append(rest, t)
-				continue
-			}
-			flags = append(flags, t)
-			if name := strings.TrimLeft(t, "-"); !strings.Contains(name, "=") && takesValue[name] && j+1 < len(tail) {
-				j++
-				flags = append(flags, tail[j])
-			}
-		}
-		out := append(append(append([]string{}, args[:i+1]...), flags...), rest...)
-		return out
+	i := slices.IndexFunc(args, func(a string) bool { return app.Command(a) != nil })
+	if i < 0 || !slices.Contains([]string{"history", "trigger"}, app.Command(args[i]).Name) {
+		return args
 	}
-	return args
+	takesValue := map[string]bool{}
+	for _, f := range app.Command(args[i]).Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var flags, rest []string
+	for j := i + 1; j < len(args); j++ {
+		switch t := args[j]; {
+		case t == "--":
+			rest, j = append(rest, args[j:]...), len(args)
+		case !strings.HasPrefix(t, "-") || t == "-":
+			rest = append(rest, t)
+		default:
+			flags = append(flags, t)
+			if name := strings.TrimLeft(t, "-"); !strings.Contains(name, "=") && takesValue[name] && j+1 < len(args) {
+				j++
+				flags = append(flags, args[j])
+			}
+		}
+	}
+	return slices.Concat(args[:i+1], flags, rest)
 }
 
 func main() {
 	app := newApp(os.Stdout, os.Stderr)
-	err := app.Run(flagsFirst(app, os.Args))
-	code, msg := exitCode(err)
+	code, msg := exitCode(app.Run(flagsFirst(app, os.Args)))
 	if msg != "" {
 		fmt.Fprintln(os.Stderr, msg)
 	}
 	os.Exit(code)
+}
+
+// defaultConfig is the schedule file read when --config is not given.
+const defaultConfig = "/etc/jobd/jobs.yaml"
+
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "redis", Value: redisconn.DefaultURL, EnvVars: []string{"JOBD_REDIS_URL"},
+			Usage: "Redis URL: redis://, rediss:// (TLS) or unix://, with user and password if needed"},
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: defaultConfig, EnvVars: []string{"JOBD_CONFIG"},
+			Usage: "the schedule file (see jobs.example.yaml)"},
+		&cli.StringFlag{Name: "prefix", Value: mutex.DefaultPrefix, EnvVars: []string{"JOBD_PREFIX"},
+			Usage: "prefix of every Redis key jobd uses"},
+		&cli.StringFlag{Name: "log-format", Value: "auto", EnvVars: []string{"JOBD_LOG_FORMAT"},
+			Usage: "text, json, or auto (text on a terminal, JSON otherwise)"},
+		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"JOBD_LOG_LEVEL"},
+			Usage: "debug, info, warn or error"},
+	}
+}
+
+// newLogger builds the slog logger from the global flags, and sends
+// go-redis's own messages to it.
+func newLogger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, exitf(exitUsage, "--log-level: %q is not debug, info, warn or error", c.String("log-level"))
+	}
+	w, opts, format := c.App.ErrWriter, &slog.HandlerOptions{Level: level}, c.String("log-format")
+	if format == "auto" {
+		format = "json" // text on a terminal
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	var h slog.Handler
+	switch format {
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	default:
+		return nil, exitf(exitUsage, "--log-format: %q is not text, json or auto", format)
+	}
+	log := slog.New(h)
+	redisconn.SetLogger(log)
+	return log, nil
+}
+
+// loadConfig loads the schedule file, --config (or JOBD_CONFIG; empty
+// counts as unset), else the default file; problems are exit 1, one per
+// line. With optional (lock, status, history work without a file, but
+// must find its redis: settings), a missing default file is nil, nil.
+func loadConfig(c *cli.Context, optional bool) (*jobs.Config, error) {
+	path, explicit := defaultConfig, c.IsSet("config") && c.String("config") != ""
+	if explicit {
+		path = c.String("config")
+	}
+	if _, err := os.Stat(path); optional && !explicit && errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	cfg, err := jobs.Load(path)
+	var ps jobs.Problems
+	switch {
+	case errors.As(err, &ps):
+		return nil, &exitError{code: exitFailure, plain: true, err: fmt.Errorf("%w\n%d problem(s) in %s", err, len(ps), path)}
+	case err != nil:
+		return nil, exitf(exitFailure, "%w", err)
+	}
+	return cfg, nil
+}
+
+// openRedis returns a client, which has not talked to Redis yet, for the
+// Redis and key prefix of every command: --redis and --prefix (or their
+// environment variables), then cfg's redis:, then the defaults (see
+// redisconn.Resolve). A bad URL is exit 2.
+func openRedis(c *cli.Context, cfg *jobs.Config) (redisconn.Target, redis.UniversalClient, error) {
+	t := redisconn.Resolve(redisconn.Target{URL: ifElse(c.IsSet("redis"), c.String("redis"), ""),
+		Prefix: ifElse(c.IsSet("prefix"), c.String("prefix"), "")}, cfg)
+	rdb, err := t.Open()
+	if err != nil {
+		return t, nil, exitf(exitUsage, "--redis %s: %v", t, err)
+	}
+	return t, rdb, nil
+}
+
+// env is what the commands that talk to Redis (lock, status, history,
+// trigger) share: the logger, the schedule file (cfg is nil without one),
+// the Redis and key prefix, and the clients on them.
+type env struct {
+	log    *slog.Logger
+	cfg    *jobs.Config
+	path   string
+	target redisconn.Target
+	rdb    redis.UniversalClient
+	locks  *mutex.Client
+	store  *scheduler.Store
+	insp   *scheduler.Inspector
+}
+
+// connect loads the schedule file (optional unless needConfig) and
+// connects to Redis: exit 69 if it does not answer, 78 if it refuses jobd.
+func connect(c *cli.Context, needConfig bool) (*env, error) {
+	log, err := newLogger(c)
+	if err != nil {
+		return nil, err
+	}
+	e := &env{log: log, path: defaultConfig}
+	if e.cfg, err = loadConfig(c, !needConfig); err != nil {
+		return nil, err // every problem, as `jobd validate` prints them
+	}
+	if e.cfg != nil {
+		e.path = e.cfg.File
+	}
+	if e.target, e.rdb, err = openRedis(c, e.cfg); err != nil {
+		return nil, err
+	}
+	if err := e.target.Ping(c.Context, e.rdb); err != nil {
+		e.rdb.Close()
+		return nil, err
+	}
+	e.locks = mutex.New(e.rdb, mutex.WithPrefix(e.target.Prefix), mutex.WithLogger(log))
+	e.store = scheduler.NewStore(e.rdb, e.target.Prefix)
+	e.insp = scheduler.NewInspector(e.store)
+	return e, nil
+}
+
+// heldLocks lists the held locks for the Inspector's Status.
+func (e *env) heldLocks(ctx context.Context) ([]scheduler.LockStatus, error) {
+	infos, err := e.locks.List(ctx)
+	out := make([]scheduler.LockStatus, 0, len(infos))
+	for _, in := range infos {
+		out = append(out, scheduler.LockStatus{Name: in.Name, Holder: in.Owner, Host: in.Host, PID: in.PID, Label: in.Label,
+			Fence: in.Fence, HeldFor: scheduler.Seconds(in.HeldFor), TTL: scheduler.Seconds(in.TTL)})
+	}
+	return out, err
+}
+
+func (e *env) close() {
+	e.locks.Close()
+	e.rdb.Close()
+}
+
+// printJSON writes v as indented JSON: the --json output of every command.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

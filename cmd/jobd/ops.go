@@ -1,11 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -13,66 +13,80 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
 
-	"github.com/jobd/jobd/internal/jobs"
-	"github.com/jobd/jobd/internal/mutex"
+	"github.com/jobd/jobd/internal/redisconn"
 	"github.com/jobd/jobd/internal/scheduler"
 )
 
-// exitNoReplica: no replica is alive (status, trigger).
-const exitNoReplica = 3
-
-// opsEnv is what the operator commands share: the config (if it loads),
-// Redis, and the key prefix.
-type opsEnv struct {
-	cfg    *jobs.Config
-	cfgErr error // why cfg is nil
-	target redisTarget
-	rdb    redis.UniversalClient
-	store  *scheduler.Store
-	locks  *mutex.Client
+func validateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "validate",
+		Usage: "check the schedule file and report every problem",
+		Description: "Exit 0 with a one-line summary, or exit 1 with every problem, one per line, as\n" +
+			"FILE:LINE:COL: PATH: MESSAGE.",
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfig(c, false)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.App.Writer, "ok: "+cfg.Summary())
+			return nil
+		},
+	}
 }
 
-// openOps loads the schedule file (required by trigger; for status and
-// history, only if given or if the default file exists: see
-// optionalConfig) and connects to the Redis resolveRedis names.
-func openOps(c *cli.Context, needConfig bool) (*opsEnv, error) {
-	if _, err := newLogger(c); err != nil {
-		return nil, err
+func planCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "plan",
+		Usage: "print the next fire times and the lock of every job instance",
+		Description: "Fire times are shown in the job's timezone and in UTC; NOTE flags times at a\n" +
+			"daylight-saving change: dst-fold (the wall-clock time happens twice that day,\n" +
+			"and the job fires at both) and dst-gap (clocks jumped forward before this\n" +
+			"fire, and the times listed did not exist, so those fires do not happen).",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "count", Aliases: []string{"n"}, Value: 3, Usage: "fire times per instance"},
+			&cli.StringFlag{Name: "from", Usage: "start time, RFC 3339 (default: now)"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+		},
+		Action: runPlan,
 	}
-	e := &opsEnv{}
-	var err error
-	if needConfig {
-		e.cfg, err = loadConfig(c)
-	} else {
-		e.cfg, err = optionalConfig(c) // status shows JOBS only with a file
-	}
-	if err != nil {
-		return nil, err // every problem, as `jobd validate` prints them
-	}
-	if e.cfg == nil {
-		path, _ := configPath(c)
-		e.cfgErr = fmt.Errorf("%s: %w", path, fs.ErrNotExist)
-	}
-	e.target = resolveRedis(c, e.cfg)
-	rdb, err := connectRedis(c.Context, e.target)
-	if err != nil {
-		return nil, err
-	}
-	e.rdb = rdb
-	e.store = scheduler.NewStore(rdb, e.target.prefix)
-	e.locks = mutex.New(rdb, mutex.WithPrefix(e.target.prefix))
-	return e, nil
 }
 
-// fail maps a failed Redis call to exit 69 or 78 (see redisFailure).
-func (e *opsEnv) fail(err error) error { return redisFailure(e.target, err) }
+// planJSON is the stable shape of `jobd plan --json`.
+type planJSON = scheduler.Plan
 
-func (e *opsEnv) close() {
-	e.locks.Close()
-	e.rdb.Close()
+func runPlan(c *cli.Context) error {
+	cfg, err := loadConfig(c, false)
+	if err != nil {
+		return err
+	}
+	n, from := c.Int("count"), time.Now()
+	if n < 1 || n > 1000 {
+		return exitf(exitUsage, "plan: --count %d: expected 1 to 1000", n)
+	}
+	if s := c.String("from"); s != "" {
+		if from, err = time.Parse(time.RFC3339, s); err != nil {
+			return exitf(exitUsage, "plan: --from %q: expected RFC 3339, such as 2026-03-29T00:00:00Z", s)
+		}
+	}
+	plan := scheduler.NewPlan(cfg, from, n)
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, plan)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
+	row(tw, "INSTANCE", "SCHEDULE", "LOCK", "FIRES (LOCAL)", "UTC", "NOTE")
+	for _, pi := range plan.Instances {
+		sched := pi.Schedule + ifElse(pi.Timezone != "UTC", " ("+pi.Timezone+")", "")
+		state := ifElse(!pi.Enabled, "disabled", ifElse(pi.Suspended, "suspended", ""))
+		for i, f := range pi.Fires {
+			if i > 0 {
+				pi.Name, sched, pi.Lock = "", "", ""
+			}
+			row(tw, pi.Name, sched, pi.Lock, f.Local.Format("2006-01-02 15:04:05 MST"), f.UTC.Format(time.RFC3339), strings.TrimSpace(f.Note+" "+state))
+		}
+	}
+	return tw.Flush()
 }
 
 func statusCommand() *cli.Command {
@@ -92,97 +106,23 @@ func statusCommand() *cli.Command {
 }
 
 // statusJSON is the stable shape of `jobd status --json`.
-type statusJSON struct {
-	GeneratedAt   time.Time     `json:"generated_at"`
-	Config        configJSON    `json:"config"`
-	ReplicasAlive int           `json:"replicas_alive"`
-	Replicas      []replicaJSON `json:"replicas"`
-	Locks         []lockJSON    `json:"locks"`
-	Jobs          []jobJSON     `json:"jobs"`
-	// RedisWarnings are the Redis settings that weaken the guarantees, as
-	// status itself read them just now (see docs/failures.md).
-	RedisWarnings []string `json:"redis_warnings"`
-}
-
-type configJSON struct {
-	File  string `json:"file"`
-	Hash  string `json:"hash,omitempty"`
-	Error string `json:"error,omitempty"`
-}
-
-type replicaJSON struct {
-	ID            string    `json:"id"`
-	Host          string    `json:"host"`
-	PID           int       `json:"pid"`
-	Version       string    `json:"version"`
-	StartedAt     time.Time `json:"started_at"`
-	Uptime        float64   `json:"uptime_seconds"`
-	HeartbeatAge  float64   `json:"heartbeat_age_seconds"`
-	Running       []string  `json:"running"`
-	ConfigHash    string    `json:"config_hash"`
-	ConfigMatches bool      `json:"config_matches"`
-	// ClockOffset is the replica's clock minus Redis's; ClockOK is false
-	// while it is beyond 30s and the replica claims nothing.
-	ClockOffset float64 `json:"clock_offset_seconds"`
-	ClockOK     bool    `json:"clock_ok"`
-	// RedisWarnings are the Redis settings, as the replica last read them,
-	// that weaken the guarantees (see docs/failures.md).
-	RedisWarnings []string `json:"redis_warnings"`
-}
-
-type lockJSON struct {
-	Name     string  `json:"name"`
-	Holder   string  `json:"holder"`
-	Host     string  `json:"host"`
-	PID      int     `json:"pid"`
-	Label    string  `json:"label,omitempty"`
-	Instance string  `json:"instance,omitempty"`
-	RunID    string  `json:"run_id,omitempty"`
-	Fence    int64   `json:"fence"`
-	HeldFor  float64 `json:"held_for_seconds"`
-	TTL      float64 `json:"ttl_seconds"`
-}
-
-type jobJSON struct {
-	Instance string       `json:"instance"`
-	Job      string       `json:"job"`
-	Schedule string       `json:"schedule"`
-	Timezone string       `json:"timezone"`
-	Lock     string       `json:"lock"`
-	State    string       `json:"state"` // active, suspended or disabled
-	NextFire *time.Time   `json:"next_fire,omitempty"`
-	Overdue  bool         `json:"overdue"`
-	LastRun  *lastRunJSON `json:"last_run"` // null: never ran
-}
-
-type lastRunJSON struct {
-	RunID       string      `json:"run_id"`
-	ScheduledAt time.Time   `json:"scheduled_at"`
-	Replica     string      `json:"replica"`
-	Trigger     string      `json:"trigger"`
-	Status      jobs.Status `json:"status"`
-	Start       *time.Time  `json:"start,omitempty"`
-	End         *time.Time  `json:"end,omitempty"`
-	Duration    *float64    `json:"duration_seconds,omitempty"`
-	ExitCode    *int        `json:"exit_code,omitempty"`
-}
+type statusJSON = scheduler.Status
 
 func runStatus(c *cli.Context) error {
-	e, err := openOps(c, false)
+	e, err := connect(c, false)
 	if err != nil {
 		return err
 	}
 	defer e.close()
 	if !c.Bool("watch") {
-		return showStatus(c, e, c.App.Writer)
+		return showStatus(c, e)
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	for {
 		fmt.Fprint(c.App.Writer, "\033[H\033[2J") // clear the screen
-		err := showStatus(c, e, c.App.Writer)
 		var ee *exitError
-		if err != nil && !(asExit(err, &ee) && ee.code == exitNoReplica) {
+		if err := showStatus(c, e); err != nil && !(errors.As(err, &ee) && ee.code == exitNoReplica) {
 			return err
 		}
 		select {
@@ -193,134 +133,39 @@ func runStatus(c *cli.Context) error {
 	}
 }
 
-func asExit(err error, target **exitError) bool {
-	ee, ok := err.(*exitError)
-	if ok {
-		*target = ee
-	}
-	return ok
-}
-
-func showStatus(c *cli.Context, e *opsEnv, w io.Writer) error {
+// showStatus prints one status; no replica alive is exit 3.
+func showStatus(c *cli.Context, e *env) error {
 	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 	defer cancel()
-	path, _ := configPath(c)
-	st, err := collectStatus(ctx, path, e)
+	st, err := e.insp.Status(ctx, e.cfg, e.heldLocks, time.Now())
 	if err != nil {
-		return e.fail(err)
+		return e.target.Fail(err)
+	}
+	st.Config.File = e.path
+	if e.cfg == nil {
+		st.Config.Error = e.path + ": file does not exist"
 	}
 	if c.Bool("json") {
-		if err := printJSON(w, st); err != nil {
-			return err
-		}
+		err = printJSON(c.App.Writer, st)
 	} else {
-		printStatus(w, st)
+		printStatus(c.App.Writer, st)
 	}
-	if st.ReplicasAlive == 0 {
-		return &exitError{code: exitNoReplica}
+	if err == nil && st.ReplicasAlive == 0 {
+		err = &exitError{code: exitNoReplica}
 	}
-	return nil
-}
-
-func collectStatus(ctx context.Context, cfgFile string, e *opsEnv) (*statusJSON, error) {
-	now := time.Now()
-	st := &statusJSON{GeneratedAt: now.UTC(), Config: configJSON{File: cfgFile},
-		Replicas: []replicaJSON{}, Locks: []lockJSON{}, Jobs: []jobJSON{}}
-	if e.cfg != nil {
-		st.Config.Hash = e.cfg.Hash
-	} else {
-		st.Config.Error = strings.SplitN(e.cfgErr.Error(), "\n", 2)[0]
-	}
-	insp := scheduler.NewInspector(e.store)
-	replicas, err := insp.Replicas(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, b := range replicas {
-		st.Replicas = append(st.Replicas, replicaJSON{ID: b.ID, Host: b.Host, PID: b.PID, Version: b.Version,
-			StartedAt: b.StartedAt, Uptime: secs(now.Sub(b.StartedAt)), HeartbeatAge: secs(now.Sub(b.BeatAt)),
-			Running: nonNil(b.Running), ConfigHash: b.ConfigHash, ConfigMatches: b.ConfigMatches,
-			ClockOffset: secs(b.ClockOffset), ClockOK: b.ClockOK, RedisWarnings: nonNil(b.Warnings)})
-	}
-	st.ReplicasAlive = len(st.Replicas)
-	warnings, err := e.store.Durability(ctx)
-	if err != nil {
-		return nil, err
-	}
-	st.RedisWarnings = nonNil(warnings)
-	infos, err := e.locks.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, in := range infos {
-		l := lockJSON{Name: in.Name, Holder: in.Owner, Host: in.Host, PID: in.PID, Label: in.Label, Fence: in.Fence,
-			HeldFor: secs(in.HeldFor), TTL: secs(in.TTL)}
-		l.Instance, l.RunID = scheduler.ParseLabel(in.Label)
-		st.Locks = append(st.Locks, l)
-	}
-	if e.cfg == nil {
-		return st, nil
-	}
-	states, err := insp.Instances(ctx, e.cfg, now)
-	if err != nil {
-		return nil, err
-	}
-	for _, is := range states {
-		in := is.Instance
-		j := jobJSON{Instance: in.Name, Job: in.Job, Schedule: in.Schedule.Spec, Timezone: in.Timezone, Lock: in.Lock,
-			State: is.State, NextFire: is.NextFire, Overdue: is.Overdue}
-		if r := is.LastRun; r != nil {
-			lr := &lastRunJSON{RunID: r.RunID, ScheduledAt: r.ScheduledAt, Replica: r.Replica, Trigger: r.Trigger,
-				Status: r.Status, Start: r.Start, End: r.End, ExitCode: r.ExitCode}
-			if r.Start != nil && r.End != nil {
-				d := secs(r.End.Sub(*r.Start))
-				lr.Duration = &d
-			}
-			j.LastRun = lr
-		}
-		st.Jobs = append(st.Jobs, j)
-	}
-	return st, nil
-}
-
-func secs(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
-
-func ago(s float64) string { return human(s) + " ago" }
-
-// human prints seconds the way people read durations: 850ms, 12s, 3m4s, 2h5m, 3d4h.
-func human(s float64) string {
-	d := time.Duration(s * float64(time.Second))
-	switch {
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d < time.Minute:
-		return d.Round(time.Second).String()
-	case d < time.Hour:
-		return strings.TrimSuffix(d.Round(time.Second).String(), "0s")
-	case d < 48*time.Hour:
-		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
-	}
-	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+	return err
 }
 
 func printStatus(w io.Writer, st *statusJSON) {
 	if st.ReplicasAlive == 0 {
-		fmt.Fprintln(w, "NO REPLICA IS ALIVE: nothing is being scheduled.")
-		fmt.Fprintln(w)
+		fmt.Fprint(w, "NO REPLICA IS ALIVE: nothing is being scheduled.\n\n")
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPLICAS")
-	fmt.Fprintln(tw, "ID\tHOST\tPID\tVERSION\tUPTIME\tHEARTBEAT\tRUNNING\tCONFIG\tCLOCK")
+	fmt.Fprint(tw, "REPLICAS\nID\tHOST\tPID\tVERSION\tUPTIME\tHEARTBEAT\tRUNNING\tCONFIG\tCLOCK\n")
 	for _, r := range st.Replicas {
-		cfg := "ok " + short(r.ConfigHash)
-		if !r.ConfigMatches {
-			cfg = "DIFFERS " + short(r.ConfigHash)
-		}
-		clock := fmt.Sprintf("ok %+.1fs", r.ClockOffset)
-		if !r.ClockOK {
-			clock = fmt.Sprintf("OFF %+.1fs: NOT CLAIMING", r.ClockOffset)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Host, r.PID, r.Version, human(r.Uptime), ago(r.HeartbeatAge), running(r.Running), cfg, clock)
+		cfg := ifElse(r.ConfigMatches, "ok ", "DIFFERS ") + r.ConfigHash[:min(len(r.ConfigHash), 12)]
+		clock := fmt.Sprintf(ifElse(r.ClockOK, "ok %+.1fs", "OFF %+.1fs: NOT CLAIMING"), r.ClockOffset)
+		row(tw, r.ID, r.Host, r.PID, r.Version, human(r.Uptime), human(r.HeartbeatAge)+" ago", running(r.Running), cfg, clock)
 	}
 	fmt.Fprintln(tw, "\t")
 	if len(st.RedisWarnings) > 0 {
@@ -331,66 +176,29 @@ func printStatus(w io.Writer, st *statusJSON) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(tw, "LOCKS")
-	fmt.Fprintln(tw, "KEY\tHOLDER\tINSTANCE\tRUN ID\tFENCE\tHELD FOR\tTTL LEFT")
+	fmt.Fprint(tw, "LOCKS\nKEY\tHOLDER\tINSTANCE\tRUN ID\tFENCE\tHELD FOR\tTTL LEFT\n")
 	for _, l := range st.Locks {
-		inst := l.Instance
-		if inst == "" {
-			inst = l.Label
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", l.Name, l.Holder, dash(inst), dash(l.RunID), l.Fence, human(l.HeldFor), human(l.TTL))
+		row(tw, l.Name, l.Holder, cmp.Or(l.Instance, l.Label, "-"), cmp.Or(l.RunID, "-"), l.Fence, human(l.HeldFor), human(l.TTL))
 	}
-	fmt.Fprintln(tw, "\t")
-	fmt.Fprintln(tw, "JOBS")
+	fmt.Fprint(tw, "\t\nJOBS\n")
 	if st.Config.Error != "" {
 		fmt.Fprintf(tw, "(no jobs: %s)\n", st.Config.Error)
 	}
 	fmt.Fprintln(tw, "INSTANCE\tSCHEDULE\tTZ\tNEXT\tLAST RUN\tREPLICA\tSTATUS\tDURATION")
 	for _, j := range st.Jobs {
-		next := j.State
+		next, last, replica, status, dur := j.State, "never", "-", "-", "-"
 		if j.NextFire != nil {
-			next = "in " + human(secs(time.Until(*j.NextFire)))
+			next = "in " + human(scheduler.Seconds(time.Until(*j.NextFire)))
 		}
-		last, replica, status, dur := "never", "-", "-", "-"
 		if r := j.LastRun; r != nil {
-			last = ago(secs(st.GeneratedAt.Sub(r.ScheduledAt)))
-			replica, status = r.Replica, string(r.Status)
+			last, replica, status = human(scheduler.Seconds(st.GeneratedAt.Sub(r.ScheduledAt)))+" ago", r.Replica, string(r.Status)
 			if r.Duration != nil {
 				dur = human(*r.Duration)
 			}
 		}
-		if j.Overdue {
-			status += " OVERDUE"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Instance, j.Schedule, j.Timezone, next, last, replica, status, dur)
+		row(tw, j.Instance, j.Schedule, j.Timezone, next, last, replica, status+ifElse(j.Overdue, " OVERDUE", ""), dur)
 	}
 	tw.Flush()
-}
-
-// running lists a replica's running instances, shortened to fit a column.
-func running(names []string) string {
-	if len(names) == 0 {
-		return "-"
-	}
-	s := strings.Join(names, ",")
-	if len(s) > 40 {
-		s = s[:37] + fmt.Sprintf("… (%d)", len(names))
-	}
-	return s
-}
-
-func short(h string) string {
-	if len(h) > 12 {
-		return h[:12]
-	}
-	return h
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func historyCommand() *cli.Command {
@@ -414,7 +222,7 @@ func runHistory(c *cli.Context) error {
 		return exitf(exitUsage, "history: usage: jobd history INSTANCE")
 	}
 	name := c.Args().First()
-	e, err := openOps(c, false)
+	e, err := connect(c, false)
 	if err != nil {
 		return err
 	}
@@ -423,64 +231,48 @@ func runHistory(c *cli.Context) error {
 	defer cancel()
 	recs, err := e.store.History(ctx, name, max(c.Int("limit"), 1))
 	if err != nil {
-		return e.fail(err)
+		return e.target.Fail(err)
 	}
-	if len(recs) == 0 {
-		if e.cfg != nil {
-			if _, ok := e.cfg.Instance(name); !ok {
-				path, _ := configPath(c)
-				return exitf(exitUsage, "history: unknown instance %q (not in %s, and no history)", name, path)
-			}
+	if len(recs) == 0 && e.cfg != nil {
+		if _, ok := e.cfg.Instance(name); !ok {
+			return exitf(exitUsage, "history: unknown instance %q (not in %s, and no history)", name, e.path)
 		}
 	}
-	if recs == nil {
-		recs = []scheduler.Record{}
-	}
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, recs)
-	}
-	w := c.App.Writer
-	if len(recs) == 0 {
-		fmt.Fprintf(w, "%s has no runs yet\n", name)
+	switch {
+	case c.Bool("json"):
+		return printJSON(c.App.Writer, append([]scheduler.Record{}, recs...))
+	case len(recs) == 0:
+		fmt.Fprintf(c.App.Writer, "%s has no runs yet\n", name)
 		return nil
 	}
-	// Align the rows first, then interleave each run's extra lines, so that
-	// long output does not stretch the columns.
+	// Align the rows first, then interleave each run's extra lines, so
+	// that long output does not stretch the columns.
 	var table strings.Builder
 	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCHEDULED\tRUN ID\tREPLICA\tTRIGGER\tSTATUS\tEXIT\tDURATION\tFENCE")
-	extras := make([][]string, len(recs))
-	for i, r := range recs {
-		exit, dur := "-", "-"
-		switch {
-		case r.Signal != "":
-			exit = r.Signal
-		case r.ExitCode != nil:
+	row(tw, "SCHEDULED", "RUN ID", "REPLICA", "TRIGGER", "STATUS", "EXIT", "DURATION", "FENCE")
+	for _, r := range recs {
+		exit, dur := cmp.Or(r.Signal, "-"), "-"
+		if r.ExitCode != nil && r.Signal == "" {
 			exit = fmt.Sprint(*r.ExitCode)
 		}
 		if r.Start != nil && r.End != nil {
-			dur = human(secs(r.End.Sub(*r.Start)))
+			dur = human(scheduler.Seconds(r.End.Sub(*r.Start)))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", r.ScheduledAt.Format(time.RFC3339), r.RunID, r.Replica, r.Trigger, r.Status, exit, dur, r.Fence)
-		if !c.Bool("output") {
-			continue
-		}
-		if r.Reason != "" {
-			extras[i] = append(extras[i], "  reason: "+r.Reason)
-		}
-		for _, line := range strings.Split(strings.TrimRight(r.Output, "\n"), "\n") {
-			if line != "" {
-				extras[i] = append(extras[i], "  | "+line)
-			}
-		}
+		row(tw, r.ScheduledAt.Format(time.RFC3339), r.RunID, r.Replica, r.Trigger, r.Status, exit, dur, r.Fence)
 	}
 	tw.Flush()
 	rows := strings.Split(strings.TrimRight(table.String(), "\n"), "\n")
+	w := c.App.Writer
 	fmt.Fprintln(w, rows[0])
-	for i, row := range rows[1:] {
-		fmt.Fprintln(w, row)
-		for _, x := range extras[i] {
-			fmt.Fprintln(w, x)
+	for i, r := range recs {
+		fmt.Fprintln(w, rows[i+1])
+		if c.Bool("output") && r.Reason != "" {
+			fmt.Fprintln(w, "  reason: "+r.Reason)
+		}
+		for _, line := range strings.Split(strings.TrimRight(r.Output, "\n"), "\n") {
+			if c.Bool("output") && line != "" {
+				fmt.Fprintln(w, "  | "+line)
+			}
 		}
 	}
 	return nil
@@ -515,91 +307,83 @@ func runTrigger(c *cli.Context) error {
 		return exitf(exitUsage, "trigger: usage: jobd trigger INSTANCE")
 	}
 	name := c.Args().First()
-	e, err := openOps(c, true)
+	e, err := connect(c, true)
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	in, ok := e.cfg.Instance(name)
-	if !ok {
+	if _, ok := e.cfg.Instance(name); !ok {
 		return exitf(exitUsage, "trigger: unknown instance %q (see `jobd plan` for the names)", name)
 	}
-	ctx := c.Context
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	qctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 	defer cancel()
-	beats, err := e.store.Replicas(qctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	if len(beats) == 0 {
+	req, err := e.insp.Trigger(qctx, name)
+	switch {
+	case errors.Is(err, scheduler.ErrNoReplica):
 		return exitf(exitNoReplica, "trigger: no replica is alive to run %q", name)
-	}
-	now := time.Now()
-	host, _ := os.Hostname()
-	req := scheduler.TriggerRequest{RunID: scheduler.NewRunID(now), Instance: in.Name, RequestedAt: now.UTC(),
-		RequestedBy: fmt.Sprintf("%s@%s", os.Getenv("USER"), host)}
-	if err := e.store.RequestTrigger(qctx, req); err != nil {
-		return e.fail(err)
+	case err != nil:
+		return e.target.Fail(err)
 	}
 	fmt.Fprintln(c.App.Writer, req.RunID)
-	// Wait until a replica records the run.
-	insp := scheduler.NewInspector(e.store)
-	rec, err := insp.AwaitRecord(ctx, in.Name, req.RunID, pickupTimeout, isRefusal)
+	rec, err := e.insp.AwaitRecord(c.Context, name, req.RunID, pickupTimeout, redisconn.IsRefusal)
+	if err == nil && c.Bool("wait") {
+		rec, err = e.insp.AwaitEnd(c.Context, rec, c.Duration("timeout"), redisconn.IsRefusal)
+	}
 	switch {
 	case errors.Is(err, scheduler.ErrNotRecorded):
 		return exitf(exitFailure, "trigger: run %s of %q was picked up, but its replica never recorded it (it may have stopped before starting it); run `jobd trigger` again", req.RunID, name)
 	case errors.Is(err, scheduler.ErrNotPickedUp):
 		return exitf(exitFailure, "trigger: no replica picked up %q within %v (do the live replicas have it in their config?)", name, pickupTimeout)
-	case err != nil:
-		return e.fail(err)
-	}
-	if !c.Bool("wait") {
-		return nil
-	}
-	rec, err = insp.AwaitEnd(ctx, rec, c.Duration("timeout"), isRefusal)
-	switch {
 	case errors.Is(err, scheduler.ErrStillRunning):
 		return exitf(exitFailure, "trigger: run %s still %s after --timeout %v", rec.RunID, rec.Status, c.Duration("timeout"))
 	case err != nil:
-		return e.fail(err)
+		return e.target.Fail(err)
+	case !c.Bool("wait"):
+		return nil
 	}
-	fmt.Fprintf(c.App.ErrWriter, "run %s on %s: %s\n", rec.RunID, rec.Replica, describeRun(rec))
-	return &exitError{code: runExitCode(rec)}
+	reason := ifElse(rec.Reason != "", " ("+rec.Reason+")", "")
+	fmt.Fprintf(c.App.ErrWriter, "run %s on %s: %s%s\n", rec.RunID, rec.Replica, rec.Status, reason)
+	return &exitError{code: rec.ShellCode()}
 }
 
-func describeRun(r scheduler.Record) string {
-	s := string(r.Status)
-	if r.Reason != "" {
-		s += " (" + r.Reason + ")"
+// row writes one tab-separated row of a table.
+func row(w io.Writer, cells ...any) {
+	s := make([]string, len(cells))
+	for i, c := range cells {
+		s[i] = fmt.Sprint(c)
 	}
-	return s
+	fmt.Fprintln(w, strings.Join(s, "\t"))
 }
 
-// runExitCode maps a finished run to `jobd trigger --wait`'s exit code.
-func runExitCode(r scheduler.Record) int {
-	switch r.Status {
-	case jobs.StatusSucceeded:
-		return 0
-	case jobs.StatusTimeout:
-		return 124
-	case jobs.StatusLockLost, jobs.StatusAbandoned:
-		return exitLeaseLost
-	case jobs.StatusSkipped:
-		return exitNotObtained
+// human prints seconds the way people read durations: 850ms, 12s, 3m4s, 2h5m, 3d4h.
+func human(s float64) string {
+	d := time.Duration(s * float64(time.Second))
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	case d < time.Hour:
+		return strings.TrimSuffix(d.Round(time.Second).String(), "0s")
+	case d < 48*time.Hour:
+		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 	}
-	if r.SignalNo > 0 {
-		return 128 + r.SignalNo
-	}
-	if r.ExitCode != nil && *r.ExitCode > 0 {
-		return *r.ExitCode
-	}
-	return exitFailure
+	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 }
 
-// nonNil makes an absent list print as [] in JSON.
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
+// running lists a replica's running instances, shortened to fit a column.
+func running(names []string) string {
+	s := strings.Join(names, ",")
+	if len(s) > 40 {
+		s = s[:37] + fmt.Sprintf("… (%d)", len(names))
 	}
-	return s
+	return cmp.Or(s, "-")
+}
+
+// ifElse is a if c is true, else b.
+func ifElse[T any](c bool, a, b T) T {
+	if c {
+		return a
+	}
+	return b
 }

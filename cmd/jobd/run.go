@@ -1,20 +1,19 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
-	"os"
-	"os/signal"
-	"strconv"
-	"syscall"
-	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
 
+	"github.com/jobd/jobd/internal/daemon"
 	"github.com/jobd/jobd/internal/jobs"
+	"github.com/jobd/jobd/internal/metrics"
 	"github.com/jobd/jobd/internal/mutex"
+	"github.com/jobd/jobd/internal/redisconn"
 	"github.com/jobd/jobd/internal/scheduler"
 )
 
@@ -44,19 +43,18 @@ func runCommand() *cli.Command {
 	}
 }
 
+// runDaemon wires a replica: Redis, metrics, the mutex, the scheduler
+// and, with --http, the HTTP endpoints; the daemon package runs it.
 func runDaemon(c *cli.Context) error {
 	log, err := newLogger(c)
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(c)
+	cfg, err := loadConfig(c, false)
 	if err != nil {
 		return err
 	}
-	ctx, stop := context.WithCancel(c.Context)
-	defer stop()
-	target := resolveRedis(c, cfg)
-	rdb, err := newRedisClient(target)
+	target, rdb, err := openRedis(c, cfg)
 	if err != nil {
 		return err
 	}
@@ -64,125 +62,45 @@ func runDaemon(c *cli.Context) error {
 	// A daemon waits for an unreachable Redis (go-redis reconnects, and
 	// the scheduler claims nothing until Redis answers); a refusal of its
 	// user, password, permissions or database will not fix itself: exit 78.
-	startErr := checkRedis(ctx, rdb, target)
+	startErr := target.Check(c.Context, rdb)
 	switch {
-	case errors.Is(startErr, errRedisRefused):
+	case errors.Is(startErr, redisconn.ErrRefused):
 		return startErr
 	case startErr != nil:
 		log.Error("redis unreachable at start; waiting for it (nothing is claimed until it answers)",
-			"redis", target.String(), "err", reason(startErr))
+			"redis", target.String(), "err", startErr.Error())
 	}
-	prefix := target.prefix
-	replica := c.String("replica-id")
-	host, _ := os.Hostname()
-	if replica == "" {
-		replica = host + "-" + strconv.Itoa(os.Getpid())
-	}
+	id := cmp.Or(c.String("replica-id"), scheduler.DefaultReplicaID())
 	var sched *scheduler.Scheduler
 	m := newMetrics(func() *scheduler.Scheduler { return sched })
-	m.setConfig(cfg)
-	mc := mutex.New(rdb, mutex.WithPrefix(prefix), mutex.WithOwner(replica), mutex.WithLogger(log), mutex.WithEvents(m.leaseEvent))
+	m.SetConfig(cfg)
+	mc := mutex.New(rdb, mutex.WithPrefix(target.Prefix), mutex.WithOwner(id), mutex.WithLogger(log), mutex.WithEvents(m.LeaseEvent))
 	defer mc.Close()
-	store := scheduler.NewStore(rdb, prefix)
+	store := scheduler.NewStore(rdb, target.Prefix)
 	sched = scheduler.New(cfg, store, locker{mc},
-		scheduler.WithLogger(log), scheduler.WithReplicaID(replica), scheduler.WithVersion(version),
+		scheduler.WithLogger(log), scheduler.WithReplicaID(id), scheduler.WithVersion(version),
 		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")),
 		scheduler.WithObserver(m))
 	if addr := c.String("http"); addr != "" {
-		stopHTTP, err := serveHTTP(ctx, addr, m, rdb, sched.ClockOK, log)
+		stopHTTP, err := serveHTTP(c.Context, addr, m, rdb, sched.ClockOK, log)
 		if err != nil {
 			return err
 		}
 		defer stopHTTP()
-		stopRefresh := every(ctx, 15*time.Second, func(ctx context.Context) {
-			m.refreshLastSuccess(ctx, store, sched.Config())
-		})
-		defer stopRefresh()
+		defer m.KeepLastSuccess(c.Context, store, sched.Config)()
 	}
-
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	done := make(chan error, 1)
-	go func() { done <- sched.Run(ctx) }()
-	refused, stopWatch := watchRedis(ctx, rdb, target, startErr, func() int { return len(sched.Config().Instances) }, log)
-	defer stopWatch()
-	stopWatchdog := notifySystemd(ctx, log)
-	defer stopWatchdog()
-	stopping := false
-	for {
-		select {
-		case err := <-done:
-			return err
-		case err := <-refused:
-			log.Error("redis refused jobd; stopping", "redis", target.String(), "err", reason(err))
-			systemdNotify(daemon.SdNotifyStopping)
-			stop()
-			<-done
-			return err
-		case sig := <-sigs:
-			switch {
-			case sig == syscall.SIGHUP:
-				systemdNotify(daemon.SdNotifyReloading)
-				if cfg, ok := reload(c, log); ok {
-					sched.Reload(cfg)
-					m.setConfig(cfg)
-					m.reloads.WithLabelValues("ok").Inc()
-				} else {
-					m.reloads.WithLabelValues("failed").Inc()
-				}
-				systemdNotify(daemon.SdNotifyReady)
-			case !stopping:
-				log.Info("signal received: stopping", "signal", sig.String())
-				systemdNotify(daemon.SdNotifyStopping)
-				stopping = true
-				stop()
-			default:
-				log.Warn("second signal: terminating running jobs now", "signal", sig.String())
-				sched.TerminateRuns()
-			}
-		}
-	}
+	return daemon.Run(c.Context, sched, target, rdb, startErr, daemon.WithLogger(log),
+		daemon.WithReload(func() (*jobs.Config, error) { return jobs.Load(cfg.File) }, m.Reloaded))
 }
 
-// reload re-reads --config; an invalid file keeps the old one running.
-func reload(c *cli.Context, log *slog.Logger) (*jobs.Config, bool) {
-	path, _ := configPath(c)
-	cfg, err := jobs.Load(path)
-	if err != nil {
-		var ps jobs.Problems
-		if errors.As(err, &ps) {
-			for _, p := range ps {
-				log.Error("reload: invalid config; keeping the old one", "problem", p.String())
-			}
-		} else {
-			log.Error("reload: cannot read config; keeping the old one", "err", err)
-		}
-		return nil, false
-	}
-	log.Info("reload: config loaded", "config_hash", cfg.Hash[:12])
-	return cfg, true
-}
+// newMetrics and serveHTTP wire the daemon's metrics and HTTP endpoints
+// (see the metrics package); a bad --http is exit 2.
+func newMetrics(sched func() *scheduler.Scheduler) *metrics.Metrics { return metrics.New(sched) }
 
-// every runs fn now and then every d until ctx ends or stop is called;
-// stop waits for it.
-func every(ctx context.Context, d time.Duration, fn func(context.Context)) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(d)
-		defer t.Stop()
-		for {
-			rctx, rcancel := context.WithTimeout(ctx, d)
-			fn(rctx)
-			rcancel()
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
+func serveHTTP(ctx context.Context, addr string, m *metrics.Metrics, rdb redis.UniversalClient, clockOK func() bool, log *slog.Logger) (stop func(), err error) {
+	ping := func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+	if stop, err = metrics.Serve(ctx, addr, m, ping, clockOK, log); err != nil {
+		return nil, exitf(exitUsage, "--http %s: %v", addr, err)
+	}
+	return stop, nil
 }

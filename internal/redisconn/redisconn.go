@@ -1,0 +1,240 @@
+// Package redisconn is where every jobd command, the daemon and the
+// operator tools alike, decides which Redis it talks to and what a
+// failure to talk to it means: the address and key prefix (flag or
+// environment, then the schedule file, then the defaults), the client
+// options, the checks that Redis answers and lets jobd do its work, and
+// the two kinds of failure, refused (fix the configuration) and
+// unreachable (wait for it). No message it builds shows the password.
+package redisconn
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jobd/jobd/internal/jobs"
+	"github.com/jobd/jobd/internal/mutex"
+)
+
+// DefaultURL is the Redis used when nothing names one.
+const DefaultURL = "redis://127.0.0.1:6379/0"
+
+// PingTimeout bounds each check that Redis answers.
+const PingTimeout = 5 * time.Second
+
+// Kinds of failure; every *Error matches one of them with errors.Is.
+var (
+	// ErrRefused: Redis answered, and refused jobd's configuration (ACL
+	// permissions, user or password, database number). Retrying does not
+	// help.
+	ErrRefused = errors.New("redisconn: redis refused")
+	// ErrUnreachable: Redis did not answer (or failed otherwise); it may
+	// come back.
+	ErrUnreachable = errors.New("redisconn: redis unreachable")
+)
+
+// Target is the Redis server and the key prefix a command works on.
+type Target struct {
+	URL    string // as given: print the Target, never the URL
+	Prefix string
+}
+
+// Resolve is the one rule for every command: each field of given (a flag
+// or its environment variable) wins, then the schedule file's redis:
+// section (cfg may be nil: no file), then DefaultURL and
+// mutex.DefaultPrefix. An empty value counts as unset.
+func Resolve(given Target, cfg *jobs.Config) Target {
+	var file jobs.RedisConfig
+	if cfg != nil {
+		file = cfg.Redis
+	}
+	return Target{URL: cmp.Or(given.URL, file.URL, DefaultURL), Prefix: cmp.Or(given.Prefix, file.Prefix, mutex.DefaultPrefix)}
+}
+
+// String is the URL without its password, for messages.
+func (t Target) String() string {
+	if u, err := url.Parse(t.URL); err == nil {
+		return u.Redacted()
+	}
+	return userinfo.ReplaceAllString(t.URL, "//xxxxx@")
+}
+
+var userinfo = regexp.MustCompile(`//[^/@]*@`)
+
+// Scrub removes t's URL and password from msg.
+func (t Target) Scrub(msg string) string {
+	msg = strings.ReplaceAll(msg, t.URL, t.String())
+	if u, err := url.Parse(t.URL); err == nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+		}
+	}
+	return msg
+}
+
+// Open returns a client for t that has not talked to Redis yet. Its
+// calls are bounded by their contexts' deadlines, which keep-alive relies
+// on. A bad URL is an error whose text never shows the password.
+func (t Target) Open() (redis.UniversalClient, error) {
+	opt, err := redis.ParseURL(t.URL)
+	if err != nil {
+		return nil, errors.New(t.Scrub(err.Error()))
+	}
+	opt.ContextTimeoutEnabled = true
+	return redis.NewClient(opt), nil
+}
+
+// Ping checks within PingTimeout that Redis answers; a failure is an
+// *Error.
+func (t Target) Ping(ctx context.Context, rdb redis.UniversalClient) error {
+	pctx, cancel := context.WithTimeout(ctx, PingTimeout)
+	defer cancel()
+	return t.Fail(rdb.Ping(pctx).Err())
+}
+
+// Check pings Redis and then probes, without changing anything, that
+// jobd's user may do what the daemon does under t's prefix: read and
+// write keys, run scripts, publish, read the time. A failure is an *Error.
+func (t Target) Check(ctx context.Context, rdb redis.UniversalClient) error {
+	if err := t.Ping(ctx, rdb); err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, PingTimeout)
+	defer cancel()
+	probe := t.Prefix + ":acl-probe" // never written: PEXPIRE of a missing key does nothing
+	pipe := rdb.Pipeline()
+	pipe.Time(pctx)
+	pipe.Exists(pctx, probe)
+	pipe.PExpire(pctx, probe, time.Second)
+	pipe.Eval(pctx, "return 1", []string{probe})
+	pipe.Publish(pctx, probe, "")
+	_, err := pipe.Exec(pctx)
+	return t.Fail(err)
+}
+
+// Watch checks Redis in a goroutine, every second while it fails and
+// every 5s while it answers, and calls report with each result, until
+// stop is called (stop waits for it). startErr is the Check made at
+// start. Until a Check has passed, the later ones are full Checks, and a
+// refusal ends the watch: it is sent on refused, since waiting will not
+// fix it. Afterwards a Ping is enough, and refusals are only reported.
+func (t Target) Watch(ctx context.Context, rdb redis.UniversalClient, startErr error, log *slog.Logger, report func(error)) (refused <-chan error, stop func()) {
+	ch, done := make(chan error, 1), make(chan struct{})
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer close(done)
+		lastErr, checked := startErr, startErr == nil
+		for {
+			d := 5 * time.Second
+			if lastErr != nil {
+				d = time.Second
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
+			var err error
+			if checked {
+				err = t.Ping(ctx, rdb)
+			} else {
+				err = t.Check(ctx, rdb)
+			}
+			switch {
+			case ctx.Err() != nil:
+				return
+			case !checked && errors.Is(err, ErrRefused):
+				ch <- err
+				return
+			case !checked && err == nil:
+				checked = true
+				log.Info("redis answers; claiming starts", "redis", t.String())
+			}
+			lastErr = err
+			report(err)
+		}
+	}()
+	return ch, func() { cancel(); <-done }
+}
+
+// Error is a failed call to Redis, classified, with a message safe to
+// print.
+type Error struct {
+	Kind   error // ErrRefused or ErrUnreachable
+	Target Target
+	Err    error // as Redis or go-redis returned it: may show the password
+}
+
+func (e *Error) Error() string {
+	if e.Kind == ErrRefused {
+		return fmt.Sprintf("redis at %s refused: %s (check the ACL user, its password and the database number)", e.Target, e.Target.Scrub(e.Err.Error()))
+	}
+	return fmt.Sprintf("redis unreachable at %s: %s", e.Target, e.Target.Scrub(e.Err.Error()))
+}
+
+// Status is the error as one short line for systemd's STATUS=.
+func (e *Error) Status() string {
+	if e.Kind == ErrRefused {
+		return "redis refused: " + e.Err.Error()
+	}
+	return fmt.Sprintf("waiting for Redis at %s: %s", e.Target, e.Target.Scrub(e.Err.Error()))
+}
+
+// Unwrap lets errors.Is match both the kind and the cause.
+func (e *Error) Unwrap() []error { return []error{e.Kind, e.Err} }
+
+// Fail classifies err, from a call to Redis at t: nil stays nil, a
+// refusal (see IsRefusal) is an *Error of kind ErrRefused, anything else
+// one of kind ErrUnreachable. An *Error is returned as is.
+func (t Target) Fail(err error) error {
+	var e *Error
+	switch {
+	case err == nil || errors.As(err, &e):
+		return err
+	case IsRefusal(err):
+		return &Error{Kind: ErrRefused, Target: t, Err: err}
+	}
+	return &Error{Kind: ErrUnreachable, Target: t, Err: err}
+}
+
+// refusals are the replies by which Redis refuses jobd's configuration
+// rather than fails: permissions, authentication, the database number.
+var refusals = []string{"NOPERM ", "WRONGPASS ", "NOAUTH ", "ERR DB index", "ERR invalid DB index",
+	"ERR AUTH ", "ERR Client sent AUTH", "ERR invalid password", "ERR SELECT is not allowed"}
+
+// IsRefusal reports whether err is Redis refusing jobd's configuration.
+// Errors are matched by their text as well, since the packages that call
+// Redis do not all keep the reply's type when they add context.
+func IsRefusal(err error) bool {
+	if err == nil {
+		return false
+	}
+	if redis.IsPermissionError(err) || redis.IsAuthError(err) {
+		return true
+	}
+	msg := err.Error()
+	for _, r := range refusals {
+		if strings.HasPrefix(msg, r) || strings.Contains(msg, ": "+r) {
+			return true
+		}
+	}
+	return false
+}
+
+// SetLogger sends go-redis's own messages (dial retries and the like) to
+// log at debug level; jobd logs what matters itself.
+func SetLogger(log *slog.Logger) { redis.SetLogger(redisLogger{log}) }
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+}
