@@ -1,15 +1,12 @@
 // Command jobd runs cron jobs across several replicas with Redis locks, so
 // that every scheduled tick runs exactly once even when a machine dies.
 //
-// The command only wires the internal packages together, parses flags,
-// prints and maps errors to exit codes. This file holds the app, the
-// global flags, logging, the schedule file, the Redis a command uses, and
-// the exit codes; run.go the daemon, lock.go `jobd lock`, ops.go the
-// operator commands.
+// It only wires the internal packages, parses flags, prints and maps
+// errors to exit codes: this file for every command, run.go for the
+// daemon, lock.go for `jobd lock`, ops.go for the operator commands.
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,7 +119,6 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter:              stderr,
 		Flags:                  globalFlags(),
 		UseShortOptionHandling: true,
-		HideVersion:            false,
 		Commands: []*cli.Command{runCommand(), lockCommand(), validateCommand(), planCommand(),
 			statusCommand(), historyCommand(), triggerCommand(), versionCommand()},
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
@@ -214,17 +210,14 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 		return nil, exitf(exitUsage, "--log-level: %q is not debug, info, warn or error", c.String("log-level"))
 	}
 	w, opts, format := c.App.ErrWriter, &slog.HandlerOptions{Level: level}, c.String("log-format")
-	if format == "auto" {
-		format = "json" // text on a terminal
-		if f, ok := w.(*os.File); ok {
-			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-				format = "text"
-			}
+	if f, ok := w.(*os.File); ok && format == "auto" {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			format = "text" // auto: text on a terminal, JSON otherwise
 		}
 	}
 	var h slog.Handler
 	switch format {
-	case "json":
+	case "json", "auto":
 		h = slog.NewJSONHandler(w, opts)
 	case "text":
 		h = slog.NewTextHandler(w, opts)
@@ -264,8 +257,13 @@ func loadConfig(c *cli.Context, optional bool) (*jobs.Config, error) {
 // environment variables), then cfg's redis:, then the defaults (see
 // redisconn.Resolve). A bad URL is exit 2.
 func openRedis(c *cli.Context, cfg *jobs.Config) (redisconn.Target, redis.UniversalClient, error) {
-	t := redisconn.Resolve(redisconn.Target{URL: ifElse(c.IsSet("redis"), c.String("redis"), ""),
-		Prefix: ifElse(c.IsSet("prefix"), c.String("prefix"), "")}, cfg)
+	given := func(flag string) string {
+		if c.IsSet(flag) {
+			return c.String(flag)
+		}
+		return ""
+	}
+	t := redisconn.Resolve(redisconn.Target{URL: given("redis"), Prefix: given("prefix")}, cfg)
 	rdb, err := t.Open()
 	if err != nil {
 		return t, nil, exitf(exitUsage, "--redis %s: %v", t, err)
@@ -283,7 +281,6 @@ type env struct {
 	target redisconn.Target
 	rdb    redis.UniversalClient
 	locks  *mutex.Client
-	store  *scheduler.Store
 	insp   *scheduler.Inspector
 }
 
@@ -309,20 +306,8 @@ func connect(c *cli.Context, needConfig bool) (*env, error) {
 		return nil, err
 	}
 	e.locks = mutex.New(e.rdb, mutex.WithPrefix(e.target.Prefix), mutex.WithLogger(log))
-	e.store = scheduler.NewStore(e.rdb, e.target.Prefix)
-	e.insp = scheduler.NewInspector(e.store)
+	e.insp = scheduler.NewInspector(scheduler.NewStore(e.rdb, e.target.Prefix))
 	return e, nil
-}
-
-// heldLocks lists the held locks for the Inspector's Status.
-func (e *env) heldLocks(ctx context.Context) ([]scheduler.LockStatus, error) {
-	infos, err := e.locks.List(ctx)
-	out := make([]scheduler.LockStatus, 0, len(infos))
-	for _, in := range infos {
-		out = append(out, scheduler.LockStatus{Name: in.Name, Holder: in.Owner, Host: in.Host, PID: in.PID, Label: in.Label,
-			Fence: in.Fence, HeldFor: scheduler.Seconds(in.HeldFor), TTL: scheduler.Seconds(in.TTL)})
-	}
-	return out, err
 }
 
 func (e *env) close() {

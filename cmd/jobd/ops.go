@@ -1,21 +1,18 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/jobd/jobd/internal/redisconn"
+	"github.com/jobd/jobd/internal/report"
 	"github.com/jobd/jobd/internal/scheduler"
 )
 
@@ -54,7 +51,7 @@ func planCommand() *cli.Command {
 }
 
 // planJSON is the stable shape of `jobd plan --json`.
-type planJSON = scheduler.Plan
+type planJSON = report.Plan
 
 func runPlan(c *cli.Context) error {
 	cfg, err := loadConfig(c, false)
@@ -70,23 +67,11 @@ func runPlan(c *cli.Context) error {
 			return exitf(exitUsage, "plan: --from %q: expected RFC 3339, such as 2026-03-29T00:00:00Z", s)
 		}
 	}
-	plan := scheduler.NewPlan(cfg, from, n)
+	plan := report.NewPlan(cfg, from, n)
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, plan)
 	}
-	tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
-	row(tw, "INSTANCE", "SCHEDULE", "LOCK", "FIRES (LOCAL)", "UTC", "NOTE")
-	for _, pi := range plan.Instances {
-		sched := pi.Schedule + ifElse(pi.Timezone != "UTC", " ("+pi.Timezone+")", "")
-		state := ifElse(!pi.Enabled, "disabled", ifElse(pi.Suspended, "suspended", ""))
-		for i, f := range pi.Fires {
-			if i > 0 {
-				pi.Name, sched, pi.Lock = "", "", ""
-			}
-			row(tw, pi.Name, sched, pi.Lock, f.Local.Format("2006-01-02 15:04:05 MST"), f.UTC.Format(time.RFC3339), strings.TrimSpace(f.Note+" "+state))
-		}
-	}
-	return tw.Flush()
+	return plan.WriteTable(c.App.Writer)
 }
 
 func statusCommand() *cli.Command {
@@ -106,7 +91,7 @@ func statusCommand() *cli.Command {
 }
 
 // statusJSON is the stable shape of `jobd status --json`.
-type statusJSON = scheduler.Status
+type statusJSON = report.Status
 
 func runStatus(c *cli.Context) error {
 	e, err := connect(c, false)
@@ -137,68 +122,19 @@ func runStatus(c *cli.Context) error {
 func showStatus(c *cli.Context, e *env) error {
 	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 	defer cancel()
-	st, err := e.insp.Status(ctx, e.cfg, e.heldLocks, time.Now())
+	st, err := report.NewStatus(ctx, e.insp, e.locks, e.cfg, e.path, time.Now())
 	if err != nil {
 		return e.target.Fail(err)
-	}
-	st.Config.File = e.path
-	if e.cfg == nil {
-		st.Config.Error = e.path + ": file does not exist"
 	}
 	if c.Bool("json") {
 		err = printJSON(c.App.Writer, st)
 	} else {
-		printStatus(c.App.Writer, st)
+		err = st.WriteTable(c.App.Writer)
 	}
 	if err == nil && st.ReplicasAlive == 0 {
 		err = &exitError{code: exitNoReplica}
 	}
 	return err
-}
-
-func printStatus(w io.Writer, st *statusJSON) {
-	if st.ReplicasAlive == 0 {
-		fmt.Fprint(w, "NO REPLICA IS ALIVE: nothing is being scheduled.\n\n")
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprint(tw, "REPLICAS\nID\tHOST\tPID\tVERSION\tUPTIME\tHEARTBEAT\tRUNNING\tCONFIG\tCLOCK\n")
-	for _, r := range st.Replicas {
-		cfg := ifElse(r.ConfigMatches, "ok ", "DIFFERS ") + r.ConfigHash[:min(len(r.ConfigHash), 12)]
-		clock := fmt.Sprintf(ifElse(r.ClockOK, "ok %+.1fs", "OFF %+.1fs: NOT CLAIMING"), r.ClockOffset)
-		row(tw, r.ID, r.Host, r.PID, r.Version, human(r.Uptime), human(r.HeartbeatAge)+" ago", running(r.Running), cfg, clock)
-	}
-	fmt.Fprintln(tw, "\t")
-	if len(st.RedisWarnings) > 0 {
-		tw.Flush()
-		fmt.Fprintln(w, "REDIS WARNINGS (the guarantees are weaker; see docs/failures.md)")
-		for _, msg := range st.RedisWarnings {
-			fmt.Fprintln(w, "  - "+msg)
-		}
-		fmt.Fprintln(w)
-	}
-	fmt.Fprint(tw, "LOCKS\nKEY\tHOLDER\tINSTANCE\tRUN ID\tFENCE\tHELD FOR\tTTL LEFT\n")
-	for _, l := range st.Locks {
-		row(tw, l.Name, l.Holder, cmp.Or(l.Instance, l.Label, "-"), cmp.Or(l.RunID, "-"), l.Fence, human(l.HeldFor), human(l.TTL))
-	}
-	fmt.Fprint(tw, "\t\nJOBS\n")
-	if st.Config.Error != "" {
-		fmt.Fprintf(tw, "(no jobs: %s)\n", st.Config.Error)
-	}
-	fmt.Fprintln(tw, "INSTANCE\tSCHEDULE\tTZ\tNEXT\tLAST RUN\tREPLICA\tSTATUS\tDURATION")
-	for _, j := range st.Jobs {
-		next, last, replica, status, dur := j.State, "never", "-", "-", "-"
-		if j.NextFire != nil {
-			next = "in " + human(scheduler.Seconds(time.Until(*j.NextFire)))
-		}
-		if r := j.LastRun; r != nil {
-			last, replica, status = human(scheduler.Seconds(st.GeneratedAt.Sub(r.ScheduledAt)))+" ago", r.Replica, string(r.Status)
-			if r.Duration != nil {
-				dur = human(*r.Duration)
-			}
-		}
-		row(tw, j.Instance, j.Schedule, j.Timezone, next, last, replica, status+ifElse(j.Overdue, " OVERDUE", ""), dur)
-	}
-	tw.Flush()
 }
 
 func historyCommand() *cli.Command {
@@ -229,7 +165,7 @@ func runHistory(c *cli.Context) error {
 	defer e.close()
 	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 	defer cancel()
-	recs, err := e.store.History(ctx, name, max(c.Int("limit"), 1))
+	recs, err := e.insp.History(ctx, name, max(c.Int("limit"), 1))
 	if err != nil {
 		return e.target.Fail(err)
 	}
@@ -238,44 +174,10 @@ func runHistory(c *cli.Context) error {
 			return exitf(exitUsage, "history: unknown instance %q (not in %s, and no history)", name, e.path)
 		}
 	}
-	switch {
-	case c.Bool("json"):
+	if c.Bool("json") {
 		return printJSON(c.App.Writer, append([]scheduler.Record{}, recs...))
-	case len(recs) == 0:
-		fmt.Fprintf(c.App.Writer, "%s has no runs yet\n", name)
-		return nil
 	}
-	// Align the rows first, then interleave each run's extra lines, so
-	// that long output does not stretch the columns.
-	var table strings.Builder
-	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
-	row(tw, "SCHEDULED", "RUN ID", "REPLICA", "TRIGGER", "STATUS", "EXIT", "DURATION", "FENCE")
-	for _, r := range recs {
-		exit, dur := cmp.Or(r.Signal, "-"), "-"
-		if r.ExitCode != nil && r.Signal == "" {
-			exit = fmt.Sprint(*r.ExitCode)
-		}
-		if r.Start != nil && r.End != nil {
-			dur = human(scheduler.Seconds(r.End.Sub(*r.Start)))
-		}
-		row(tw, r.ScheduledAt.Format(time.RFC3339), r.RunID, r.Replica, r.Trigger, r.Status, exit, dur, r.Fence)
-	}
-	tw.Flush()
-	rows := strings.Split(strings.TrimRight(table.String(), "\n"), "\n")
-	w := c.App.Writer
-	fmt.Fprintln(w, rows[0])
-	for i, r := range recs {
-		fmt.Fprintln(w, rows[i+1])
-		if c.Bool("output") && r.Reason != "" {
-			fmt.Fprintln(w, "  reason: "+r.Reason)
-		}
-		for _, line := range strings.Split(strings.TrimRight(r.Output, "\n"), "\n") {
-			if c.Bool("output") && line != "" {
-				fmt.Fprintln(w, "  | "+line)
-			}
-		}
-	}
-	return nil
+	return report.WriteHistory(c.App.Writer, name, recs, c.Bool("output"))
 }
 
 func triggerCommand() *cli.Command {
@@ -341,49 +243,10 @@ func runTrigger(c *cli.Context) error {
 	case !c.Bool("wait"):
 		return nil
 	}
-	reason := ifElse(rec.Reason != "", " ("+rec.Reason+")", "")
-	fmt.Fprintf(c.App.ErrWriter, "run %s on %s: %s%s\n", rec.RunID, rec.Replica, rec.Status, reason)
+	status := string(rec.Status)
+	if rec.Reason != "" {
+		status += " (" + rec.Reason + ")"
+	}
+	fmt.Fprintf(c.App.ErrWriter, "run %s on %s: %s\n", rec.RunID, rec.Replica, status)
 	return &exitError{code: rec.ShellCode()}
-}
-
-// row writes one tab-separated row of a table.
-func row(w io.Writer, cells ...any) {
-	s := make([]string, len(cells))
-	for i, c := range cells {
-		s[i] = fmt.Sprint(c)
-	}
-	fmt.Fprintln(w, strings.Join(s, "\t"))
-}
-
-// human prints seconds the way people read durations: 850ms, 12s, 3m4s, 2h5m, 3d4h.
-func human(s float64) string {
-	d := time.Duration(s * float64(time.Second))
-	switch {
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d < time.Minute:
-		return d.Round(time.Second).String()
-	case d < time.Hour:
-		return strings.TrimSuffix(d.Round(time.Second).String(), "0s")
-	case d < 48*time.Hour:
-		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
-	}
-	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
-}
-
-// running lists a replica's running instances, shortened to fit a column.
-func running(names []string) string {
-	s := strings.Join(names, ",")
-	if len(s) > 40 {
-		s = s[:37] + fmt.Sprintf("… (%d)", len(names))
-	}
-	return cmp.Or(s, "-")
-}
-
-// ifElse is a if c is true, else b.
-func ifElse[T any](c bool, a, b T) T {
-	if c {
-		return a
-	}
-	return b
 }

@@ -98,8 +98,7 @@ func runDaemon(c *cli.Context) error {
 func newMetrics(sched func() *scheduler.Scheduler) *metrics.Metrics { return metrics.New(sched) }
 
 func serveHTTP(ctx context.Context, addr string, m *metrics.Metrics, rdb redis.UniversalClient, clockOK func() bool, log *slog.Logger) (stop func(), err error) {
-	ping := func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
-	if stop, err = metrics.Serve(ctx, addr, m, ping, clockOK, log); err != nil {
+	if stop, err = metrics.Serve(ctx, addr, m, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, clockOK, log); err != nil {
 		return nil, exitf(exitUsage, "--http %s: %v", addr, err)
 	}
 	return stop, nil

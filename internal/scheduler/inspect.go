@@ -21,134 +21,21 @@ const overdueGrace = MaxSplay + 5*time.Second
 // trigger protocol, and what a run's end means as an exit code. The rules
 // that decide it (which config is the majority's, when a tick is overdue,
 // what a lock's label says) live here, next to the code that writes that
-// state; callers only print.
+// state; callers only show it.
 type Inspector struct{ store *Store }
 
 // NewInspector reads through store.
 func NewInspector(store *Store) *Inspector { return &Inspector{store: store} }
 
-// Status is a snapshot of the cluster, in the stable shape of `jobd
-// status --json` (the README documents its fields). Durations are in
-// seconds, to the millisecond.
-type Status struct {
-	GeneratedAt   time.Time       `json:"generated_at"`
-	Config        StatusConfig    `json:"config"`
-	ReplicasAlive int             `json:"replicas_alive"`
-	Replicas      []ReplicaStatus `json:"replicas"`
-	Locks         []LockStatus    `json:"locks"`
-	Jobs          []JobStatus     `json:"jobs"`
-	// RedisWarnings are the Redis settings that weaken the guarantees, as
-	// read just now (see docs/failures.md).
-	RedisWarnings []string `json:"redis_warnings"`
+// ReplicaState is a live replica's heartbeat, and whether its config is
+// the one most live replicas run.
+type ReplicaState struct {
+	Heartbeat
+	ConfigMatches bool
 }
 
-// StatusConfig names the schedule file the snapshot's jobs come from.
-type StatusConfig struct {
-	File  string `json:"file"`
-	Hash  string `json:"hash,omitempty"`
-	Error string `json:"error,omitempty"` // why there are no jobs
-}
-
-// ReplicaStatus is a live replica: its heartbeat, and whether its config
-// is the one most live replicas run.
-type ReplicaStatus struct {
-	ID            string    `json:"id"`
-	Host          string    `json:"host"`
-	PID           int       `json:"pid"`
-	Version       string    `json:"version"`
-	StartedAt     time.Time `json:"started_at"`
-	Uptime        float64   `json:"uptime_seconds"`
-	HeartbeatAge  float64   `json:"heartbeat_age_seconds"`
-	Running       []string  `json:"running"`
-	ConfigHash    string    `json:"config_hash"`
-	ConfigMatches bool      `json:"config_matches"`
-	// ClockOffset is the replica's clock minus Redis's; ClockOK is false
-	// while it is beyond 30s and the replica claims nothing.
-	ClockOffset float64 `json:"clock_offset_seconds"`
-	ClockOK     bool    `json:"clock_ok"`
-	// RedisWarnings are the Redis settings, as the replica last read them,
-	// that weaken the guarantees (see docs/failures.md).
-	RedisWarnings []string `json:"redis_warnings"`
-}
-
-// LockStatus is a held lock; Instance and RunID are read from the label
-// of a lock a scheduled run holds.
-type LockStatus struct {
-	Name     string  `json:"name"`
-	Holder   string  `json:"holder"`
-	Host     string  `json:"host"`
-	PID      int     `json:"pid"`
-	Label    string  `json:"label,omitempty"`
-	Instance string  `json:"instance,omitempty"`
-	RunID    string  `json:"run_id,omitempty"`
-	Fence    int64   `json:"fence"`
-	HeldFor  float64 `json:"held_for_seconds"`
-	TTL      float64 `json:"ttl_seconds"`
-}
-
-// JobStatus is where an instance stands.
-type JobStatus struct {
-	Instance string     `json:"instance"`
-	Job      string     `json:"job"`
-	Schedule string     `json:"schedule"`
-	Timezone string     `json:"timezone"`
-	Lock     string     `json:"lock"`
-	State    string     `json:"state"`               // active, suspended or disabled
-	NextFire *time.Time `json:"next_fire,omitempty"` // nil unless active
-	// Overdue: the instance's last due tick has no claim (no replica ran
-	// it) and nothing ran since.
-	Overdue bool           `json:"overdue"`
-	LastRun *LastRunStatus `json:"last_run"` // null: never ran
-}
-
-// LastRunStatus is the part of an instance's last record status shows.
-type LastRunStatus struct {
-	RunID       string      `json:"run_id"`
-	ScheduledAt time.Time   `json:"scheduled_at"`
-	Replica     string      `json:"replica"`
-	Trigger     string      `json:"trigger"`
-	Status      jobs.Status `json:"status"`
-	Start       *time.Time  `json:"start,omitempty"`
-	End         *time.Time  `json:"end,omitempty"`
-	Duration    *float64    `json:"duration_seconds,omitempty"`
-	ExitCode    *int        `json:"exit_code,omitempty"`
-}
-
-// Status takes a snapshot at now: replicas, Redis's warnings, the held
-// locks that locks lists (the scheduler does not import the mutex, so the
-// caller adapts it) and, when cfg is not nil, its instances and
-// Config.Hash. The caller fills in the rest of Config: the file, or why
-// there is none.
-func (i *Inspector) Status(ctx context.Context, cfg *jobs.Config, locks func(context.Context) ([]LockStatus, error), now time.Time) (*Status, error) {
-	st := &Status{GeneratedAt: now.UTC(), Locks: []LockStatus{}, Jobs: []JobStatus{}}
-	var err error
-	if st.Replicas, err = i.Replicas(ctx, now); err != nil {
-		return nil, err
-	}
-	st.ReplicasAlive = len(st.Replicas)
-	if st.RedisWarnings, err = i.store.Durability(ctx); err != nil {
-		return nil, err
-	}
-	st.RedisWarnings = append([]string{}, st.RedisWarnings...)
-	held, err := locks(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range held {
-		l.Instance, l.RunID = ParseLabel(l.Label)
-		st.Locks = append(st.Locks, l)
-	}
-	if cfg != nil {
-		st.Config.Hash = cfg.Hash
-		if st.Jobs, err = i.Jobs(ctx, cfg, now); err != nil {
-			return nil, err
-		}
-	}
-	return st, nil
-}
-
-// Replicas returns the live replicas at now, sorted by id.
-func (i *Inspector) Replicas(ctx context.Context, now time.Time) ([]ReplicaStatus, error) {
+// Replicas returns the live replicas, sorted by id.
+func (i *Inspector) Replicas(ctx context.Context) ([]ReplicaState, error) {
 	beats, err := i.store.Replicas(ctx)
 	if err != nil {
 		return nil, err
@@ -164,19 +51,27 @@ func (i *Inspector) Replicas(ctx context.Context, now time.Time) ([]ReplicaStatu
 		}
 	}
 	sort.Slice(beats, func(a, b int) bool { return beats[a].ID < beats[b].ID })
-	out := make([]ReplicaStatus, 0, len(beats))
-	for _, b := range beats {
-		out = append(out, ReplicaStatus{ID: b.ID, Host: b.Host, PID: b.PID, Version: b.Version,
-			StartedAt: b.StartedAt, Uptime: Seconds(now.Sub(b.StartedAt)), HeartbeatAge: Seconds(now.Sub(b.BeatAt)),
-			Running: append([]string{}, b.Running...), ConfigHash: b.ConfigHash, ConfigMatches: b.ConfigHash == common,
-			ClockOffset: Seconds(b.ClockOffset), ClockOK: b.ClockOK, RedisWarnings: append([]string{}, b.Warnings...)})
+	out := make([]ReplicaState, len(beats))
+	for k, b := range beats {
+		out[k] = ReplicaState{Heartbeat: b, ConfigMatches: b.ConfigHash == common}
 	}
 	return out, nil
 }
 
-// Jobs returns where every instance of cfg stands at now, in two round
-// trips however many there are.
-func (i *Inspector) Jobs(ctx context.Context, cfg *jobs.Config, now time.Time) ([]JobStatus, error) {
+// InstanceState is where one instance stands.
+type InstanceState struct {
+	Instance *jobs.Instance
+	State    string     // active, suspended or disabled
+	NextFire *time.Time // nil unless active
+	LastRun  *Record    // nil: never ran (or its history is gone)
+	// Overdue: the instance's last due tick has no claim (no replica ran
+	// it) and nothing ran since.
+	Overdue bool
+}
+
+// Instances returns the state of every instance of cfg at now, in two
+// round trips however many there are.
+func (i *Inspector) Instances(ctx context.Context, cfg *jobs.Config, now time.Time) ([]InstanceState, error) {
 	names := make([]string, 0, len(cfg.Instances))
 	dueTicks := map[string]time.Time{}
 	for _, in := range cfg.Instances {
@@ -193,38 +88,40 @@ func (i *Inspector) Jobs(ctx context.Context, cfg *jobs.Config, now time.Time) (
 	if err != nil {
 		return nil, err
 	}
-	out := make([]JobStatus, 0, len(cfg.Instances))
+	out := make([]InstanceState, 0, len(cfg.Instances))
 	for _, in := range cfg.Instances {
-		j := JobStatus{Instance: in.Name, Job: in.Job, Schedule: in.Schedule.Spec, Timezone: in.Timezone, Lock: in.Lock, State: "active"}
+		st := InstanceState{Instance: in, State: "active"}
 		switch {
 		case !in.Enabled:
-			j.State = "disabled"
+			st.State = "disabled"
 		case in.Suspended:
-			j.State = "suspended"
+			st.State = "suspended"
 		}
-		if next := in.Schedule.Next(now); !next.IsZero() && j.State == "active" {
+		if next := in.Schedule.Next(now); !next.IsZero() && st.State == "active" {
 			next = next.UTC()
-			j.NextFire = &next
+			st.NextFire = &next
 		}
-		r, ran := last[in.Name]
-		if ran {
-			j.LastRun = &LastRunStatus{RunID: r.RunID, ScheduledAt: r.ScheduledAt, Replica: r.Replica, Trigger: r.Trigger,
-				Status: r.Status, Start: r.Start, End: r.End, ExitCode: r.ExitCode}
-			if r.Start != nil && r.End != nil {
-				d := Seconds(r.End.Sub(*r.Start))
-				j.LastRun.Duration = &d
-			}
+		if r, ok := last[in.Name]; ok {
+			st.LastRun = &r
 		}
 		if due, ok := dueTicks[in.Name]; ok && !claimed[in.Name] {
-			j.Overdue = !ran || r.ScheduledAt.Before(due)
+			st.Overdue = st.LastRun == nil || st.LastRun.ScheduledAt.Before(due)
 		}
-		out = append(out, j)
+		out = append(out, st)
 	}
 	return out, nil
 }
 
-// Seconds is d in seconds, to the millisecond: how Status shows durations.
-func Seconds(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
+// History returns instance's last runs, newest first, at most limit.
+func (i *Inspector) History(ctx context.Context, instance string, limit int) ([]Record, error) {
+	return i.store.History(ctx, instance, limit)
+}
+
+// RedisWarnings reads Redis's settings now and says which weaken the
+// guarantees (see Store.Durability).
+func (i *Inspector) RedisWarnings(ctx context.Context) ([]string, error) {
+	return i.store.Durability(ctx)
+}
 
 // ParseLabel reads the label the scheduler writes on a job's lock (see
 // label): the instance and the run id, or "" for a lock taken otherwise.
@@ -237,47 +134,6 @@ func ParseLabel(s string) (instance, runID string) {
 		}
 	}
 	return instance, runID
-}
-
-// Plan is the next fire times of every instance of a config, in the
-// stable shape of `jobd plan --json`.
-type Plan struct {
-	From      time.Time      `json:"from"`
-	Instances []PlanInstance `json:"instances"`
-}
-
-// PlanInstance is one instance and its next fire times.
-type PlanInstance struct {
-	Name      string     `json:"name"`
-	Job       string     `json:"job"`
-	Lock      string     `json:"lock"`
-	Schedule  string     `json:"schedule"`
-	Timezone  string     `json:"timezone"`
-	Enabled   bool       `json:"enabled"`
-	Suspended bool       `json:"suspended"`
-	Fires     []PlanFire `json:"fires"`
-}
-
-// PlanFire is a fire time in the instance's timezone and in UTC; Note
-// flags a daylight-saving change (see jobs.Schedule.DSTNote).
-type PlanFire struct {
-	Local time.Time `json:"local"`
-	UTC   time.Time `json:"utc"`
-	Note  string    `json:"note,omitempty"`
-}
-
-// NewPlan lists the next n fire times after from of every instance of cfg.
-func NewPlan(cfg *jobs.Config, from time.Time, n int) Plan {
-	p := Plan{From: from.UTC()}
-	for _, in := range cfg.Instances {
-		pi := PlanInstance{Name: in.Name, Job: in.Job, Lock: in.Lock, Schedule: in.Schedule.Spec,
-			Timezone: in.Timezone, Enabled: in.Enabled, Suspended: in.Suspended, Fires: []PlanFire{}}
-		for prev, t := from, in.Schedule.Next(from); len(pi.Fires) < n && !t.IsZero(); prev, t = t, in.Schedule.Next(t) {
-			pi.Fires = append(pi.Fires, PlanFire{Local: t, UTC: t.UTC(), Note: in.Schedule.DSTNote(prev, t)})
-		}
-		p.Instances = append(p.Instances, pi)
-	}
-	return p
 }
 
 // Errors of Trigger and its waits.
@@ -389,10 +245,12 @@ func (r Record) ShellCode() int {
 
 // sleepCtx waits d or until ctx ends; it reports whether d elapsed.
 func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
+	case <-t.C:
+		return true
 	case <-ctx.Done():
 		return false
-	case <-time.After(d):
-		return true
 	}
 }
