@@ -1,0 +1,86 @@
+package redisconn
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jobd/jobd/internal/jobs"
+)
+
+// TestResolve: a flag or its environment variable wins, then the
+// schedule file, then the defaults; empty counts as unset.
+func TestResolve(t *testing.T) {
+	file := &jobs.Config{Redis: jobs.RedisConfig{URL: "redis://file:6379/1", Prefix: "file"}}
+	tests := []struct {
+		name  string
+		given Target
+		cfg   *jobs.Config
+		want  Target
+	}{
+		{"defaults", Target{}, nil, Target{URL: DefaultURL, Prefix: "jobd"}},
+		{"file", Target{}, file, Target{URL: "redis://file:6379/1", Prefix: "file"}},
+		{"given wins", Target{URL: "redis://flag:6379/0", Prefix: "flag"}, file, Target{URL: "redis://flag:6379/0", Prefix: "flag"}},
+		{"each field on its own", Target{Prefix: "flag"}, file, Target{URL: "redis://file:6379/1", Prefix: "flag"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Resolve(tt.given, tt.cfg); got != tt.want {
+				t.Fatalf("Resolve = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestNoPassword: neither the target nor a failure's messages show the
+// password, even where a message quotes the URL or the password alone.
+func TestNoPassword(t *testing.T) {
+	if s := (Target{URL: "redis://user:s3cret@bad host/0"}).String(); strings.Contains(s, "s3cret") {
+		t.Errorf("%q shows the password", s)
+	}
+	for _, raw := range []string{"redis://user:s3cret@127.0.0.1:1/0", "rediss://:s3cret@h:6380/2"} {
+		tg := Target{URL: raw}
+		errs := []error{
+			tg.Fail(errors.New("dial " + raw + ": refused s3cret")),
+			tg.Fail(errors.New("WRONGPASS invalid username-password pair")),
+		}
+		msgs := []string{tg.String(), tg.Scrub("at " + raw)}
+		for _, err := range errs {
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("%v is not an *Error", err)
+			}
+			msgs = append(msgs, err.Error(), e.Status())
+		}
+		for _, m := range msgs {
+			if strings.Contains(m, "s3cret") {
+				t.Errorf("%q shows the password", m)
+			}
+		}
+	}
+}
+
+// TestFail: refusals of jobd's configuration are ErrRefused, anything else
+// ErrUnreachable; nil stays nil and an *Error is kept as is.
+func TestFail(t *testing.T) {
+	tg := Target{URL: DefaultURL}
+	if tg.Fail(nil) != nil {
+		t.Fatal("Fail(nil) is not nil")
+	}
+	for msg, kind := range map[string]error{
+		"NOPERM this user has no permissions":           ErrRefused,
+		"mutex: lock: ERR DB index is out of range":     ErrRefused,
+		"dial tcp 127.0.0.1:1: connect: refused":        ErrUnreachable,
+		"context deadline exceeded":                     ErrUnreachable,
+		"WRONGPASS invalid username-password pair":      ErrRefused,
+		"scheduler: beat: NOAUTH Authentication needed": ErrRefused,
+	} {
+		err := tg.Fail(errors.New(msg))
+		if !errors.Is(err, kind) {
+			t.Errorf("%q: %v, want %v", msg, err, kind)
+		}
+		if again := tg.Fail(err); again != err {
+			t.Errorf("%q classified twice", msg)
+		}
+	}
+}
