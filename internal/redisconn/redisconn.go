@@ -173,6 +173,7 @@ type Error struct {
 	Err    error // as Redis or go-redis returned it: may show the password
 }
 
+// Error says whether Redis refused or did not answer, where, and why.
 func (e *Error) Error() string {
 	if e.Kind == ErrRefused {
 		return fmt.Sprintf("redis at %s refused: %s (check the ACL user, its password and the database number)", e.Target, e.Target.Scrub(e.Err.Error()))
@@ -235,6 +236,7 @@ func SetLogger(log *slog.Logger) { redis.SetLogger(redisLogger{log}) }
 
 type redisLogger struct{ log *slog.Logger }
 
+// Printf logs one of go-redis's messages.
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
