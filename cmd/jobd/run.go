@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -70,15 +69,14 @@ func runDaemon(c *cli.Context) error {
 		log.Error("redis unreachable at start; waiting for it (nothing is claimed until it answers)",
 			"redis", target.String(), "err", startErr.Error())
 	}
-	id := cmp.Or(c.String("replica-id"), scheduler.DefaultReplicaID())
 	var sched *scheduler.Scheduler
 	m := newMetrics(func() *scheduler.Scheduler { return sched })
 	m.SetConfig(cfg)
-	mc := mutex.New(rdb, mutex.WithPrefix(target.Prefix), mutex.WithOwner(id), mutex.WithLogger(log), mutex.WithEvents(m.LeaseEvent))
+	mc := mutex.New(rdb, mutex.WithPrefix(target.Prefix), mutex.WithOwner(c.String("replica-id")), mutex.WithLogger(log), mutex.WithEvents(m.LeaseEvent))
 	defer mc.Close()
 	store := scheduler.NewStore(rdb, target.Prefix)
 	sched = scheduler.New(cfg, store, locker{mc},
-		scheduler.WithLogger(log), scheduler.WithReplicaID(id), scheduler.WithVersion(version),
+		scheduler.WithLogger(log), scheduler.WithReplicaID(mc.Owner()), scheduler.WithVersion(version),
 		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")),
 		scheduler.WithObserver(m))
 	if addr := c.String("http"); addr != "" {

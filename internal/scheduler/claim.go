@@ -162,9 +162,6 @@ func newRunID(t time.Time) string {
 	return t.UTC().Format("20060102T150405Z") + "-" + randomHex(5)
 }
 
-// NewRunID returns a fresh run id for a run asked for at t.
-func NewRunID(t time.Time) string { return newRunID(t) }
-
 // claimValue is what a claim holds: the replica and the run id, which is
 // unique, so a retry that finds the value knows the claim is its own.
 func claimValue(replica, runID string) string { return fmt.Sprintf("%s %s", replica, runID) }

@@ -3,7 +3,6 @@ package scheduler
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -86,7 +85,11 @@ func WithLogger(l *slog.Logger) Option { return func(c *core) { c.log = l } }
 // WithClock replaces the system clock (tests skew it).
 func WithClock(cl Clock) Option { return func(c *core) { c.clock = cl } }
 
-// WithReplicaID sets the replica id (default DefaultReplicaID()).
+// WithReplicaID sets the replica id, shown by status and written into
+// claims and records (default: "replica-" and the process's random
+// incarnation). cmd/jobd passes the mutex's lock owner, HOSTNAME-PID
+// unless --replica-id says otherwise, so that one id names the replica
+// and its locks.
 func WithReplicaID(id string) Option { return func(c *core) { c.replica = id } }
 
 // WithVersion sets the version shown in the heartbeat (default "dev").
@@ -110,13 +113,6 @@ func WithIntervals(heartbeat, maintenance time.Duration) Option {
 // WithObserver sets the observer (default NopObserver).
 func WithObserver(o Observer) Option { return func(c *core) { c.obs = o } }
 
-// DefaultReplicaID is a replica's id unless told otherwise: HOSTNAME-PID,
-// which `jobd status` shows and the mutex records as the lock owner.
-func DefaultReplicaID() string {
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%s-%d", host, os.Getpid())
-}
-
 // New returns a replica running cfg.
 func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Scheduler {
 	host, _ := os.Hostname()
@@ -130,7 +126,7 @@ func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Schedul
 		o(c)
 	}
 	if c.replica == "" {
-		c.replica = DefaultReplicaID()
+		c.replica = "replica-" + c.incarnation
 	}
 	c.log = c.log.With("replica", c.replica)
 	c.cfg.Store(cfg)
