@@ -72,13 +72,25 @@ func StartServer(args ...string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startOnFreePort(dir, func(port int) *Server {
+		return &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, extra: args}
+	})
+}
+
+// startOnFreePort starts the server newServer makes for a free port,
+// trying another port up to five times (another process may take a port
+// between the check and the bind); on failure it removes dir.
+func startOnFreePort(dir string, newServer func(port int) *Server) (*Server, error) {
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		s := &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, extra: args}
+		s := newServer(port)
+		if s == nil {
+			return nil, errors.New("redistest: cannot set up the server's files")
+		}
 		if lastErr = s.start(); lastErr == nil {
 			return s, nil
 		}

@@ -61,29 +61,19 @@ func startSentinel(name string, masterPort int) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		conf := filepath.Join(dir, "sentinel.conf")
+	conf := filepath.Join(dir, "sentinel.conf")
+	return startOnFreePort(dir, func(port int) *Server {
 		body := fmt.Sprintf("bind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir %s\n"+
 			"sentinel monitor %s 127.0.0.1 %d 2\n"+
 			"sentinel down-after-milliseconds %s %d\n"+
 			"sentinel failover-timeout %s %d\n"+
 			"sentinel parallel-syncs %s 1\n",
 			dir, name, masterPort, name, DownAfter.Milliseconds(), name, failoverTimeout.Milliseconds(), name)
-		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-			return nil, err
+		if os.WriteFile(conf, []byte(body), 0o600) != nil {
+			return nil
 		}
-		s := &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, sentinelConf: conf}
-		if lastErr = s.start(); lastErr == nil {
-			return s, nil
-		}
-	}
-	os.RemoveAll(dir)
-	return nil, lastErr
+		return &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, sentinelConf: conf}
+	})
 }
 
 // sentinelsSeeReplica reports whether every sentinel lists one replica.
