@@ -161,6 +161,7 @@ func Parse(file string, data []byte) (*Config, error) {
 			d.problems = append(d.problems, syntaxProblem(file, err))
 		}
 	}
+	d.checkRedis(&f.Redis)
 	cfg := &Config{File: file, Redis: f.Redis, Jobs: len(f.Jobs)}
 	d.expand(&f, cfg)
 	if len(d.problems) > 0 {

@@ -18,9 +18,32 @@ type File struct {
 }
 
 // RedisConfig may name the Redis to use; --redis and JOBD_REDIS_URL win.
+// It names one Redis (url) or a master watched by Sentinel (sentinel);
+// see redis.go for the rules and the defaults.
 type RedisConfig struct {
-	URL    string `yaml:"url"`
-	Prefix string `yaml:"prefix"`
+	URL      string          `yaml:"url"`      // default redis://127.0.0.1:6379/0
+	Prefix   string          `yaml:"prefix"`   // default "jobd"
+	Sentinel *SentinelConfig `yaml:"sentinel"` // instead of url
+	// Credentials and database of the data nodes behind sentinel: (with
+	// url they are part of the URL).
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"` // read at start; instead of password
+	DB           int    `yaml:"db"`            // default 0
+	// MinReplicasAcked: after a claim and after a lock is taken, jobd asks
+	// Redis (WAIT) that this many replicas have the write, within
+	// MinReplicasTimeout; if fewer do, the run is not started (fail
+	// closed). Default 0: no WAIT.
+	MinReplicasAcked   int       `yaml:"min_replicas_acked"`
+	MinReplicasTimeout *Duration `yaml:"min_replicas_timeout"` // default 1s
+}
+
+// SentinelConfig names a master watched by Redis Sentinel: jobd asks the
+// sentinels for the current master and follows a failover by itself.
+type SentinelConfig struct {
+	Master           string   `yaml:"master"`            // required: the name in "sentinel monitor NAME ..."
+	Addrs            []string `yaml:"addrs"`             // required: host:port of the sentinels
+	SentinelPassword string   `yaml:"sentinel_password"` // if the sentinels require one
 }
 
 // Job is one entry of jobs:.

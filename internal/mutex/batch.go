@@ -82,6 +82,11 @@ func (c *Client) TryLockBatch(ctx context.Context, ms []*Mutex, cls []SetNX) []e
 				if ok, _, err = m.acquired(res.val, tokens[i], res.sent); !ok && err == nil {
 					err = fmt.Errorf("%w: %q", ErrNotObtained, m.name)
 				}
+				if ok {
+					if err = m.checkReplicated(ctx, res.acks); err != nil {
+						ok = false
+					}
+				}
 			}
 			if !ok {
 				m.unreserve()
@@ -102,6 +107,7 @@ type batchResult struct {
 	val  []int64
 	err  error
 	sent time.Time
+	acks int // replicas that acknowledged (WithReplicaWait), -1 when not asked
 }
 
 // acquireBatch runs the acquire script with a SetNX key for ms[idx...] in one
@@ -122,15 +128,24 @@ func (c *Client) acquireBatch(ctx context.Context, idx []int, ms []*Mutex, token
 		keys, args := ms[i].acquireArgs(tokens[i], "", &cls[i])
 		cmds[j] = acquireScript.EvalSha(ctx, pipe, keys, args...)
 	}
+	wait := c.queueWait(ctx, pipe) // one WAIT covers the whole batch
 	_, _ = pipe.Exec(ctx)
+	acks := -1
+	if wait != nil {
+		if n, err := wait.Int64(); err == nil {
+			acks = int(n)
+		} else {
+			acks = 0 // not known to be replicated: fail closed
+		}
+	}
 	for j, i := range idx {
 		out[j].val, out[j].err = cmds[j].Int64Slice()
-		out[j].sent = sent
+		out[j].sent, out[j].acks = sent, acks
 		if redis.HasErrorPrefix(out[j].err, "NOSCRIPT") { // Redis restarted since loadScripts
 			c.scriptsLoaded.Store(false)
 			keys, args := ms[i].acquireArgs(tokens[i], "", &cls[i])
 			out[j].sent = time.Now()
-			out[j].val, out[j].err = acquireScript.Run(ctx, c.rdb, keys, args...).Int64Slice()
+			out[j].val, out[j].acks, out[j].err = c.runAcquire(ctx, keys, args)
 		}
 	}
 	return out

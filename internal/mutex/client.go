@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -39,6 +40,9 @@ type Client struct {
 	events func(Event, string) // optional observer: event, lock name
 
 	scriptsLoaded atomic.Bool // acquire.lua is in Redis's script cache
+
+	replicas       int           // WithReplicaWait: replicas that must acknowledge an acquisition
+	replicaTimeout time.Duration // and how long WAIT waits for them
 
 	mu       sync.Mutex
 	notifier *notifier // started on the first wait; stopped by Close

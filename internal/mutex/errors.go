@@ -39,6 +39,11 @@ var (
 	// others. Nothing was changed.
 	ErrOutsideWindow = errors.New("mutex: SET NX outside its time window (clock offset)")
 
+	// ErrNotReplicated: the lock was taken, but fewer replicas than
+	// WithReplicaWait asks for acknowledged it in time, so it was released
+	// again: a failover could have lost it.
+	ErrNotReplicated = errors.New("mutex: not acknowledged by enough replicas")
+
 	// ErrBadName: the lock name is empty or starts with '}', which would
 	// leave its Redis Cluster hash tag empty (see ValidName).
 	ErrBadName = errors.New("mutex: invalid lock name")

@@ -185,11 +185,15 @@ func (m *Mutex) unreserve() {
 func (m *Mutex) acquire(ctx context.Context, token, waiter string) (ok bool, retry time.Duration, err error) {
 	sent := time.Now()
 	keys, args := m.acquireArgs(token, waiter, nil)
-	res, err := acquireScript.Run(ctx, m.c.rdb, keys, args...).Int64Slice()
+	res, acks, err := m.c.runAcquire(ctx, keys, args)
 	if err != nil {
 		return false, 0, err
 	}
-	ok, retry, err = m.acquired(res, token, sent)
+	if ok, retry, err = m.acquired(res, token, sent); ok {
+		if err = m.checkReplicated(ctx, acks); err != nil {
+			return false, 0, err
+		}
+	}
 	return ok, retry, err
 }
 

@@ -135,7 +135,7 @@ func settle(ctx context.Context, limit time.Duration, op func(ctx context.Contex
 // ran: anything but Redis's own reply (an error reply such as NOPERM, or
 // redis.Nil) may have lost a reply to a command that ran.
 func unknownOutcome(err error) bool {
-	if err == nil {
+	if err == nil || errors.Is(err, ErrNotReplicated) {
 		return false
 	}
 	var re redis.Error

@@ -41,10 +41,14 @@ var (
 	ErrUnreachable = errors.New("redisconn: redis unreachable")
 )
 
-// Target is the Redis server and the key prefix a command works on.
+// Target is the Redis server (or Sentinel-watched master) and the key
+// prefix a command works on.
 type Target struct {
-	URL    string // as given: print the Target, never the URL
+	URL    string // as given: print the Target, never the URL; "" with Redis.Sentinel
 	Prefix string
+	// Redis is the schedule file's redis: section: its sentinel form (used
+	// when no URL was given), credentials and min_replicas_acked.
+	Redis jobs.RedisConfig
 }
 
 // Resolve is the one rule for every command: each field of given (a flag
@@ -56,12 +60,27 @@ func Resolve(given Target, cfg *jobs.Config) Target {
 	if cfg != nil {
 		file = cfg.Redis
 	}
-	return Target{URL: cmp.Or(given.URL, file.URL, DefaultURL), Prefix: cmp.Or(given.Prefix, file.Prefix, mutex.DefaultPrefix)}
+	t := Target{URL: given.URL, Prefix: cmp.Or(given.Prefix, file.Prefix, mutex.DefaultPrefix), Redis: file}
+	if t.URL == "" && file.Sentinel == nil {
+		t.URL = cmp.Or(file.URL, DefaultURL)
+	}
+	if t.URL != "" {
+		t.Redis.Sentinel = nil // a URL given as a flag wins over the file's sentinel:
+	}
+	return t
 }
 
-// String is the URL without its password, for messages.
+// String is the URL without its password, or the Sentinel setup, for
+// messages.
 func (t Target) String() string {
+	if s := t.Redis.Sentinel; s != nil {
+		return fmt.Sprintf("sentinel master %q via %s", s.Master, strings.Join(s.Addrs, ","))
+	}
 	if u, err := url.Parse(t.URL); err == nil {
+		if q := u.Query(); q.Has("password") { // the failover URL's data password
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
 		return u.Redacted()
 	}
 	return userinfo.ReplaceAllString(t.URL, "//xxxxx@")
@@ -76,14 +95,38 @@ func (t Target) Scrub(msg string) string {
 		if p, ok := u.User.Password(); ok && p != "" {
 			msg = strings.ReplaceAll(msg, p, "xxxxx")
 		}
+		if p := u.Query().Get("password"); p != "" {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+		}
+	}
+	if p, _ := t.Redis.ReadPassword(); p != "" {
+		msg = strings.ReplaceAll(msg, p, "xxxxx")
 	}
 	return msg
 }
 
-// Open returns a client for t that has not talked to Redis yet. Its
-// calls are bounded by their contexts' deadlines, which keep-alive relies
-// on. A bad URL is an error whose text never shows the password.
+// Open returns a client for t that has not talked to Redis yet: a
+// failover client for a Sentinel setup (the file's sentinel:, or a URL
+// with master_name, go-redis's ParseFailoverURL form), a plain one
+// otherwise. Its calls are bounded by their contexts' deadlines, which
+// keep-alive relies on. A bad URL is an error whose text never shows the
+// password.
 func (t Target) Open() (redis.UniversalClient, error) {
+	if t.Redis.Sentinel != nil {
+		opt, err := t.failoverOptions()
+		if err != nil {
+			return nil, err
+		}
+		return redis.NewFailoverClient(opt), nil
+	}
+	if isFailoverURL(t.URL) {
+		opt, err := redis.ParseFailoverURL(t.URL)
+		if err != nil {
+			return nil, errors.New(t.Scrub(err.Error()))
+		}
+		opt.ContextTimeoutEnabled = true
+		return redis.NewFailoverClient(opt), nil
+	}
 	opt, err := redis.ParseURL(t.URL)
 	if err != nil {
 		return nil, errors.New(t.Scrub(err.Error()))

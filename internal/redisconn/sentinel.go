@@ -1,0 +1,80 @@
+package redisconn
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// isFailoverURL reports whether u is go-redis's Sentinel URL form:
+// redis://SENTINEL:PORT/DB?master_name=NAME&addr=SENTINEL2:PORT...
+func isFailoverURL(u string) bool {
+	p, err := url.Parse(u)
+	return err == nil && p.Query().Has("master_name")
+}
+
+// failoverOptions builds the failover client of the file's sentinel:
+// section.
+func (t Target) failoverOptions() (*redis.FailoverOptions, error) {
+	r := t.Redis
+	pw, err := r.ReadPassword()
+	if err != nil {
+		return nil, fmt.Errorf("redis.password_file: %w", err)
+	}
+	return &redis.FailoverOptions{
+		MasterName: r.Sentinel.Master, SentinelAddrs: r.Sentinel.Addrs,
+		SentinelPassword: r.Sentinel.SentinelPassword,
+		Username:         r.Username, Password: pw, DB: r.DB,
+		ContextTimeoutEnabled: true,
+	}, nil
+}
+
+// Topology is what `jobd status` shows of the Redis a command talks to.
+type Topology struct {
+	Kind   string `json:"kind"`             // standalone or sentinel
+	Master string `json:"master,omitempty"` // host:port of the current master
+	Name   string `json:"name,omitempty"`   // the master's name in Sentinel
+}
+
+// Topology tells whether t is a standalone Redis or a Sentinel-watched
+// master, and where the master is now (asked of the sentinels).
+func (t Target) Topology(ctx context.Context) (Topology, error) {
+	var opt *redis.FailoverOptions
+	switch {
+	case t.Redis.Sentinel != nil:
+		o, err := t.failoverOptions()
+		if err != nil {
+			return Topology{}, err
+		}
+		opt = o
+	case isFailoverURL(t.URL):
+		o, err := redis.ParseFailoverURL(t.URL)
+		if err != nil {
+			return Topology{}, err
+		}
+		opt = o
+	default:
+		o, err := redis.ParseURL(t.URL)
+		if err != nil {
+			return Topology{}, err
+		}
+		return Topology{Kind: "standalone", Master: o.Addr}, nil
+	}
+	top := Topology{Kind: "sentinel", Name: opt.MasterName}
+	var lastErr error
+	for _, addr := range opt.SentinelAddrs {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: addr, Username: opt.SentinelUsername,
+			Password: opt.SentinelPassword, TLSConfig: opt.TLSConfig})
+		hp, err := sc.GetMasterAddrByName(ctx, opt.MasterName).Result()
+		sc.Close()
+		if err == nil && len(hp) == 2 {
+			top.Master = net.JoinHostPort(hp[0], hp[1])
+			return top, nil
+		}
+		lastErr = err
+	}
+	return top, t.Fail(lastErr)
+}
