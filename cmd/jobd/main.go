@@ -305,7 +305,8 @@ func connect(c *cli.Context, needConfig bool) (*env, error) {
 		e.rdb.Close()
 		return nil, err
 	}
-	e.locks = mutex.New(e.rdb, mutex.WithPrefix(e.target.Prefix), mutex.WithLogger(log))
+	e.locks = mutex.New(e.rdb, mutex.WithPrefix(e.target.Prefix), mutex.WithLogger(log),
+		mutex.WithReplicaWait(e.target.Redis.ReplicaWait()))
 	e.insp = scheduler.NewInspector(scheduler.NewStore(e.rdb, e.target.Prefix))
 	return e, nil
 }

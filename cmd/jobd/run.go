@@ -72,7 +72,8 @@ func runDaemon(c *cli.Context) error {
 	var sched *scheduler.Scheduler
 	m := newMetrics(func() *scheduler.Scheduler { return sched })
 	m.SetConfig(cfg)
-	mc := mutex.New(rdb, mutex.WithPrefix(target.Prefix), mutex.WithOwner(c.String("replica-id")), mutex.WithLogger(log), mutex.WithEvents(m.LeaseEvent))
+	mc := mutex.New(rdb, mutex.WithPrefix(target.Prefix), mutex.WithOwner(c.String("replica-id")), mutex.WithLogger(log), mutex.WithEvents(m.LeaseEvent),
+		mutex.WithReplicaWait(cfg.Redis.ReplicaWait()))
 	defer mc.Close()
 	store := scheduler.NewStore(rdb, target.Prefix)
 	sched = scheduler.New(cfg, store, locker{mc},

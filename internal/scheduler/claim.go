@@ -32,7 +32,8 @@ type Claim struct {
 	// The Locker's answer: Won with a Lease means run now; Won without one
 	// means the tick is ours but the lock is held; not Won with a nil Err
 	// means another replica claimed it; Err means Redis failed and the
-	// outcome could not be settled (fail closed), or ErrClockOffset. A
+	// outcome could not be settled (fail closed), or ErrClockOffset, or
+	// (Won) ErrNotReplicated: the tick is ours but must not run. A
 	// Locker settles a lost reply (asks again with the same value and
 	// token) rather than report it as lost.
 	Won   bool
@@ -119,6 +120,10 @@ func (cl *claimer) settleFor(claims []*Claim) time.Duration {
 func (cl *claimer) settled(c *Claim) bool {
 	in := c.in
 	switch {
+	case errors.Is(c.Err, ErrNotReplicated):
+		cl.redisOK()
+		cl.runner.notReplicated(c)
+		return true
 	case errors.Is(c.Err, ErrClockOffset):
 		cl.clockRefused([]*jobs.Instance{in}, c.rec.ScheduledAt)
 		return false

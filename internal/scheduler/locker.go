@@ -26,6 +26,12 @@ var ErrClockOffset = errors.New("scheduler: clock too far from Redis's to claim"
 // that reaches the run as its context's cause).
 var ErrLeaseLost = errors.New("scheduler: lease lost")
 
+// ErrNotReplicated: the claim (and lock) were taken, but fewer replicas
+// than redis.min_replicas_acked acknowledged them in time; a failover
+// could lose them, so the run is not started (fail closed) and is
+// recorded as skipped. The Locker releases the lock.
+var ErrNotReplicated = errors.New("scheduler: claim not acknowledged by enough Redis replicas")
+
 // Locker is what the scheduler needs from a distributed lock.
 type Locker interface {
 	// ClaimAndLock claims each claim's key and, where the claim is won,

@@ -34,6 +34,8 @@ func (l locker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim) {
 			c.Won = true
 		case errors.Is(err, mutex.ErrOutsideWindow):
 			c.Err = fmt.Errorf("%w: %w", scheduler.ErrClockOffset, err)
+		case errors.Is(err, mutex.ErrNotReplicated):
+			c.Won, c.Err = true, fmt.Errorf("%w: %w", scheduler.ErrNotReplicated, err)
 		default:
 			c.Err = err
 		}
@@ -44,6 +46,9 @@ func (l locker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim) {
 func (l locker) Lock(ctx context.Context, name string, ttl time.Duration, label string) (scheduler.Lease, error) {
 	m := l.c.NewMutex(name, mutex.WithTTL(ttl), mutex.WithLabel(label))
 	if err := m.Lock(ctx); err != nil {
+		if errors.Is(err, mutex.ErrNotReplicated) {
+			err = fmt.Errorf("%w: %w", scheduler.ErrNotReplicated, err)
+		}
 		return nil, err
 	}
 	return m, nil

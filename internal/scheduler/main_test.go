@@ -67,7 +67,8 @@ func startReplica(t *testing.T, url string, cfg *jobs.Config, id string, opts ..
 	rdb := newRedis(t, url)
 	logs := &redistest.Buffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner(id), mutex.WithLogger(log))
+	mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner(id), mutex.WithLogger(log),
+		mutex.WithReplicaWait(cfg.Redis.ReplicaWait()))
 	t.Cleanup(func() { mc.Close() })
 	base := []scheduler.Option{scheduler.WithLogger(log), scheduler.WithReplicaID(id),
 		scheduler.WithIntervals(500*time.Millisecond, 500*time.Millisecond), scheduler.WithShutdownGrace(5 * time.Second)}

@@ -2,7 +2,9 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jobd/jobd/internal/jobs"
@@ -67,13 +69,35 @@ func (r *runner) waitIfLocked(next runFunc) runFunc {
 		wctx, cancel := context.WithTimeout(ctx, max(limit, 0))
 		lease, err := r.locker.Lock(wctx, in.Lock, in.LockTTL, c.Label)
 		cancel()
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrNotReplicated):
+			r.skip(c, notReplicated, c.guard())
+			return
+		case err != nil:
 			r.skip(c, "lock still held after waiting "+limit.Round(time.Millisecond).String(), c.guard())
 			return
 		}
 		c.Lease = lease
 		next(ctx, c)
 	}
+}
+
+// notReplicated is the skip reason of a claim or lock that too few
+// replicas acknowledged (redis.min_replicas_acked).
+const notReplicated = "not replicated: fewer Redis replicas than min_replicas_acked acknowledged the claim in time"
+
+// notReplicated records a won claim whose claim or lock too few replicas
+// acknowledged: it is not run (fail closed), and is metered as skipped.
+func (r *runner) notReplicated(c *Claim) {
+	r.runs.Add(1)
+	go func() {
+		defer r.runs.Done()
+		defer r.recoverPanic("run " + c.rec.RunID)
+		c.rec.NeverStarted = true
+		r.skip(c, notReplicated, c.guard())
+		r.log.Warn("not started: too few Redis replicas acknowledged the claim (min_replicas_acked)",
+			"job", c.in.Name, "run_id", c.rec.RunID, "err", c.Err)
+	}()
 }
 
 // skip records a claimed tick that will not run, naming the lock holder.
@@ -97,6 +121,18 @@ func (r *runner) skip(c *Claim, why string, g Guard) {
 	}
 	rec.Status = jobs.StatusSkipped
 	r.persist("record skip", write)
-	r.observe(func(o Observer) { o.Skipped(in.Name, why) })
+	r.observe(func(o Observer) { o.Skipped(in.Name, skipKind(why)) })
 	r.finished(*rec, 0)
+}
+
+// skipKind is a skip's reason as a short, fixed metric label: "lock
+// held", "wait timeout" or "not replicated".
+func skipKind(why string) string {
+	switch {
+	case strings.HasPrefix(why, "lock still held after waiting"):
+		return "wait timeout"
+	case why == notReplicated:
+		return "not replicated"
+	}
+	return why
 }
