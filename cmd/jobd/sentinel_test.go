@@ -1,0 +1,163 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jobd/jobd/internal/redistest"
+)
+
+// TestSentinelFailover: three replicas on a Sentinel-watched master (the
+// failover URL form), every-second jobs and two jobs sharing a lock. The
+// master is killed with SIGKILL; jobd follows the failover by itself. The
+// test reports the resume time, the missed and duplicated ticks and the
+// longest gap, and fails on a duplicate, on overlapping holders of the
+// shared lock, or when claiming does not resume within 15s of the kill.
+// With min_replicas_acked: 1 the new master has no replica until the old
+// one comes back (Sentinel turns it into a replica), and until then jobd
+// runs nothing (fail closed).
+func TestSentinelFailover(t *testing.T) {
+	tests := []struct {
+		name  string
+		acked int
+	}{
+		{"async replication", 0},
+		{"min_replicas_acked 1", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := redistest.StartSentinelGroup(t, "jobd-failover")
+			dir := t.TempDir()
+			out := filepath.Join(dir, "out")
+			cfg := filepath.Join(dir, "jobs.yaml")
+			var b strings.Builder
+			fmt.Fprintf(&b, "redis:\n  min_replicas_acked: %d\n  min_replicas_timeout: 500ms\njobs:\n", tt.acked)
+			for i := 0; i < 4; i++ {
+				fmt.Fprintf(&b, "  - name: e%d\n    schedule: \"@every 1s\"\n    command: 'echo tick $JOBD_INSTANCE $JOBD_SCHEDULED_AT $(date +%%s%%N) >> %s'\n", i, out)
+			}
+			for i := 0; i < 2; i++ {
+				fmt.Fprintf(&b, "  - name: s%d\n    schedule: \"@every 1s\"\n    lock: shared\n    command: 'echo in %s-$JOBD_RUN_ID >> %s; sleep 0.2; echo out %s-$JOBD_RUN_ID >> %s'\n", i, "s", out, "s", out)
+			}
+			writeFile(t, cfg, b.String())
+			url := g.URL()
+			var daemons []*osProc
+			for _, id := range []string{"a", "b", "c"} {
+				daemons = append(daemons, &osProc{startDaemon(t, url, cfg, id).Process})
+			}
+			time.Sleep(6 * time.Second)
+			killed := time.Now()
+			g.Master.Stop()
+			if tt.acked > 0 {
+				time.Sleep(8 * time.Second)
+				if err := g.Master.Start(); err != nil { // Sentinel makes it the new master's replica
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(20 * time.Second)
+			end := time.Now()
+			for _, d := range daemons {
+				d.term()
+			}
+			time.Sleep(time.Second) // the last runs write their lines
+			a := analyse(t, out, killed, end)
+			t.Logf("failover %s: runs paused for %v and resumed %v after the kill; %d ticks missed, %d duplicated, longest gap %v between a job's ticks",
+				tt.name, a.pause.Round(100*time.Millisecond), a.resumed.Round(100*time.Millisecond), a.missed, a.dups, a.gap.Round(time.Second))
+			if a.dups > 0 || a.overlaps > 0 {
+				t.Errorf("%d duplicated ticks, %d overlaps of the shared lock", a.dups, a.overlaps)
+			}
+			limit := 15 * time.Second
+			if tt.acked > 0 {
+				limit = 30 * time.Second
+			}
+			if a.resumed <= 0 || a.resumed > limit {
+				t.Errorf("claiming resumed %v after the kill, want within %v", a.resumed, limit)
+			}
+		})
+	}
+}
+
+type osProc struct {
+	cmd interface{ Signal(os.Signal) error }
+}
+
+type analysis struct {
+	resumed      time.Duration // from the kill to the end of the longest pause in runs
+	pause        time.Duration // the longest pause in runs after the kill
+	missed, dups int
+	gap          time.Duration
+	overlaps     int
+}
+
+// analyse reads the jobs' output: ticks of the e* jobs per second, and
+// the in/out pairs of the shared lock.
+func analyse(t *testing.T, out string, killed, end time.Time) analysis {
+	t.Helper()
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a analysis
+	seen := map[string]map[int64]int{}
+	var ran []time.Time // when the e* runs ran
+	inside := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 4 && f[0] == "tick":
+			at, err := time.Parse(time.RFC3339, f[2])
+			if err != nil {
+				continue
+			}
+			if seen[f[1]] == nil {
+				seen[f[1]] = map[int64]int{}
+			}
+			seen[f[1]][at.Unix()]++
+			if ns, err := strconv.ParseInt(f[3], 10, 64); err == nil {
+				ran = append(ran, time.Unix(0, ns))
+			}
+		case len(f) == 2 && f[0] == "in":
+			if inside++; inside > 1 {
+				a.overlaps++
+			}
+		case len(f) == 2 && f[0] == "out":
+			inside--
+		}
+	}
+	// The outage: from the kill to the first run after the longest pause
+	// in runs that follows it.
+	sort.Slice(ran, func(i, j int) bool { return ran[i].Before(ran[j]) })
+	for i := 1; i < len(ran); i++ {
+		if ran[i].After(killed) && ran[i].Sub(ran[i-1]) > a.pause {
+			a.pause, a.resumed = ran[i].Sub(ran[i-1]), ran[i].Sub(killed)
+		}
+	}
+	for _, ticks := range seen {
+		var secs []int64
+		for s, n := range ticks {
+			secs = append(secs, s)
+			if n > 1 {
+				a.dups += n - 1
+			}
+		}
+		sort.Slice(secs, func(i, j int) bool { return secs[i] < secs[j] })
+		from, to := secs[0], end.Add(-2*time.Second).Unix()
+		for s := from; s <= to; s++ {
+			if ticks[s] == 0 {
+				a.missed++
+			}
+		}
+		for i := 1; i < len(secs); i++ {
+			a.gap = max(a.gap, time.Duration(secs[i]-secs[i-1])*time.Second)
+		}
+	}
+	return a
+}
+
+func (p *osProc) term() { _ = p.cmd.Signal(syscall.SIGTERM) }
