@@ -126,6 +126,9 @@ func showStatus(c *cli.Context, e *env) error {
 	if err != nil {
 		return e.target.Fail(err)
 	}
+	if top, err := e.target.Topology(ctx); err == nil {
+		st.Redis = &top
+	}
 	if c.Bool("json") {
 		err = printJSON(c.App.Writer, st)
 	} else {

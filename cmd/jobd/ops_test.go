@@ -251,7 +251,7 @@ func normalizeStatus(t *testing.T, s, dir string) string {
 	volatile := map[string]bool{"generated_at": true, "started_at": true, "uptime_seconds": true, "heartbeat_age_seconds": true,
 		"pid": true, "host": true, "hash": true, "config_hash": true, "next_fire": true, "run_id": true, "scheduled_at": true,
 		"start": true, "end": true, "duration_seconds": true, "held_for_seconds": true, "ttl_seconds": true, "fence": true,
-		"replica": true, "running": true, "clock_offset_seconds": true}
+		"replica": true, "running": true, "clock_offset_seconds": true, "master": true}
 	var walk func(any) any
 	walk = func(x any) any {
 		switch x := x.(type) {

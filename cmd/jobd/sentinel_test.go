@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -161,3 +163,43 @@ func analyse(t *testing.T, out string, killed, end time.Time) analysis {
 }
 
 func (p *osProc) term() { _ = p.cmd.Signal(syscall.SIGTERM) }
+
+// TestSentinelConfig: the schedule file's redis.sentinel form reaches the
+// master through the sentinels: `jobd lock` runs, and `jobd status`
+// shows the topology and the current master (before and after a
+// failover).
+func TestSentinelConfig(t *testing.T) {
+	g := redistest.StartSentinelGroup(t, "jobd-config")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "jobs.yaml")
+	writeFile(t, cfg, fmt.Sprintf("redis:\n  prefix: %s\n  sentinel:\n    master: jobd-config\n    addrs: [%q, %q, %q]\n"+
+		"jobs:\n  - name: j\n    schedule: \"@daily\"\n    command: [\"true\"]\n", prefix(t), g.Sentinels[0].Addr, g.Sentinels[1].Addr, g.Sentinels[2].Addr))
+	cli := func(args ...string) result {
+		cmd := exec.Command(jobdBin, append([]string{"-c", cfg}, args...)...)
+		cmd.Stdout, cmd.Stderr = &redistest.Buffer{}, &redistest.Buffer{}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return wait(t, cmd)
+	}
+	masterIs := func(want string) {
+		t.Helper()
+		r := cli("status", "--json")
+		var st struct {
+			Redis struct{ Kind, Master, Name string } `json:"redis"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+			t.Fatalf("status --json (exit %d): %v\n%s%s", r.code, err, r.stdout, r.stderr)
+		}
+		if st.Redis.Kind != "sentinel" || st.Redis.Master != want || st.Redis.Name != "jobd-config" {
+			t.Fatalf("status shows redis %+v, want sentinel master %s", st.Redis, want)
+		}
+		if r := cli("lock", "k", "--", "true"); r.code != 0 {
+			t.Fatalf("jobd lock exit %d: %s", r.code, r.stderr)
+		}
+	}
+	masterIs(g.Master.Addr)
+	g.Master.Stop()
+	poll(t, 20*time.Second, "the failover", func() bool { a, _ := g.MasterAddr(); return a == g.Replica.Addr })
+	masterIs(g.Replica.Addr)
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jobd/jobd/internal/jobs"
 	"github.com/jobd/jobd/internal/mutex"
+	"github.com/jobd/jobd/internal/redisconn"
 	"github.com/jobd/jobd/internal/scheduler"
 )
 
@@ -33,6 +34,9 @@ type Status struct {
 	// RedisWarnings are the Redis settings that weaken the guarantees, as
 	// read just now (see docs/failures.md).
 	RedisWarnings []string `json:"redis_warnings"`
+	// Redis is the topology status talked to, and its current master
+	// (absent when the sentinels could not be asked).
+	Redis *redisconn.Topology `json:"redis,omitempty"`
 }
 
 // Config names the schedule file the jobs come from.
@@ -171,6 +175,9 @@ func newJob(is scheduler.InstanceState) Job {
 func (st *Status) WriteTable(w io.Writer) error {
 	if st.ReplicasAlive == 0 {
 		fmt.Fprint(w, "NO REPLICA IS ALIVE: nothing is being scheduled.\n\n")
+	}
+	if r := st.Redis; r != nil {
+		fmt.Fprintf(w, "REDIS %s, master %s%s\n\n", r.Kind, r.Master, ifElse(r.Name != "", " ("+r.Name+")", ""))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "REPLICAS\nID\tHOST\tPID\tVERSION\tUPTIME\tHEARTBEAT\tRUNNING\tCONFIG\tCLOCK\n")
