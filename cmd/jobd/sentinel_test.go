@@ -203,3 +203,56 @@ func TestSentinelConfig(t *testing.T) {
 	poll(t, 20*time.Second, "the failover", func() bool { a, _ := g.MasterAddr(); return a == g.Replica.Addr })
 	masterIs(g.Replica.Addr)
 }
+
+// TestFailoverRightAfterAClaim: the replica lags (paused) when replica A
+// claims tick T; the master dies; the lagging replica is promoted without
+// the claim, and replica B (misfire: run_once) finds T unclaimed and runs
+// it. Without min_replicas_acked, A had run T already: T ran twice. With
+// min_replicas_acked: 1, A did not start T (its replica never acknowledged
+// the claim), and B runs it once the old master is back as a replica: T
+// ran once.
+func TestFailoverRightAfterAClaim(t *testing.T) {
+	tests := []struct {
+		name  string
+		acked int
+		runs  int
+	}{
+		{"async replication: the tick runs twice", 0, 2},
+		{"min_replicas_acked 1: the tick runs once", 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := redistest.StartSentinelGroup(t, "jobd-lag")
+			dir := t.TempDir()
+			out, cfg := filepath.Join(dir, "out"), filepath.Join(dir, "jobs.yaml")
+			tick := time.Now().Add(6 * time.Second).Truncate(time.Second)
+			writeFile(t, cfg, fmt.Sprintf("redis:\n  min_replicas_acked: %d\n  min_replicas_timeout: 300ms\n"+
+				"jobs:\n  - name: j\n    schedule: \"%d * * * * *\"\n    misfire: run_once\n    starting_deadline: 50s\n"+
+				"    command: 'echo $JOBD_SCHEDULED_AT $JOBD_REPLICA >> %s'\n", tt.acked, tick.Second(), out))
+			g.Replica.Pause()
+			a := startDaemon(t, g.URL(), cfg, "a")
+			poll(t, 15*time.Second, "replica a to claim the tick", func() bool {
+				return time.Now().After(tick.Add(2 * time.Second))
+			})
+			_ = a.Process.Kill()
+			g.Master.Stop()
+			g.Replica.Resume()
+			poll(t, 30*time.Second, "the lagging replica's promotion", func() bool { a, _ := g.MasterAddr(); return a == g.Replica.Addr })
+			if tt.acked > 0 { // the new master needs a replica: the old one comes back as such
+				if err := g.Master.Start(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			startDaemon(t, g.URL(), cfg, "b")
+			stamp := tick.UTC().Format(time.RFC3339) + " b"
+			poll(t, 40*time.Second, "b to run the missed tick", func() bool { return fileHas(out, stamp) })
+			time.Sleep(2 * time.Second) // a second run, if any, has its line
+			data, _ := os.ReadFile(out)
+			runs := strings.Count(string(data), tick.UTC().Format(time.RFC3339))
+			t.Logf("%s: tick %s ran %d times: %q", tt.name, tick.UTC().Format(time.RFC3339), runs, data)
+			if runs != tt.runs {
+				t.Errorf("tick ran %d times, want %d", runs, tt.runs)
+			}
+		})
+	}
+}
