@@ -77,6 +77,22 @@ func (c *core) every(ctx context.Context, d time.Duration, what string, fn func(
 	}
 }
 
+// sleepCtx waits d or until ctx ends; it reports whether d elapsed with
+// ctx still live (false at once for an ended ctx, whatever d).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return ctx.Err() == nil // a timer already due must not win over a stop
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // loop is the one goroutine of a component: start launches it, the
 // context given to start stops it, and wait returns once it has returned.
 type loop struct{ done chan struct{} }
