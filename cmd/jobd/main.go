@@ -266,7 +266,11 @@ func openRedis(c *cli.Context, cfg *jobs.Config) (redisconn.Target, redis.Univer
 	t := redisconn.Resolve(redisconn.Target{URL: given("redis"), Prefix: given("prefix")}, cfg)
 	rdb, err := t.Open()
 	if err != nil {
-		return t, nil, exitf(exitUsage, "--redis %s: %v", t, err)
+		from := "--redis (or JOBD_REDIS_URL)"
+		if given("redis") == "" {
+			from = "the schedule file's redis: section"
+		}
+		return t, nil, exitf(exitUsage, "%s: %s: %v", from, t, err)
 	}
 	return t, rdb, nil
 }

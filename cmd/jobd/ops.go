@@ -105,7 +105,9 @@ func runStatus(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	for {
-		fmt.Fprint(c.App.Writer, "\033[H\033[2J") // clear the screen
+		if !c.Bool("json") {
+			fmt.Fprint(c.App.Writer, "\033[H\033[2J") // clear the screen; with --json, a stream of documents (jq reads it)
+		}
 		var ee *exitError
 		if err := showStatus(c, e); err != nil && !(errors.As(err, &ee) && ee.code == exitNoReplica) {
 			return err

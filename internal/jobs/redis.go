@@ -3,6 +3,7 @@ package jobs
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -31,6 +32,11 @@ func (d *decoder) checkRedis(r *RedisConfig) {
 			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 				d.at(fmt.Sprintf("redis.sentinel.addrs[%d]", i), "%q: want host:port", a)
 			}
+		}
+	}
+	if r.URL != "" {
+		if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			d.at("redis.url", "%q: want redis://, rediss:// or unix://", redactURL(r.URL))
 		}
 	}
 	if r.Password != "" && r.PasswordFile != "" {
@@ -69,4 +75,12 @@ func (r RedisConfig) ReadPassword() (string, error) {
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	return strings.TrimSpace(line), nil
+}
+
+// redactURL is u without its password, for messages.
+func redactURL(u string) string {
+	if p, err := url.Parse(u); err == nil {
+		return p.Redacted()
+	}
+	return "(unparsable URL)"
 }

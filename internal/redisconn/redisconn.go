@@ -90,7 +90,9 @@ var userinfo = regexp.MustCompile(`//[^/@]*@`)
 
 // Scrub removes t's URL and password from msg.
 func (t Target) Scrub(msg string) string {
-	msg = strings.ReplaceAll(msg, t.URL, t.String())
+	if t.URL != "" {
+		msg = strings.ReplaceAll(msg, t.URL, t.String())
+	}
 	if u, err := url.Parse(t.URL); err == nil {
 		if p, ok := u.User.Password(); ok && p != "" {
 			msg = strings.ReplaceAll(msg, p, "xxxxx")
