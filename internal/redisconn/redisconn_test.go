@@ -12,21 +12,26 @@ import (
 // schedule file, then the defaults; empty counts as unset.
 func TestResolve(t *testing.T) {
 	file := &jobs.Config{Redis: jobs.RedisConfig{URL: "redis://file:6379/1", Prefix: "file"}}
+	sentinel := &jobs.Config{Redis: jobs.RedisConfig{Sentinel: &jobs.SentinelConfig{Master: "m", Addrs: []string{"s:26379"}}}}
 	tests := []struct {
-		name  string
-		given Target
-		cfg   *jobs.Config
-		want  Target
+		name         string
+		given        Target
+		cfg          *jobs.Config
+		url, prefix  string
+		viaSentinels bool
 	}{
-		{"defaults", Target{}, nil, Target{URL: DefaultURL, Prefix: "jobd"}},
-		{"file", Target{}, file, Target{URL: "redis://file:6379/1", Prefix: "file"}},
-		{"given wins", Target{URL: "redis://flag:6379/0", Prefix: "flag"}, file, Target{URL: "redis://flag:6379/0", Prefix: "flag"}},
-		{"each field on its own", Target{Prefix: "flag"}, file, Target{URL: "redis://file:6379/1", Prefix: "flag"}},
+		{"defaults", Target{}, nil, DefaultURL, "jobd", false},
+		{"file", Target{}, file, "redis://file:6379/1", "file", false},
+		{"given wins", Target{URL: "redis://flag:6379/0", Prefix: "flag"}, file, "redis://flag:6379/0", "flag", false},
+		{"each field on its own", Target{Prefix: "flag"}, file, "redis://file:6379/1", "flag", false},
+		{"the file's sentinel", Target{}, sentinel, "", "jobd", true},
+		{"a given URL wins over the file's sentinel", Target{URL: "redis://flag:6379/0"}, sentinel, "redis://flag:6379/0", "jobd", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Resolve(tt.given, tt.cfg); got != tt.want {
-				t.Fatalf("Resolve = %+v, want %+v", got, tt.want)
+			got := Resolve(tt.given, tt.cfg)
+			if got.URL != tt.url || got.Prefix != tt.prefix || (got.Redis.Sentinel != nil) != tt.viaSentinels {
+				t.Fatalf("Resolve = %+v, want url %q prefix %q, via sentinels %v", got, tt.url, tt.prefix, tt.viaSentinels)
 			}
 		})
 	}
