@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help build test run demo bench fuzz soak chaos lint redis clean
+.PHONY: help build test run demo bench bench-mutex bench-micro fuzz soak chaos lint redis clean
 
 FUZZTIME  ?= 5m
 SOAKTIME  ?= 10m
@@ -35,7 +35,12 @@ run: build ## run the daemon on jobs.example.yaml against a local Redis (a priva
 demo: build ## a private Redis and three replicas: spread, shared locks, one replica killed (Ctrl-C stops it)
 	scripts/demo.sh
 
-bench: redis ## benchmarks of the mutex
+bench: bench-mutex ## every benchmark against the peers (bench/, its own module)
+
+bench-mutex: redis ## jobd's mutex against redsync, redislock, rueidislock and raw SET NX, in one run: key=value lines
+	cd bench && $(GO) run ./cmd/benchmutex
+
+bench-micro: redis ## the mutex's own Go benchmarks (round trips and commands per operation)
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/mutex/
 
 fuzz: ## fuzz the schedule-file loader for FUZZTIME (default 5m; CI runs 30s)
