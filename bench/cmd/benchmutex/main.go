@@ -39,7 +39,12 @@ func main() {
 	ops := flag.Int("ops", 3000, "uncontended lock+unlock operations")
 	rounds := flag.Int("rounds", 40, "handoff rounds")
 	limit := flag.Duration("limit", 60*time.Second, "time limit per library per scenario")
+	worker := flag.String("herd-worker", "", "internal: run herd waiters for this library against -addr")
+	addr := flag.String("addr", "", "internal: the Redis of a herd worker")
 	flag.Parse()
+	if *worker != "" {
+		os.Exit(herdWorker(*worker, *addr, *limit))
+	}
 	srv, err := redistest.StartServer()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchmutex:", err)
@@ -63,6 +68,7 @@ func main() {
 				return handoff(ctx, l, a, *rounds)
 			}},
 			{"contended", contended},
+			{"herd", func(ctx context.Context, l lib, a string, r *redis.Client) string { return herd(ctx, l, a, r, *limit) }},
 		} {
 			ctx, cancel := context.WithTimeout(context.Background(), *limit)
 			fmt.Printf("bench=mutex scenario=%s lib=%s %s\n", sc.name, l.name, sc.run(ctx, l, srv.Addr, admin))
