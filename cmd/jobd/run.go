@@ -36,7 +36,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "http", EnvVars: []string{"JOBD_HTTP"},
 				Usage: "serve /metrics, /healthz and /readyz on this address, such as 127.0.0.1:9187 (default: off)"},
 			&cli.DurationFlag{Name: "splay", Value: scheduler.DefaultSplay, EnvVars: []string{"JOBD_SPLAY"},
-				Usage: "claims are spread over this long after each tick, later on busier replicas (at most 2s)"},
+				Usage: "a replica not first in line for a tick claims it within this long after the first, in case the first is gone (at most 2s)"},
 		},
 		Action: runDaemon,
 	}

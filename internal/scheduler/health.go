@@ -20,6 +20,7 @@ type health struct {
 	mismatch  atomic.Bool  // a live replica has another config hash
 	redisDown atomic.Bool
 	warnings  atomic.Pointer[[]string] // Redis settings that weaken the guarantees
+	peers     atomic.Pointer[[]string] // live replica ids, as the last heartbeat read them
 }
 
 // clockOK: measured, and within MaxClockOffset.

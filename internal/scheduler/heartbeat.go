@@ -50,7 +50,9 @@ func (b *heartbeat) beat(ctx context.Context) {
 		return
 	}
 	mismatch := false
+	ids := make([]string, 0, len(peers))
 	for _, p := range peers {
+		ids = append(ids, p.ID)
 		if p.ConfigHash != cfg.Hash {
 			mismatch = true
 			if h.limiter.allow("mismatch-"+p.ID, time.Minute) {
@@ -60,6 +62,7 @@ func (b *heartbeat) beat(ctx context.Context) {
 		}
 	}
 	h.mismatch.Store(mismatch)
+	h.peers.Store(&ids)
 }
 
 // checkClock measures local minus Redis time, halving the round trip, at

@@ -13,9 +13,9 @@ import (
 
 // Defaults of the options, documented where they are defined.
 const (
-	// DefaultSplay bounds how long a replica may delay its claims after a
-	// tick; each instance gets a random slot in it, pushed later by the
-	// replica's load, so that replicas share the work.
+	// DefaultSplay bounds how long a replica that is not first in line for
+	// an instance's tick (owner.go) waits before claiming it: the replica
+	// ranked k of n waits splay*k/(n-1), in case those before it are gone.
 	DefaultSplay = 200 * time.Millisecond
 	// MaxSplay bounds WithSplay.
 	MaxSplay = 2 * time.Second
@@ -135,7 +135,7 @@ func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Schedul
 	return &Scheduler{
 		core: c, runner: r,
 		heartbeat:    &heartbeat{core: c, running: r.running},
-		ticker:       &ticker{core: c, claimer: cl, runs: r.count},
+		ticker:       &ticker{core: c, claimer: cl},
 		triggers:     &triggers{core: c, claimer: cl},
 		maint:        &maintenance{core: c, claimer: cl, runner: r},
 		terminateNow: make(chan struct{}),

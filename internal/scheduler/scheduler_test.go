@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -98,7 +99,7 @@ func TestLoadSpread(t *testing.T) {
 		seen[f[0]+" "+f[1]]++
 		total++
 	}
-	t.Logf("%d runs: %v", total, byReplica)
+	t.Logf("%d runs: %v; lag from fire time to process start: %s", total, byReplica, lagOf(t, url, cfg))
 	if total < 150 {
 		t.Fatalf("only %d runs", total)
 	}
@@ -253,4 +254,29 @@ func TestReloadStorm(t *testing.T) {
 			}
 		}
 	}
+}
+
+// lagOf sums up the lag from fire time to process start of the runs
+// recorded for cfg's instances (logged, never asserted: timing belongs to
+// the benchmarks).
+func lagOf(t *testing.T, url string, cfg *jobs.Config) string {
+	t.Helper()
+	store := scheduler.NewStore(newRedis(t, url), prefix(t))
+	var lags []time.Duration
+	for _, in := range cfg.Instances {
+		recs, _ := store.History(context.Background(), in.Name, 100)
+		for _, r := range recs {
+			if r.Start != nil {
+				lags = append(lags, r.Start.Sub(r.ScheduledAt))
+			}
+		}
+	}
+	if len(lags) == 0 {
+		return "no records"
+	}
+	slices.Sort(lags)
+	q := func(p int) time.Duration {
+		return lags[min(len(lags)*p/100, len(lags)-1)].Round(100 * time.Microsecond)
+	}
+	return fmt.Sprintf("p50 %v, p99 %v, max %v over %d runs", q(50), q(99), lags[len(lags)-1].Round(100*time.Microsecond), len(lags))
 }

@@ -51,7 +51,9 @@ func (l *stoppingLocker) ClaimAndLock(ctx context.Context, claims []*scheduler.C
 
 // TestNoClaimAfterStop: once the replica is told to stop, no tick is
 // claimed any more (shutdown step 1, "stop claiming"), even a slot of a
-// tick whose time has already come.
+// tick whose time has already come. Two other (silent) replicas have a
+// heartbeat, so that this one is not first in line for every instance and
+// claims each tick in several batches.
 func TestNoClaimAfterStop(t *testing.T) {
 	srv := redistest.Start(t)
 	for attempt := range 6 {
@@ -60,10 +62,16 @@ func TestNoClaimAfterStop(t *testing.T) {
 			cfg := config(t, outFile(t), jobsYAML(16, "@every 1s", "", `["true"]`))
 			mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner("a"))
 			t.Cleanup(func() { mc.Close() })
+			store := scheduler.NewStore(rdb, prefix(t))
+			for _, id := range []string{"x", "y"} {
+				if err := store.Beat(context.Background(), scheduler.Heartbeat{ID: id}, time.Minute); err != nil {
+					t.Fatal(err)
+				}
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			l := &stoppingLocker{Locker: locker{mc}, stop: cancel}
-			s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), l,
+			s := scheduler.New(cfg, store, l,
 				scheduler.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), scheduler.WithReplicaID("a"),
 				scheduler.WithSplay(200*time.Millisecond), scheduler.WithShutdownGrace(5*time.Second))
 			done := make(chan error, 1)

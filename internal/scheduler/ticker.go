@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	mrand "math/rand/v2"
 	"sync"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 type ticker struct {
 	*core
 	claimer    *claimer
-	runs       func() int     // how busy this replica is (its splay penalty)
 	tickClaims sync.WaitGroup // the goroutines claiming a tick (fire)
 	loop
 }
@@ -103,25 +101,30 @@ func (t *ticker) plan(cfg *jobs.Config, next map[string]pending) time.Time {
 	return earliest
 }
 
-// fire claims the tick at for the due instances. Each instance gets a
-// random slot within the splay, later for a busier replica, so replicas
-// share the work; instances in one slot are claimed in one pipeline.
+// fire claims the tick at for the due instances. Every replica ranks the
+// live replicas for each instance and tick by rendezvous hashing
+// (owner.go): the first-ranked claims at once, the others later, each
+// by its rank within the splay, in case the first is gone. So a tick
+// runs within a round trip of its fire time, and the work spreads evenly;
+// correctness still rests on the claim alone (replicas that disagree on
+// who is alive just race on SET NX). Instances of one rank are claimed in
+// one pipeline.
 func (t *ticker) fire(ctx context.Context, at time.Time, due []*jobs.Instance) {
-	const slots = 4
-	groups := make([][]*jobs.Instance, slots)
+	peers := t.livePeers()
+	groups := make([][]*jobs.Instance, len(peers))
 	for _, in := range due {
-		g := 0
-		if t.splay > 0 {
-			g = mrand.N(slots)
-		}
-		groups[g] = append(groups[g], in)
+		r := rank(peers, t.replica, in.Name, at)
+		groups[r] = append(groups[r], in)
 	}
-	penalty := t.splay * time.Duration(min(t.runs(), 10)) / 20 // up to half the splay
-	for g, group := range groups {
+	for r, group := range groups {
 		if len(group) == 0 {
 			continue
 		}
-		if !sleepCtx(ctx, at.Add(penalty+t.splay*time.Duration(g)/slots).Sub(t.clock.Now())) {
+		delay := time.Duration(0)
+		if r > 0 {
+			delay = t.splay * time.Duration(r) / time.Duration(len(peers)-1)
+		}
+		if !sleepCtx(ctx, at.Add(delay).Sub(t.clock.Now())) {
 			return // stopping: claim nothing more
 		}
 		if t.health.clockBad.Load() {
