@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help build test run demo bench bench-mutex bench-micro fuzz soak chaos lint redis clean
+.PHONY: help build test run demo bench bench-mutex bench-scheduler bench-micro fuzz soak chaos lint redis clean
 
 FUZZTIME  ?= 5m
 SOAKTIME  ?= 10m
@@ -35,10 +35,13 @@ run: build ## run the daemon on jobs.example.yaml against a local Redis (a priva
 demo: build ## a private Redis and three replicas: spread, shared locks, one replica killed (Ctrl-C stops it)
 	scripts/demo.sh
 
-bench: bench-mutex ## every benchmark against the peers (bench/, its own module)
+bench: bench-mutex bench-scheduler ## every benchmark against the peers (bench/, its own module)
 
 bench-mutex: redis ## jobd's mutex against redsync, redislock, rueidislock and raw SET NX, in one run: key=value lines
 	cd bench && $(GO) run ./cmd/benchmutex
+
+bench-scheduler: redis ## jobd against gocron v2 + bsm/redislock: 3 replicas, 200 instances every second, 60 s each
+	cd bench && $(GO) run ./cmd/benchsched
 
 bench-micro: redis ## the mutex's own Go benchmarks (round trips and commands per operation)
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/mutex/

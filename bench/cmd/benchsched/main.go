@@ -1,0 +1,203 @@
+// Command benchsched compares jobd's scheduler with go-co-op/gocron v2 +
+// bsm/redislock (`make bench-scheduler`): three replicas as real
+// processes on one private Redis, N instances due every second, for a
+// while. Each run appends one line (instance, tick, replica, start time)
+// from bash, and the lines tell duplicates, missed ticks, lag from fire
+// time to process start, and the share of each replica. Redis commands
+// per run come from INFO stats; the replicas' own CPU (children
+// excluded) and peak RSS from /proc. One key=value line per library.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jobd/jobd/internal/redistest"
+)
+
+func main() {
+	n := flag.Int("n", 200, "instances due every second")
+	d := flag.Duration("duration", 60*time.Second, "how long the replicas run")
+	only := flag.String("lib", "", "jobd or gocron (default: both)")
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "benchsched-")
+	check(err)
+	defer os.RemoveAll(dir)
+	bins := map[string]string{"jobd": filepath.Join(dir, "jobd"), "gocron": filepath.Join(dir, "gocronreplica")}
+	check(run("..", "go", "build", "-o", bins["jobd"], "./cmd/jobd")) // jobd's own module, its own go.sum
+	check(run(".", "go", "build", "-o", bins["gocron"], "./cmd/gocronreplica"))
+	for _, lib := range []string{"jobd", "gocron"} {
+		if *only != "" && *only != lib {
+			continue
+		}
+		fmt.Println(bench(lib, bins[lib], dir, *n, *d))
+	}
+}
+
+func bench(lib, bin, dir string, n int, d time.Duration) string {
+	srv, err := redistest.StartServer()
+	check(err)
+	defer srv.Close()
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	out := filepath.Join(dir, lib+".out")
+	cmds := replicas(lib, bin, dir, srv, out, n)
+	began := time.Now()
+	cmd0 := commands(admin)
+	time.Sleep(d)
+	cmd1 := commands(admin)
+	cpu, rss := 0.0, 0.0
+	for _, c := range cmds {
+		u, r := procStats(c.Process.Pid)
+		cpu += u
+		rss = max(rss, r)
+		_ = c.Process.Signal(syscall.SIGTERM)
+	}
+	for _, c := range cmds {
+		_ = c.Wait()
+	}
+	a := analyse(out, began.Add(5*time.Second), began.Add(d-3*time.Second), n)
+	return fmt.Sprintf("bench=scheduler lib=%s replicas=3 instances=%d seconds=%d runs=%d duplicates=%d missed=%d "+
+		"lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f max_share_pct=%.0f cmds_per_run=%.1f cpu_ms_per_1k_runs=%.0f rss_mb=%.0f",
+		lib, n, int(d.Seconds()), a.runs, a.dups, a.missed, a.lag(50), a.lag(99), a.lag(100), a.maxShare,
+		float64(cmd1-cmd0)/float64(max(a.allRuns, 1)), cpu*1000/float64(max(a.allRuns, 1))*1000, rss)
+}
+
+// replicas starts the three replicas of lib.
+func replicas(lib, bin, dir string, srv *redistest.Server, out string, n int) []*exec.Cmd {
+	var cmds []*exec.Cmd
+	cfg := filepath.Join(dir, "jobs.yaml")
+	if lib == "jobd" {
+		params := make([]string, n)
+		for i := range params {
+			params[i] = strconv.Itoa(i)
+		}
+		yaml := fmt.Sprintf("jobs:\n  - name: i\n    schedule: \"@every 1s\"\n    params: [%s]\n"+
+			"    command: [\"bash\", \"-c\", \"echo $JOBD_INSTANCE $JOBD_SCHEDULED_AT $JOBD_REPLICA $EPOCHREALTIME >> %s\"]\n",
+			strings.Join(params, ", "), out)
+		check(os.WriteFile(cfg, []byte(yaml), 0o644))
+	}
+	for _, id := range []string{"r1", "r2", "r3"} {
+		var c *exec.Cmd
+		if lib == "jobd" {
+			c = exec.Command(bin, "--redis", srv.URL(), "--log-level", "error", "-c", cfg, "run", "--replica-id", id)
+		} else {
+			c = exec.Command(bin, "-addr", srv.Addr, "-n", strconv.Itoa(n), "-out", out, "-id", id)
+		}
+		c.Stderr = os.Stderr
+		check(c.Start())
+		cmds = append(cmds, c)
+	}
+	return cmds
+}
+
+type analysis struct {
+	runs, allRuns, dups, missed int
+	lags                        []float64 // ms
+	maxShare                    float64
+}
+
+func (a analysis) lag(p int) float64 {
+	if len(a.lags) == 0 {
+		return 0
+	}
+	return a.lags[min(len(a.lags)*p/100, len(a.lags)-1)]
+}
+
+// analyse reads the runs' lines; only ticks in [from, to] count.
+func analyse(out string, from, to time.Time, n int) analysis {
+	f, err := os.Open(out)
+	check(err)
+	defer f.Close()
+	var a analysis
+	seen := map[string]int{}
+	share := map[string]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) != 4 {
+			continue
+		}
+		a.allRuns++
+		tick, err := time.Parse(time.RFC3339, fs[1])
+		if err != nil || tick.Before(from) || tick.After(to) {
+			continue
+		}
+		a.runs++
+		seen[fs[0]+" "+fs[1]]++
+		share[fs[2]]++
+		if started, err := strconv.ParseFloat(fs[3], 64); err == nil {
+			a.lags = append(a.lags, (started-float64(tick.UnixNano())/1e9)*1000)
+		}
+	}
+	for _, c := range seen {
+		a.dups += c - 1
+	}
+	a.missed = n*int(to.Truncate(time.Second).Sub(from.Truncate(time.Second)).Seconds()+0.5) - len(seen)
+	if a.missed < 0 {
+		a.missed = 0
+	}
+	for _, c := range share {
+		a.maxShare = max(a.maxShare, 100*float64(c)/float64(max(a.runs, 1)))
+	}
+	sort.Float64s(a.lags)
+	return a
+}
+
+// commands is Redis's command count.
+func commands(rdb *redis.Client) int64 {
+	for _, line := range strings.Split(rdb.Info(context.Background(), "stats").Val(), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// procStats is a process's own CPU seconds (user+sys, children excluded)
+// and its peak RSS in MB.
+func procStats(pid int) (cpu, rssMB float64) {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		s := string(b)
+		fs := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		ut, _ := strconv.ParseFloat(fs[11], 64)
+		st, _ := strconv.ParseFloat(fs[12], 64)
+		cpu = (ut + st) / 100 // USER_HZ
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+				rssMB = kb / 1024
+			}
+		}
+	}
+	return cpu, rssMB
+}
+
+func run(dir, name string, args ...string) error {
+	c := exec.Command(name, args...)
+	c.Dir = dir
+	c.Stdout, c.Stderr = os.Stderr, os.Stderr
+	return c.Run()
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchsched:", err)
+		os.Exit(1)
+	}
+}
