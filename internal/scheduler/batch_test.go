@@ -77,7 +77,7 @@ func isTickClaim(cmd redis.Cmder) bool {
 }
 
 // TestClaimsArePipelined: 1,000 instances due at the same second are
-// claimed in a handful of round trips (one pipeline per splay slot), not
+// claimed in a handful of round trips (one pipeline per rank), not
 // a thousand.
 func TestClaimsArePipelined(t *testing.T) {
 	url := redistest.SharedURL(t)

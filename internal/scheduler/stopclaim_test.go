@@ -17,7 +17,7 @@ import (
 
 // stoppingLocker stops the replica right after the first batch of claims
 // went through, and holds that batch's answer a while, so that the later
-// splay slots of the same tick come due while the replica is stopping.
+// batches (ranks) of the same tick come due while the replica is stopping.
 type stoppingLocker struct {
 	scheduler.Locker
 	stop    func()
