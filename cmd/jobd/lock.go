@@ -39,7 +39,7 @@ func lockCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "ttl", Value: mutex.DefaultTTL, Usage: "lease length; renewed every ttl/3"},
 			&cli.DurationFlag{Name: "wait", Value: 0, Usage: "how long to wait for the lock; 0 tries once"},
-			&cli.StringFlag{Name: "label", Usage: "label shown by `jobd status` (default: \"jobd lock \" + the command's name)"},
+			&cli.StringFlag{Name: "label", Usage: "label shown by jobd status (default: \"jobd lock \" + the command's name)"},
 			&cli.DurationFlag{Name: "kill-grace", Value: 10 * time.Second, Usage: "time between SIGTERM and SIGKILL when the lease is lost"},
 		},
 		Action: runLock,

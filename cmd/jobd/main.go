@@ -7,6 +7,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,15 +51,17 @@ const (
 )
 
 const exitCodesHelp = `EXIT CODES:
-   0     success (jobd lock: the command's own exit code is passed through)
+   0     success (jobd lock, trigger --wait: the command's own exit code is passed through)
    1     generic failure
    2     bad flags or arguments, or unknown instance
    3     no replica is alive (status, trigger)
    69    Redis unreachable
-   70    lease lost while the command ran (it was terminated)
-   75    lock not obtained within --wait
+   70    lease lost while the command ran (lock), or the run was lock_lost or
+         abandoned (trigger --wait)
+   75    lock not obtained within --wait (lock), or the run was skipped (trigger --wait)
    78    Redis refused: configuration or permission error (NOPERM, wrong
          password, database out of range); Redis's own message is shown
+   124   the run timed out (trigger --wait)
    126   command could not be started
    127   command not found
    128+N command killed by signal N`
@@ -206,10 +209,11 @@ func globalFlags() []cli.Flag {
 // go-redis's own messages to it.
 func newLogger(c *cli.Context) (*slog.Logger, error) {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+	// An empty variable counts as unset (README): JOBD_LOG_LEVEL= is info.
+	if err := level.UnmarshalText([]byte(cmp.Or(c.String("log-level"), "info"))); err != nil {
 		return nil, exitf(exitUsage, "--log-level: %q is not debug, info, warn or error", c.String("log-level"))
 	}
-	w, opts, format := c.App.ErrWriter, &slog.HandlerOptions{Level: level}, c.String("log-format")
+	w, opts, format := c.App.ErrWriter, &slog.HandlerOptions{Level: level}, cmp.Or(c.String("log-format"), "auto")
 	if f, ok := w.(*os.File); ok && format == "auto" {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			format = "text" // auto: text on a terminal, JSON otherwise

@@ -65,11 +65,14 @@ type InstanceState struct {
 	NextFire *time.Time // nil unless active
 	LastRun  *Record    // nil: never ran (or its history is gone)
 	// Overdue: the instance's last due tick has no claim (no replica ran
-	// it) and nothing ran since.
+	// it) and nothing ran since. While replicas are alive, only a tick due
+	// after the oldest of them started counts: on a fresh install a
+	// @daily job's midnight tick, due before any replica existed, is not
+	// overdue. With no replica alive every missed tick counts.
 	Overdue bool
 }
 
-// Instances returns the state of every instance of cfg at now, in two
+// Instances returns the state of every instance of cfg at now, in three
 // round trips however many there are.
 func (i *Inspector) Instances(ctx context.Context, cfg *jobs.Config, now time.Time) ([]InstanceState, error) {
 	names := make([]string, 0, len(cfg.Instances))
@@ -88,6 +91,16 @@ func (i *Inspector) Instances(ctx context.Context, cfg *jobs.Config, now time.Ti
 	if err != nil {
 		return nil, err
 	}
+	beats, err := i.store.Replicas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var upSince time.Time // when the oldest live replica started
+	for _, b := range beats {
+		if upSince.IsZero() || b.StartedAt.Before(upSince) {
+			upSince = b.StartedAt
+		}
+	}
 	out := make([]InstanceState, 0, len(cfg.Instances))
 	for _, in := range cfg.Instances {
 		st := InstanceState{Instance: in, State: "active"}
@@ -104,7 +117,7 @@ func (i *Inspector) Instances(ctx context.Context, cfg *jobs.Config, now time.Ti
 		if r, ok := last[in.Name]; ok {
 			st.LastRun = &r
 		}
-		if due, ok := dueTicks[in.Name]; ok && !claimed[in.Name] {
+		if due, ok := dueTicks[in.Name]; ok && !claimed[in.Name] && (upSince.IsZero() || due.After(upSince)) {
 			st.Overdue = st.LastRun == nil || st.LastRun.ScheduledAt.Before(due)
 		}
 		out = append(out, st)

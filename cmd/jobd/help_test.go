@@ -1,0 +1,44 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/jobd/jobd/internal/redistest"
+)
+
+// TestHelpAndEnv: the help lists every documented exit code, flag
+// placeholders read as such, and an empty JOBD_LOG_* variable counts as
+// unset, as the README says.
+func TestHelpAndEnv(t *testing.T) {
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want string
+	}{
+		{"help lists 124", nil, []string{"--help"}, 0, "124   the run timed out (trigger --wait)"},
+		{"lock's label placeholder", nil, []string{"lock", "--help"}, 0, "--label value"},
+		{"empty JOBD_LOG_FORMAT", []string{"JOBD_LOG_FORMAT="}, []string{"-c", "../../jobs.example.yaml", "validate"}, 0, "ok:"},
+		{"empty JOBD_LOG_LEVEL", []string{"JOBD_LOG_LEVEL="}, []string{"-c", "../../jobs.example.yaml", "validate"}, 0, "ok:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(jobdBin, tt.args...)
+			cmd.Env = append(os.Environ(), tt.env...)
+			out := &redistest.Buffer{}
+			cmd.Stdout, cmd.Stderr = out, out
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code != tt.code || !strings.Contains(out.String(), tt.want) {
+				t.Fatalf("exit %d, want %d; output lacks %q:\n%s", code, tt.code, tt.want, out.String())
+			}
+		})
+	}
+}
