@@ -1,10 +1,12 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jobd/jobd/internal/redistest"
 )
@@ -24,6 +26,8 @@ func TestHelpAndEnv(t *testing.T) {
 		{"lock's label placeholder", nil, []string{"lock", "--help"}, 0, "--label value"},
 		{"empty JOBD_LOG_FORMAT", []string{"JOBD_LOG_FORMAT="}, []string{"-c", "../../jobs.example.yaml", "validate"}, 0, "ok:"},
 		{"empty JOBD_LOG_LEVEL", []string{"JOBD_LOG_LEVEL="}, []string{"-c", "../../jobs.example.yaml", "validate"}, 0, "ok:"},
+		{"--splay above 2s", nil, []string{"-c", "../../jobs.example.yaml", "run", "--splay", "5s"}, 2, "want between 0 and 2s"},
+		{"negative --shutdown-grace", nil, []string{"-c", "../../jobs.example.yaml", "run", "--shutdown-grace", "-1s"}, 2, "must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,5 +44,14 @@ func TestHelpAndEnv(t *testing.T) {
 				t.Fatalf("exit %d, want %d; output lacks %q:\n%s", code, tt.code, tt.want, out.String())
 			}
 		})
+	}
+}
+
+// TestJSONDurations: JSON logs give durations as "30s", not nanoseconds.
+func TestJSONDurations(t *testing.T) {
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, &slog.HandlerOptions{ReplaceAttr: durationsAsStrings})).Info("x", "grace", 30*time.Second)
+	if !strings.Contains(b.String(), `"grace":"30s"`) {
+		t.Fatalf("logged %s", b.String())
 	}
 }

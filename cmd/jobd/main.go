@@ -205,6 +205,15 @@ func globalFlags() []cli.Flag {
 	}
 }
 
+// durationsAsStrings logs durations as Go duration strings ("30s"), in
+// JSON too, where slog would write nanoseconds.
+func durationsAsStrings(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
 // newLogger builds the slog logger from the global flags, and sends
 // go-redis's own messages to it.
 func newLogger(c *cli.Context) (*slog.Logger, error) {
@@ -213,7 +222,8 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(cmp.Or(c.String("log-level"), "info"))); err != nil {
 		return nil, exitf(exitUsage, "--log-level: %q is not debug, info, warn or error", c.String("log-level"))
 	}
-	w, opts, format := c.App.ErrWriter, &slog.HandlerOptions{Level: level}, cmp.Or(c.String("log-format"), "auto")
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsStrings}
+	w, format := c.App.ErrWriter, cmp.Or(c.String("log-format"), "auto")
 	if f, ok := w.(*os.File); ok && format == "auto" {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			format = "text" // auto: text on a terminal, JSON otherwise

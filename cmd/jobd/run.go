@@ -45,6 +45,12 @@ func runCommand() *cli.Command {
 // runDaemon wires a replica: Redis, metrics, the mutex, the scheduler
 // and, with --http, the HTTP endpoints; the daemon package runs it.
 func runDaemon(c *cli.Context) error {
+	if d := c.Duration("splay"); d < 0 || d > scheduler.MaxSplay {
+		return exitf(exitUsage, "--splay %v: want between 0 and %v", d, scheduler.MaxSplay)
+	}
+	if d := c.Duration("shutdown-grace"); d < 0 {
+		return exitf(exitUsage, "--shutdown-grace %v: must not be negative", d)
+	}
 	log, err := newLogger(c)
 	if err != nil {
 		return err

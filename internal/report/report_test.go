@@ -1,6 +1,7 @@
 package report
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,11 +10,22 @@ import (
 	"github.com/jobd/jobd/internal/scheduler"
 )
 
+// TestHuman: the durations of the status and history tables, with the
+// minutes-and-tens-of-seconds that used to lose their last digit.
 func TestHuman(t *testing.T) {
-	for s, want := range map[float64]string{0.85: "850ms", 12.4: "12s", 184: "3m4s", 7500: "2h5m", 50 * 3600: "2d2h"} {
-		if got := human(s); got != want {
-			t.Errorf("human(%v) = %q, want %q", s, got, want)
-		}
+	tests := []struct {
+		seconds float64
+		want    string
+	}{
+		{0.85, "850ms"}, {12.4, "12s"}, {59.6, "1m"}, {60, "1m"}, {100, "1m40s"}, {184, "3m4s"}, {190, "3m10s"},
+		{750, "12m30s"}, {3599, "59m59s"}, {3600, "1h0m"}, {7500, "2h5m"}, {5400, "1h30m"}, {50 * 3600, "2d2h"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.seconds), func(t *testing.T) {
+			if got := human(tt.seconds); got != tt.want {
+				t.Errorf("human(%v) = %q, want %q", tt.seconds, got, tt.want)
+			}
+		})
 	}
 }
 

@@ -229,12 +229,16 @@ func human(s float64) string {
 	switch {
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()
-	case d < time.Minute:
+	case d.Round(time.Second) < time.Minute:
 		return d.Round(time.Second).String()
-	case d < time.Hour:
-		return strings.TrimSuffix(d.Round(time.Second).String(), "0s")
+	case d.Round(time.Second) < time.Hour:
+		d = d.Round(time.Second)
+		if sec := int(d.Seconds()) % 60; sec != 0 {
+			return fmt.Sprintf("%dm%ds", int(d.Minutes()), sec)
+		}
+		return fmt.Sprintf("%dm", int(d.Minutes()))
 	case d < 48*time.Hour:
-		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s") // "1h30m0s": only the seconds go
 	}
 	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 }

@@ -53,7 +53,7 @@ func (r *runner) execute(ctx context.Context, c *Claim) {
 		r.release(c, log, false)
 		return
 	}
-	res := jobs.Execute(ectx, log, r.launch(c, log))
+	res := jobs.Execute(ectx, r.log, r.launch(c, log)) // Execute adds job and run_id itself
 	// The run was stopped, or never started, for its lease: keep-alive
 	// gave up on it (its cause), or it was not trusted at the start.
 	lost = kctx.Err() != nil
