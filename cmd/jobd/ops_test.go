@@ -162,6 +162,8 @@ func TestOperatorCommands(t *testing.T) {
 			`jobd_schedule_lag_seconds_count\{job="fast"\} [1-9]`,
 			`jobd_lock_acquire_seconds_count [1-9]`,
 			`jobd_last_success_timestamp_seconds\{job="fast"\} 1\.[0-9.e+]+`,
+			// Never succeeded: the series exists, so JobdJobNotSucceeding can fire.
+			`jobd_last_success_timestamp_seconds\{job="fails"\} 1\.[0-9.e+]+`,
 			`jobd_config_info\{hash="[0-9a-f]{64}"\} 1`,
 			`jobd_clock_skew_seconds `, `jobd_running_jobs `, `jobd_config_mismatch 0`,
 			`jobd_schedule_period_seconds\{job="fast"\} 1\n`, `jobd_schedule_period_seconds\{job="paused"\} 86400\n`,

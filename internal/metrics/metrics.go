@@ -39,6 +39,10 @@ type Metrics struct {
 	configInfo  *prometheus.GaugeVec
 	period      *prometheus.GaugeVec
 	clockRefuse *prometheus.CounterVec
+	// firstSeen is when the refresher first saw each instance: the last
+	// success of one that never succeeded, so that "no success for two
+	// periods" alerts fire for it too. Only the refresher touches it.
+	firstSeen map[string]time.Time
 }
 
 var _ scheduler.Observer = (*Metrics)(nil)
@@ -67,7 +71,7 @@ func New(sched func() *scheduler.Scheduler) *Metrics {
 		Help: "Latency of one claim-and-lock round trip (a batch of claims).", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)})
 	m.lease = counter("jobd_lease_events_total", "Lock keep-alive events: renewed, renew_failed, lost.", "event")
 	m.redisErrors = counter("jobd_redis_errors_total", "Failed Redis operations by operation.", "op")
-	m.lastSuccess = gauge("jobd_last_success_timestamp_seconds", "End time of the last successful run seen by this replica, Unix seconds.", "job")
+	m.lastSuccess = gauge("jobd_last_success_timestamp_seconds", "End time of the last successful run (cluster-wide, from Redis), Unix seconds; for a job that never succeeded, when this replica first saw it.", "job")
 	m.reloads = counter("jobd_config_reloads_total", "Config reloads by result: ok or failed.", "result")
 	m.configInfo = gauge("jobd_config_info", "Always 1; the label is the hash of the config in force.", "hash")
 	m.period = gauge("jobd_schedule_period_seconds", "Time between an instance's next two fire times (for alerts on missed successes).", "job")
@@ -194,8 +198,18 @@ func (m *Metrics) refreshLastSuccess(ctx context.Context, store *scheduler.Store
 		if err != nil {
 			return
 		}
-		if ok && rec.End != nil {
+		switch {
+		case ok && rec.End != nil:
 			m.lastSuccess.WithLabelValues(in.Name).Set(float64(rec.End.Unix()))
+		case !ok:
+			// Never succeeded: count from when this replica first saw it.
+			if m.firstSeen == nil {
+				m.firstSeen = map[string]time.Time{}
+			}
+			if _, seen := m.firstSeen[in.Name]; !seen {
+				m.firstSeen[in.Name] = time.Now()
+			}
+			m.lastSuccess.WithLabelValues(in.Name).Set(float64(m.firstSeen[in.Name].Unix()))
 		}
 	}
 }
