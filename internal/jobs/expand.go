@@ -23,8 +23,14 @@ func (d *decoder) expand(f *File, cfg *Config) {
 		if n, ok := d.nodes[path]; !ok || n.Kind != yaml.MappingNode {
 			continue // not even a mapping; already reported
 		}
-		if j, ok := d.checkJob(path, &f.Jobs[i], f.Defaults, jobNames); ok {
+		j, ok, onlyName := d.checkJob(path, &f.Jobs[i], f.Defaults, jobNames)
+		switch {
+		case ok:
 			cfg.Instances = append(cfg.Instances, d.expandParams(j, instNames)...)
+		case onlyName:
+			// Its name is the only problem: render its templates anyway
+			// (instances thrown away), so validate lists every problem.
+			d.expandParams(j, map[string]string{})
 		}
 	}
 }
@@ -41,8 +47,9 @@ type checkedJob struct {
 
 // checkJob validates one job and reports all of its problems, not only the
 // first, so every check runs even after one failed. ok is false when any
-// problem was found: the job then has no instances.
-func (d *decoder) checkJob(path string, j *Job, defaults Options, jobNames map[string]string) (cj checkedJob, ok bool) {
+// problem was found: the job then has no instances. onlyName says that
+// the name was the only problem found.
+func (d *decoder) checkJob(path string, j *Job, defaults Options, jobNames map[string]string) (cj checkedJob, ok, onlyName bool) {
 	nameOK := d.checkJobName(path, j.Name, jobNames)
 	o := merge(j.Options, defaults)
 	sched, schedOK := d.jobSchedule(path, j, *o.Timezone)
@@ -50,7 +57,8 @@ func (d *decoder) checkJob(path string, j *Job, defaults Options, jobNames map[s
 	d.checkOptions(path, j.Options, o) // option problems don't hide template ones
 	tmpl, tmplOK := d.templates(path, j)
 	cj = checkedJob{Job: j, path: path, opts: o, sched: sched, tmpl: tmpl}
-	return cj, nameOK && schedOK && cmdOK && tmplOK
+	rest := schedOK && cmdOK && tmplOK
+	return cj, nameOK && rest, !nameOK && rest && j.Name != ""
 }
 
 // checkJobName reports a missing, malformed or repeated job name. jobNames
@@ -64,7 +72,7 @@ func (d *decoder) checkJobName(path, name string, jobNames map[string]string) bo
 		d.at(path, "name is required")
 		return false
 	case !nameRe.MatchString(name):
-		d.at(path+".name", "%q: use only letters, digits and . _ - :", name)
+		d.at(path+".name", "%q: use only ASCII letters and digits and . _ - :", name)
 		return false
 	case jobNames[name] != "":
 		d.at(path+".name", "duplicate job name %q (first at %s)", name, jobNames[name])
