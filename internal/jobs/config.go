@@ -136,7 +136,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			d.addf(nil, "", "file is empty: expected a mapping with jobs:")
 		} else {
-			d.problems = append(d.problems, syntaxProblem(file, err))
+			d.problems = append(d.problems, syntaxProblem(file, data, err))
 		}
 		return nil, d.problems
 	}
@@ -144,7 +144,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := dec.Decode(&extra); err == nil {
 		d.addf(&extra, "", "only one YAML document is allowed (found a second one)")
 	} else if !errors.Is(err, io.EOF) {
-		d.problems = append(d.problems, syntaxProblem(file, err))
+		d.problems = append(d.problems, syntaxProblem(file, data, err))
 	}
 	var f File
 	doc := &root
@@ -158,7 +158,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		strict.KnownFields(true)
 		var check File
 		if err := strict.Decode(&check); err != nil {
-			d.problems = append(d.problems, syntaxProblem(file, err))
+			d.problems = append(d.problems, syntaxProblem(file, data, err))
 		}
 	}
 	d.checkRedis(&f.Redis)
@@ -172,16 +172,35 @@ func Parse(file string, data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-func syntaxProblem(file string, err error) Problem {
+func syntaxProblem(file string, data []byte, err error) Problem {
 	msg := err.Error()
 	if te, ok := err.(*yaml.TypeError); ok && len(te.Errors) > 0 {
 		msg = "yaml: " + te.Errors[0]
 	}
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return Problem{File: file, Line: line, Msg: m[2]}
+		p := Problem{File: file, Line: line, Msg: m[2]}
+		if strings.Contains(p.Msg, "cannot start any token") || strings.Contains(p.Msg, "tab character") {
+			return tabProblem(p, data)
+		}
+		return p
 	}
 	return Problem{File: file, Msg: strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// tabProblem rewords yaml.v3's tab errors ("found character that cannot
+// start any token", "found a tab character that violates indentation") and
+// points at the tab, which yaml.v3 may place on the line before.
+func tabProblem(p Problem, data []byte) Problem {
+	lines := bytes.Split(data, []byte("\n"))
+	for l := p.Line; l >= 1 && l <= len(lines) && l <= p.Line+1; l++ {
+		if col := bytes.IndexByte(lines[l-1], '\t'); col >= 0 {
+			p.Line, p.Col = l, col+1
+			p.Msg = "a tab: YAML does not allow tabs for indentation; indent with spaces"
+			return p
+		}
+	}
+	return p
 }
 
 func invalidUTF8At(data []byte) (line, col int) {
