@@ -176,7 +176,7 @@ func runHistory(c *cli.Context) error {
 	}
 	if len(recs) == 0 && e.cfg != nil {
 		if _, ok := e.cfg.Instance(name); !ok {
-			return exitf(exitUsage, "history: unknown instance %q (not in %s, and no history)", name, e.path)
+			return exitf(exitUsage, "history: unknown instance %q (not in %s, and no history)%s", name, e.path, e.cfg.Suggest(name))
 		}
 	}
 	if c.Bool("json") {
@@ -220,7 +220,7 @@ func runTrigger(c *cli.Context) error {
 	}
 	defer e.close()
 	if _, ok := e.cfg.Instance(name); !ok {
-		return exitf(exitUsage, "trigger: unknown instance %q (see `jobd plan` for the names)", name)
+		return exitf(exitUsage, "trigger: unknown instance %q (see `jobd plan` for the names)%s", name, e.cfg.Suggest(name))
 	}
 	qctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 	defer cancel()

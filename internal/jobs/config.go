@@ -244,3 +244,22 @@ func hashOf(c *Config) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
+
+// Suggest names the instances an unknown instance name may have meant:
+// those of the job of that name (a job with params has one instance per
+// item, name[item]), or "" when there are none.
+func (c *Config) Suggest(name string) string {
+	var names []string
+	for _, in := range c.Instances {
+		if in.Job == name {
+			names = append(names, in.Name)
+		}
+	}
+	switch {
+	case len(names) == 0:
+		return ""
+	case len(names) > 5:
+		names = append(names[:5], fmt.Sprintf("and %d more", len(names)-5))
+	}
+	return "; job " + strconv.Quote(name) + " has the instances " + strings.Join(names, ", ")
+}

@@ -171,3 +171,23 @@ jobs:
 		t.Fatalf("merged job b: %+v", b)
 	}
 }
+
+// TestSuggest: an unknown instance name that is a job with params is
+// answered with that job's instances.
+func TestSuggest(t *testing.T) {
+	cfg, err := Parse("t.yaml", []byte("jobs:\n  - name: per-user\n    schedule: \"@daily\"\n    params: [alice, bob]\n    command: [\"true\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, want string }{
+		{"per-user", `; job "per-user" has the instances per-user[alice], per-user[bob]`},
+		{"nosuch", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := cfg.Suggest(tt.name); got != tt.want {
+				t.Fatalf("Suggest(%q) = %q, want %q", tt.name, got, tt.want)
+			}
+		})
+	}
+}
