@@ -75,3 +75,21 @@ func TestNewPlan(t *testing.T) {
 		t.Errorf("fires: %s", got)
 	}
 }
+
+// TestEmptyTables: an empty table says "(none)", and no line is only
+// spaces.
+func TestEmptyTables(t *testing.T) {
+	var b strings.Builder
+	st := &Status{Config: Config{File: "jobs.yaml"}}
+	if err := st.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(b.String(), "(none)"); n != 2 {
+		t.Errorf("%d \"(none)\", want 2 (replicas, locks):\n%s", n, b.String())
+	}
+	for _, line := range strings.Split(b.String(), "\n") {
+		if line != "" && strings.TrimSpace(line) == "" {
+			t.Errorf("a line of only spaces:\n%q", b.String())
+		}
+	}
+}

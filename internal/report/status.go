@@ -186,7 +186,10 @@ func (st *Status) WriteTable(w io.Writer) error {
 		clock := fmt.Sprintf(ifElse(r.ClockOK, "ok %+.1fs", "OFF %+.1fs: NOT CLAIMING"), r.ClockOffset)
 		row(tw, r.ID, r.Host, r.PID, r.Version, human(r.Uptime), human(r.HeartbeatAge)+" ago", running(r.Running), cfg, clock)
 	}
-	fmt.Fprintln(tw, "\t")
+	if len(st.Replicas) == 0 {
+		fmt.Fprintln(tw, "(none)")
+	}
+	fmt.Fprintln(tw)
 	if len(st.RedisWarnings) > 0 {
 		tw.Flush()
 		fmt.Fprintln(w, "REDIS WARNINGS (the guarantees are weaker; see docs/failures.md)")
@@ -199,7 +202,10 @@ func (st *Status) WriteTable(w io.Writer) error {
 	for _, l := range st.Locks {
 		row(tw, l.Name, l.Holder, cmp.Or(l.Instance, l.Label, "-"), cmp.Or(l.RunID, "-"), l.Fence, human(l.HeldFor), human(l.TTL))
 	}
-	fmt.Fprint(tw, "\t\nJOBS\n")
+	if len(st.Locks) == 0 {
+		fmt.Fprintln(tw, "(none)")
+	}
+	fmt.Fprint(tw, "\nJOBS\n")
 	if st.Config.Error != "" {
 		fmt.Fprintf(tw, "(no jobs: %s)\n", st.Config.Error)
 	}
