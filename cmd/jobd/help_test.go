@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -53,5 +54,30 @@ func TestJSONDurations(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&b, &slog.HandlerOptions{ReplaceAttr: durationsAsStrings})).Info("x", "grace", 30*time.Second)
 	if !strings.Contains(b.String(), `"grace":"30s"`) {
 		t.Fatalf("logged %s", b.String())
+	}
+}
+
+// TestFlagsFirst: global flags are accepted after the command, and a
+// command's flags after its arguments; lock's command is never touched.
+func TestFlagsFirst(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	tests := []struct{ in, want string }{
+		{"jobd validate -c j.yaml", "jobd -c j.yaml validate"},
+		{"jobd validate --config=j.yaml --log-level debug", "jobd --config=j.yaml --log-level debug validate"},
+		{"jobd -c j.yaml validate", "jobd -c j.yaml validate"},
+		{"jobd history web --limit 5 --redis redis://r/0", "jobd --redis redis://r/0 history --limit 5 web"},
+		{"jobd trigger web --wait -c j.yaml", "jobd -c j.yaml trigger --wait web"},
+		{"jobd status --json --prefix p", "jobd --prefix p status --json"},
+		{"jobd lock k --ttl 5s -- sh -c x", "jobd lock --ttl 5s k -- sh -c x"},
+		{"jobd lock k sh -c x", "jobd lock k sh -c x"},
+		{"jobd lock -c j.yaml k -- true", "jobd -c j.yaml lock k -- true"},
+		{"jobd validate --bogus", "jobd validate --bogus"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			if got := strings.Join(flagsFirst(app, strings.Fields(tt.in)), " "); got != tt.want {
+				t.Fatalf("got  %q\nwant %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -144,38 +144,63 @@ func versionCommand() *cli.Command {
 	}
 }
 
-// flagsFirst moves flags written after the INSTANCE argument of history
-// and trigger in front of it: urfave/cli v2 stops parsing flags at the
-// first argument, and `jobd history web --limit 5` is what people type.
-// Other commands are left alone (lock's trailing words are its command).
+// flagsFirst lets people type flags where they do, although urfave/cli
+// v2 reads global flags only before the command and a command's flags
+// only before its first argument:
+//   - a global flag (--config/-c, --redis, --prefix, --log-format,
+//     --log-level) written after the command moves in front of it;
+//   - a command's own flag written after an argument (`jobd history web
+//     --limit 5`) moves in front of the arguments.
+//
+// Nothing after "--" moves, nor anything after lock's first argument
+// that is not a lock flag: those words are lock's command.
 func flagsFirst(app *cli.App, args []string) []string {
 	i := slices.IndexFunc(args, func(a string) bool { return app.Command(a) != nil })
-	if i < 0 || !slices.Contains([]string{"history", "trigger"}, app.Command(args[i]).Name) {
+	if i < 0 {
 		return args
 	}
-	takesValue := map[string]bool{}
-	for _, f := range app.Command(args[i]).Flags {
-		_, isBool := f.(*cli.BoolFlag)
-		for _, n := range f.Names() {
-			takesValue[n] = !isBool
-		}
-	}
-	var flags, rest []string
+	cmd := app.Command(args[i])
+	global, local := flagArity(app.Flags), flagArity(cmd.Flags)
+	var globals, flags, rest []string
+	positional := 0
 	for j := i + 1; j < len(args); j++ {
-		switch t := args[j]; {
-		case t == "--":
+		t := args[j]
+		name, _, hasValue := strings.Cut(strings.TrimLeft(t, "-"), "=")
+		takes, isLocal := local[name]
+		takesG, isGlobal := global[name]
+		switch {
+		case t == "--" || (cmd.Name == "lock" && positional >= 1 && !isLocal):
 			rest, j = append(rest, args[j:]...), len(args)
 		case !strings.HasPrefix(t, "-") || t == "-":
 			rest = append(rest, t)
-		default:
+			positional++
+		case isLocal || !isGlobal: // unknown flags stay with the command, which reports them
 			flags = append(flags, t)
-			if name := strings.TrimLeft(t, "-"); !strings.Contains(name, "=") && takesValue[name] && j+1 < len(args) {
+			if takes && !hasValue && j+1 < len(args) {
 				j++
 				flags = append(flags, args[j])
 			}
+		default:
+			globals = append(globals, t)
+			if takesG && !hasValue && j+1 < len(args) {
+				j++
+				globals = append(globals, args[j])
+			}
 		}
 	}
-	return slices.Concat(args[:i+1], flags, rest)
+	return slices.Concat(args[:i], globals, args[i:i+1], flags, rest)
+}
+
+// flagArity maps each name of fs to whether it takes a value.
+func flagArity(fs []cli.Flag) map[string]bool {
+	out := map[string]bool{}
+	for _, f := range fs {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			out[n] = !isBool
+		}
+	}
+	return out
 }
 
 func main() {
