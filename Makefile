@@ -16,6 +16,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## build bin/jobd
+	@echo "building bin/jobd (the first build downloads and compiles the dependencies: a minute or two)"
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/jobd ./cmd/jobd
 
 redis: ## install redis-server if it is missing (tests start their own servers)

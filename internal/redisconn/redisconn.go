@@ -223,7 +223,21 @@ func (e *Error) Error() string {
 	if e.Kind == ErrRefused {
 		return fmt.Sprintf("redis at %s refused: %s (check the ACL user, its password and the database number)", e.Target, e.Target.Scrub(e.Err.Error()))
 	}
-	return fmt.Sprintf("redis unreachable at %s: %s", e.Target, e.Target.Scrub(e.Err.Error()))
+	return fmt.Sprintf("redis unreachable at %s: %s%s", e.Target, e.Target.Scrub(e.Err.Error()), e.tlsHint())
+}
+
+// tlsHint explains the usual reason a rediss:// target times out or
+// hangs up: the port speaks plain text, so the TLS handshake never ends.
+func (e *Error) tlsHint() string {
+	if !strings.HasPrefix(e.Target.URL, "rediss://") {
+		return ""
+	}
+	msg := e.Err.Error()
+	if errors.Is(e.Err, context.DeadlineExceeded) || strings.Contains(msg, "EOF") || strings.Contains(msg, "tls:") ||
+		strings.Contains(msg, "i/o timeout") {
+		return " (the server did not complete a TLS handshake: is this a plain-text port? use redis:// for one)"
+	}
+	return ""
 }
 
 // Status is the error as one short line for systemd's STATUS=.

@@ -1,6 +1,7 @@
 package redisconn
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -87,5 +88,28 @@ func TestFail(t *testing.T) {
 		if again := tg.Fail(err); again != err {
 			t.Errorf("%q classified twice", msg)
 		}
+	}
+}
+
+// TestTLSHint: a rediss:// target that times out or hangs up is told it
+// may be a plain-text port; a redis:// one is not.
+func TestTLSHint(t *testing.T) {
+	tests := []struct {
+		url  string
+		err  error
+		hint bool
+	}{
+		{"rediss://h:6379/0", context.DeadlineExceeded, true},
+		{"rediss://h:6379/0", errors.New("EOF"), true},
+		{"redis://h:6379/0", context.DeadlineExceeded, false},
+		{"rediss://h:6379/0", errors.New("connection refused"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url+" "+tt.err.Error(), func(t *testing.T) {
+			msg := (&Error{Kind: ErrUnreachable, Target: Target{URL: tt.url}, Err: tt.err}).Error()
+			if got := strings.Contains(msg, "TLS handshake"); got != tt.hint {
+				t.Fatalf("%q: hint %v, want %v", msg, got, tt.hint)
+			}
+		})
 	}
 }
