@@ -14,11 +14,38 @@ import (
 type heartbeat struct {
 	*core
 	running func() []string // the runs of this replica, for the heartbeat
+	// now asks for a heartbeat at once (after a reload, so that the new
+	// config hash is published without waiting for the next beat).
+	now chan struct{}
 	loop
 }
 
 func (b *heartbeat) start(ctx context.Context) {
-	b.loop.start(func() { b.every(ctx, b.beatEvery, "heartbeat", b.beat) })
+	b.loop.start(func() {
+		for {
+			func() {
+				defer b.recoverPanic("heartbeat")
+				b.beat(ctx)
+			}()
+			t := time.NewTimer(b.beatEvery)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-b.now:
+				t.Stop()
+			case <-t.C:
+			}
+		}
+	})
+}
+
+// beatSoon asks for a heartbeat now, without blocking.
+func (b *heartbeat) beatSoon() {
+	select {
+	case b.now <- struct{}{}:
+	default:
+	}
 }
 
 // remove deletes the heartbeat (at the end of shutdown).

@@ -134,7 +134,7 @@ func New(cfg *jobs.Config, store *Store, locker Locker, opts ...Option) *Schedul
 	cl := &claimer{core: c, runner: r}
 	return &Scheduler{
 		core: c, runner: r,
-		heartbeat:    &heartbeat{core: c, running: r.running},
+		heartbeat:    &heartbeat{core: c, running: r.running, now: make(chan struct{}, 1)},
 		ticker:       &ticker{core: c, claimer: cl},
 		triggers:     &triggers{core: c, claimer: cl},
 		maint:        &maintenance{core: c, claimer: cl, runner: r},
@@ -181,14 +181,15 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // Config is the configuration in force.
 func (s *Scheduler) Config() *jobs.Config { return s.core.cfg.Load() }
 
-// Reload switches to cfg. Running jobs are unaffected; a removed job
-// finishes its current run.
+// Reload switches to cfg and publishes its hash in a heartbeat at once.
+// Running jobs are unaffected; a removed job finishes its current run.
 func (s *Scheduler) Reload(cfg *jobs.Config) {
 	s.core.cfg.Store(cfg)
 	select {
 	case s.core.reloaded <- struct{}{}:
 	default:
 	}
+	s.heartbeat.beatSoon() // peers see the new config hash at once
 }
 
 // TerminateRuns cuts the shutdown grace: running jobs are terminated now

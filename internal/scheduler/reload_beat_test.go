@@ -1,0 +1,32 @@
+package scheduler_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jobd/jobd/internal/redistest"
+	"github.com/jobd/jobd/internal/scheduler"
+)
+
+// TestReloadBeatsAtOnce: after a reload the replica publishes the new
+// config hash at once, not at its next heartbeat (here 10s away), so that
+// status does not show DIFFERS meanwhile.
+func TestReloadBeatsAtOnce(t *testing.T) {
+	url := redistest.SharedURL(t)
+	out := outFile(t)
+	r := startReplica(t, url, config(t, out, jobsYAML(1, "@daily", "", recordCmd)), "a",
+		scheduler.WithIntervals(10*time.Second, time.Second))
+	store := scheduler.NewStore(newRedis(t, url), prefix(t))
+	hash := func() string {
+		beats, _ := store.Replicas(context.Background())
+		if len(beats) == 0 {
+			return ""
+		}
+		return beats[0].ConfigHash
+	}
+	waitFor(t, 5*time.Second, "the first heartbeat", func() bool { return hash() != "" })
+	next := config(t, out, jobsYAML(2, "@daily", "", recordCmd))
+	r.s.Reload(next)
+	waitFor(t, 2*time.Second, "the new hash in the heartbeat", func() bool { return hash() == next.Hash })
+}
