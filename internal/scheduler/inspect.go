@@ -34,11 +34,26 @@ type ReplicaState struct {
 	ConfigMatches bool
 }
 
-// Replicas returns the live replicas, sorted by id.
+// Replicas returns the live replicas, sorted by id. Their Running lists
+// come from the running index, which runs enter when they start (or
+// start waiting) and leave when they end, rather than from the heartbeat,
+// which may be a beat old.
 func (i *Inspector) Replicas(ctx context.Context) ([]ReplicaState, error) {
 	beats, err := i.store.Replicas(ctx)
 	if err != nil {
 		return nil, err
+	}
+	entries, err := i.store.running(ctx)
+	if err != nil {
+		return nil, err
+	}
+	running := map[string][]string{} // replica -> instances
+	for _, e := range entries {
+		running[e.Replica] = append(running[e.Replica], e.Instance)
+	}
+	for k := range beats {
+		beats[k].Running = running[beats[k].ID]
+		sort.Strings(beats[k].Running)
 	}
 	hashes := map[string]int{}
 	for _, b := range beats {

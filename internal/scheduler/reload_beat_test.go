@@ -30,3 +30,18 @@ func TestReloadBeatsAtOnce(t *testing.T) {
 	r.s.Reload(next)
 	waitFor(t, 2*time.Second, "the new hash in the heartbeat", func() bool { return hash() == next.Hash })
 }
+
+// TestRunningFromTheIndex: the Inspector's running list of a replica is
+// current as soon as a run starts, though the replica's heartbeat (10s
+// apart here) is older.
+func TestRunningFromTheIndex(t *testing.T) {
+	url := redistest.SharedURL(t)
+	r := startReplica(t, url, config(t, outFile(t), jobsYAML(1, "@every 1s", "", `["sleep", "3"]`)), "a",
+		scheduler.WithIntervals(10*time.Second, time.Second))
+	insp := scheduler.NewInspector(scheduler.NewStore(newRedis(t, url), prefix(t)))
+	waitFor(t, 5*time.Second, "j00 running in status", func() bool {
+		reps, _ := insp.Replicas(context.Background())
+		return len(reps) == 1 && len(reps[0].Running) == 1 && reps[0].Running[0] == "j00"
+	})
+	r.stop()
+}
