@@ -122,7 +122,7 @@ var (
 func Parse(file string, data []byte) (*Config, error) {
 	d := &decoder{file: file, nodes: map[string]*yaml.Node{}}
 	if len(data) > MaxFileSize {
-		d.addf(nil, "", "file is larger than %d bytes; split it or trim it", MaxFileSize)
+		d.addf(nil, "", "file is larger than %d bytes (1 MiB), the most jobd reads: trim it (params lists, comments)", MaxFileSize)
 		return nil, d.problems
 	}
 	if !utf8.Valid(data) {

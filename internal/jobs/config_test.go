@@ -51,6 +51,18 @@ func TestTooLarge(t *testing.T) {
 	}
 }
 
+// TestHostStartingFile: the file the systemd recipe installs is valid
+// and runs nothing.
+func TestHostStartingFile(t *testing.T) {
+	cfg, err := Load("../../systemd/jobs.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Instances) != 0 {
+		t.Fatalf("%d instances: a fresh host must run nothing", len(cfg.Instances))
+	}
+}
+
 func TestExample(t *testing.T) {
 	cfg, err := Load("../../jobs.example.yaml")
 	if err != nil {
