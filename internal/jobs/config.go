@@ -51,6 +51,15 @@ type Instance struct {
 	History          int           `json:"history"`
 	Enabled          bool          `json:"enabled"`
 	Suspended        bool          `json:"suspended"`
+	LogOutputLines   *int          `json:"log_output_lines,omitempty"` // nil: DefaultLogOutputLines
+}
+
+// OutputLines is how many output lines one run of in logs.
+func (in *Instance) OutputLines() int {
+	if in.LogOutputLines != nil {
+		return *in.LogOutputLines
+	}
+	return DefaultLogOutputLines
 }
 
 // ParamEnv is the environment that carries the param to the command:

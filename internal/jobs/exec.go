@@ -118,6 +118,7 @@ func Execute(ctx context.Context, log *slog.Logger, r Launch) Result {
 		log:    log.With("job", r.Instance.Name, "run_id", r.ID),
 		res:    Result{ExitCode: -1, Start: time.Now()},
 		tail:   &tailBuffer{},
+		budget: &lineBudget{left: r.Instance.OutputLines(), limit: r.Instance.OutputLines()},
 	}
 	if code, reason := unrunnable(r.Instance); reason != "" {
 		return x.fail(code, "%s", reason)
@@ -157,6 +158,7 @@ type execution struct {
 	res     Result
 	tail    *tailBuffer
 	readers sync.WaitGroup // one per output stream; done at EOF
+	budget  *lineBudget    // output lines this run may still log
 }
 
 // unrunnable says why the instance's command cannot be run at all, with
@@ -231,7 +233,7 @@ func (x *execution) pipeOutput(cmd *exec.Cmd) ([]*os.File, error) {
 		go func() {
 			defer x.readers.Done()
 			defer pr.Close()
-			streamLines(pr, x.tail, x.log, stream)
+			streamLines(pr, x.tail, x.log, stream, x.budget)
 		}()
 	}
 	return parentEnds, nil
@@ -304,7 +306,32 @@ func (x *execution) finish(proc *Proc) Result {
 // maxLine bounds one logged line; longer lines are split.
 const maxLine = 16 << 10
 
-func streamLines(r io.Reader, tail *tailBuffer, log *slog.Logger, stream string) {
+// lineBudget is how many output lines a run may still log, shared by
+// its two streams; the first line over it is replaced by one notice.
+type lineBudget struct {
+	mu      sync.Mutex
+	left    int
+	noticed bool
+	limit   int
+}
+
+// take reports whether one more line may be logged, and whether the
+// notice that logging stopped is due now.
+func (b *lineBudget) take() (log, notice bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.left > 0 {
+		b.left--
+		return true, false
+	}
+	if !b.noticed {
+		b.noticed = true
+		return false, true
+	}
+	return false, false
+}
+
+func streamLines(r io.Reader, tail *tailBuffer, log *slog.Logger, stream string, budget *lineBudget) {
 	br := bufio.NewReaderSize(r, maxLine)
 	for {
 		line, err := br.ReadSlice('\n')
@@ -314,7 +341,13 @@ func streamLines(r io.Reader, tail *tailBuffer, log *slog.Logger, stream string)
 			if text[len(text)-1] == '\n' {
 				text = text[:len(text)-1]
 			}
-			log.Info("output", "stream", stream, "line", text)
+			switch ok, notice := budget.take(); {
+			case ok:
+				log.Info("output", "stream", stream, "line", text)
+			case notice:
+				log.Warn("output: no more lines of this run are logged (log_output_lines); the record keeps the tail",
+					"log_output_lines", budget.limit)
+			}
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return

@@ -209,3 +209,35 @@ func TestNoStart(t *testing.T) {
 		})
 	}
 }
+
+// TestOutputLogCap: a run logs at most log_output_lines output lines,
+// then one notice; the record's tail still has the last lines.
+func TestOutputLogCap(t *testing.T) {
+	ten, zero := 10, 0
+	tests := []struct {
+		name   string
+		lines  *int
+		logged int
+	}{
+		{"default", nil, DefaultLogOutputLines},
+		{"ten", &ten, 10},
+		{"none", &zero, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			res := Execute(context.Background(), log, testRun([]string{"sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done"},
+				func(in *Instance) { in.LogOutputLines = tt.lines }))
+			if got := strings.Count(logs.String(), "msg=output "); got != tt.logged {
+				t.Errorf("%d output lines logged, want %d", got, tt.logged)
+			}
+			if n := strings.Count(logs.String(), "no more lines of this run are logged"); n != 1 {
+				t.Errorf("%d notices, want 1", n)
+			}
+			if !strings.Contains(res.Output, "line-2999\n") {
+				t.Errorf("the tail lacks the last line")
+			}
+		})
+	}
+}

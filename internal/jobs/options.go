@@ -37,6 +37,9 @@ func merge(job, defs Options) Options {
 	orDefault(&o.History, defs.History, DefaultHistory)
 	orDefault(&o.Enabled, defs.Enabled, true)
 	orDefault(&o.Suspend, defs.Suspend, false)
+	if o.LogOutputLines == nil { // built-in applied by OutputLines, so the hash of older files stays
+		o.LogOutputLines = defs.LogOutputLines
+	}
 	if o.MaxWait == nil { // no built-in: until the next fire time
 		o.MaxWait = defs.MaxWait
 	}
@@ -73,6 +76,9 @@ func (d *decoder) checkOptions(path string, job, o Options) {
 	}
 	if *o.Misfire != MisfireSkip && *o.Misfire != MisfireRunOnce {
 		d.at(optPath(path, "misfire", job.Misfire != nil), "%q: expected skip or run_once", *o.Misfire)
+	}
+	if n := o.LogOutputLines; n != nil && *n < 0 {
+		d.at(optPath(path, "log_output_lines", job.LogOutputLines != nil), "%d: must not be negative", *n)
 	}
 	if h := *o.History; h < 1 || h > MaxHistory {
 		d.at(optPath(path, "history", job.History != nil), "%d: expected 1 to %d", h, MaxHistory)

@@ -73,6 +73,7 @@ type Options struct {
 	Workdir          *string           `yaml:"workdir"`           // templated; default: jobd's working directory
 	Enabled          *bool             `yaml:"enabled"`           // false: not scheduled at all; default true
 	Suspend          *bool             `yaml:"suspend"`           // true: listed, but no new runs; default false
+	LogOutputLines   *int              `yaml:"log_output_lines"`  // output lines logged per run; default 1000, 0: none
 }
 
 // Defaults of Options, documented in jobs.example.yaml and the README.
@@ -84,6 +85,10 @@ const (
 	DefaultKillGrace        = 10 * time.Second
 	DefaultStartingDeadline = time.Minute
 	DefaultHistory          = 100
+	// DefaultLogOutputLines bounds the output lines one run logs, so that
+	// a chatty job cannot flood the log; the record keeps the output's
+	// tail whatever this says.
+	DefaultLogOutputLines = 1000
 	MaxHistory              = 10000
 	DefaultShell            = "/bin/sh"
 	// MaxFileSize bounds the schedule file; a larger one is refused.

@@ -86,7 +86,7 @@ func newInstance(j checkedJob, param any) *Instance {
 		Timezone: j.sched.Location.String(), Timeout: time.Duration(*o.Timeout),
 		LockTTL: time.Duration(*o.LockTTL), KillGrace: time.Duration(*o.KillGrace),
 		Overlap: *o.Overlap, Misfire: *o.Misfire, StartingDeadline: time.Duration(*o.StartingDeadline),
-		History: *o.History, Enabled: *o.Enabled, Suspended: *o.Suspend,
+		History: *o.History, Enabled: *o.Enabled, Suspended: *o.Suspend, LogOutputLines: o.LogOutputLines,
 	}
 	if o.MaxWait != nil {
 		in.MaxWait = time.Duration(*o.MaxWait)
