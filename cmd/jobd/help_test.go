@@ -28,6 +28,8 @@ func TestHelpAndEnv(t *testing.T) {
 		{"empty JOBD_LOG_FORMAT", []string{"JOBD_LOG_FORMAT="}, []string{"-c", "../../jobs.example.yaml", "validate"}, 0, "ok:"},
 		{"empty JOBD_LOG_LEVEL", []string{"JOBD_LOG_LEVEL="}, []string{"-c", "../../jobs.example.yaml", "validate"}, 0, "ok:"},
 		{"--splay above 2s", nil, []string{"-c", "../../jobs.example.yaml", "run", "--splay", "5s"}, 2, "want between 0 and 2s"},
+		{"stray argument", nil, []string{"-c", "../../jobs.example.yaml", "validate", "extra"}, 2, "validate takes no arguments"},
+		{"history --limit 0", nil, []string{"history", "x", "-n", "0"}, 2, "want at least 1"},
 		{"negative --shutdown-grace", nil, []string{"-c", "../../jobs.example.yaml", "run", "--shutdown-grace", "-1s"}, 2, "must not be negative"},
 	}
 	for _, tt := range tests {

@@ -122,11 +122,28 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter:              stderr,
 		Flags:                  globalFlags(),
 		UseShortOptionHandling: true,
-		Commands: []*cli.Command{runCommand(), lockCommand(), validateCommand(), planCommand(),
-			statusCommand(), historyCommand(), triggerCommand(), versionCommand()},
+		Commands: noStrayArgs(runCommand(), lockCommand(), validateCommand(), planCommand(),
+			statusCommand(), historyCommand(), triggerCommand(), versionCommand()),
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
 		ExitErrHandler:        func(*cli.Context, error) {}, // main maps errors to codes
 	}
+}
+
+// noStrayArgs makes the commands that take no arguments refuse them
+// (`jobd validate extra` is a typo, not a request), with exit 2.
+func noStrayArgs(cmds ...*cli.Command) []*cli.Command {
+	for _, cmd := range cmds {
+		if cmd.ArgsUsage != "" {
+			continue
+		}
+		cmd.Before = func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return exitf(exitUsage, "%s takes no arguments, got %q", c.Command.Name, c.Args().Slice())
+			}
+			return nil
+		}
+	}
+	return cmds
 }
 
 func versionCommand() *cli.Command {

@@ -162,6 +162,9 @@ func runHistory(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return exitf(exitUsage, "history: usage: jobd history INSTANCE")
 	}
+	if c.Int("limit") < 1 {
+		return exitf(exitUsage, "history: --limit %d: want at least 1", c.Int("limit"))
+	}
 	name := c.Args().First()
 	e, err := connect(c, false)
 	if err != nil {
@@ -170,7 +173,7 @@ func runHistory(c *cli.Context) error {
 	defer e.close()
 	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 	defer cancel()
-	recs, err := e.insp.History(ctx, name, max(c.Int("limit"), 1))
+	recs, err := e.insp.History(ctx, name, c.Int("limit"))
 	if err != nil {
 		return e.target.Fail(err)
 	}
@@ -219,8 +222,12 @@ func runTrigger(c *cli.Context) error {
 		return err
 	}
 	defer e.close()
-	if _, ok := e.cfg.Instance(name); !ok {
+	in, ok := e.cfg.Instance(name)
+	if !ok {
 		return exitf(exitUsage, "trigger: unknown instance %q (see `jobd plan` for the names)%s", name, e.cfg.Suggest(name))
+	}
+	if !in.Enabled {
+		return exitf(exitUsage, "trigger: instance %q is disabled (enabled: false in %s): no replica runs it", name, e.path)
 	}
 	qctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 	defer cancel()

@@ -137,7 +137,7 @@ func TestOperatorCommands(t *testing.T) {
 			{"exit code passes through", []string{"trigger", "fails", "--wait", "--timeout", "30s"}, 3},
 			{"without --wait", []string{"trigger", "paused"}, 0},
 			{"unknown instance", []string{"trigger", "nope"}, 2},
-			{"disabled instance is not picked up", []string{"trigger", "off"}, 1},
+			{"disabled instance is refused at once", []string{"trigger", "off"}, 2},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
