@@ -89,8 +89,8 @@ const (
 	// a chatty job cannot flood the log; the record keeps the output's
 	// tail whatever this says.
 	DefaultLogOutputLines = 1000
-	MaxHistory              = 10000
-	DefaultShell            = "/bin/sh"
+	MaxHistory            = 10000
+	DefaultShell          = "/bin/sh"
 	// MaxFileSize bounds the schedule file; a larger one is refused.
 	MaxFileSize = 1 << 20
 )
