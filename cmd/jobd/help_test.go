@@ -2,12 +2,10 @@ package main
 
 import (
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jobd/jobd/internal/redistest"
 )
@@ -47,15 +45,6 @@ func TestHelpAndEnv(t *testing.T) {
 				t.Fatalf("exit %d, want %d; output lacks %q:\n%s", code, tt.code, tt.want, out.String())
 			}
 		})
-	}
-}
-
-// TestJSONDurations: JSON logs give durations as "30s", not nanoseconds.
-func TestJSONDurations(t *testing.T) {
-	var b strings.Builder
-	slog.New(slog.NewJSONHandler(&b, &slog.HandlerOptions{ReplaceAttr: durationsAsStrings})).Info("x", "grace", 30*time.Second)
-	if !strings.Contains(b.String(), `"grace":"30s"`) {
-		t.Fatalf("logged %s", b.String())
 	}
 }
 

@@ -7,7 +7,6 @@
 package main
 
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/jobd/jobd/internal/jobs"
 	"github.com/jobd/jobd/internal/lockrun"
+	"github.com/jobd/jobd/internal/logging"
 	"github.com/jobd/jobd/internal/mutex"
 	"github.com/jobd/jobd/internal/redisconn"
 	"github.com/jobd/jobd/internal/scheduler"
@@ -247,40 +247,13 @@ func globalFlags() []cli.Flag {
 	}
 }
 
-// durationsAsStrings logs durations as Go duration strings ("30s"), in
-// JSON too, where slog would write nanoseconds.
-func durationsAsStrings(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() == slog.KindDuration {
-		a.Value = slog.StringValue(a.Value.Duration().String())
-	}
-	return a
-}
-
 // newLogger builds the slog logger from the global flags, and sends
 // go-redis's own messages to it.
 func newLogger(c *cli.Context) (*slog.Logger, error) {
-	var level slog.Level
-	// An empty variable counts as unset (README): JOBD_LOG_LEVEL= is info.
-	if err := level.UnmarshalText([]byte(cmp.Or(c.String("log-level"), "info"))); err != nil {
-		return nil, exitf(exitUsage, "--log-level: %q is not debug, info, warn or error", c.String("log-level"))
+	log, err := logging.New(c.App.ErrWriter, c.String("log-format"), c.String("log-level"))
+	if err != nil {
+		return nil, exitf(exitUsage, "%s", strings.TrimPrefix(err.Error(), logging.ErrBadSetting.Error()+": "))
 	}
-	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsStrings}
-	w, format := c.App.ErrWriter, cmp.Or(c.String("log-format"), "auto")
-	if f, ok := w.(*os.File); ok && format == "auto" {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			format = "text" // auto: text on a terminal, JSON otherwise
-		}
-	}
-	var h slog.Handler
-	switch format {
-	case "json", "auto":
-		h = slog.NewJSONHandler(w, opts)
-	case "text":
-		h = slog.NewTextHandler(w, opts)
-	default:
-		return nil, exitf(exitUsage, "--log-format: %q is not text, json or auto", format)
-	}
-	log := slog.New(h)
 	redisconn.SetLogger(log)
 	return log, nil
 }
