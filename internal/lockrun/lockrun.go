@@ -86,6 +86,10 @@ func Run(ctx context.Context, mc *mutex.Client, key string, argv []string, opts 
 	defer cancel()
 	m := mc.NewMutex(key, mutex.WithTTL(o.ttl), mutex.WithWait(o.wait), mutex.WithLabel(o.label))
 	if err := acquire(ctx, m, o.wait > 0, o.sigs, cancel); err != nil {
+		if errors.Is(err, mutex.ErrNotReplicated) && !errors.Is(err, mutex.ErrNotObtained) {
+			// Taken, but too few replicas acknowledged it: released again.
+			return 0, failf(ErrNotObtained, "lock %q not obtained: %w", key, err)
+		}
 		if !errors.Is(err, mutex.ErrNotObtained) {
 			return 0, &failure{kind: ErrRedis, err: err}
 		}

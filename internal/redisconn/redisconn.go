@@ -114,27 +114,14 @@ func (t Target) Scrub(msg string) string {
 // keep-alive relies on. A bad URL is an error whose text never shows the
 // password.
 func (t Target) Open() (redis.UniversalClient, error) {
-	if t.Redis.Sentinel != nil {
-		opt, err := t.failoverOptions()
-		if err != nil {
-			return nil, err
-		}
-		return redis.NewFailoverClient(opt), nil
+	failover, plain, err := t.options()
+	switch {
+	case err != nil:
+		return nil, err
+	case failover != nil:
+		return redis.NewFailoverClient(failover), nil
 	}
-	if isFailoverURL(t.URL) {
-		opt, err := redis.ParseFailoverURL(t.URL)
-		if err != nil {
-			return nil, errors.New(t.Scrub(err.Error()))
-		}
-		opt.ContextTimeoutEnabled = true
-		return redis.NewFailoverClient(opt), nil
-	}
-	opt, err := redis.ParseURL(t.URL)
-	if err != nil {
-		return nil, errors.New(t.Scrub(err.Error()))
-	}
-	opt.ContextTimeoutEnabled = true
-	return redis.NewClient(opt), nil
+	return redis.NewClient(plain), nil
 }
 
 // Ping checks within PingTimeout that Redis answers; a failure is an

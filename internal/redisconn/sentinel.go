@@ -2,6 +2,7 @@ package redisconn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -16,20 +17,36 @@ func isFailoverURL(u string) bool {
 	return err == nil && p.Query().Has("master_name")
 }
 
-// failoverOptions builds the failover client of the file's sentinel:
-// section.
-func (t Target) failoverOptions() (*redis.FailoverOptions, error) {
-	r := t.Redis
-	pw, err := r.ReadPassword()
-	if err != nil {
-		return nil, fmt.Errorf("redis.password_file: %w", err)
+// options are the client options of t: failover ones for a Sentinel
+// setup (the file's sentinel:, or a URL with master_name), plain ones
+// otherwise. Calls are bounded by their contexts' deadlines, which
+// keep-alive relies on. An error never shows the password.
+func (t Target) options() (failover *redis.FailoverOptions, plain *redis.Options, err error) {
+	switch {
+	case t.Redis.Sentinel != nil:
+		r := t.Redis
+		pw, err := r.ReadPassword()
+		if err != nil {
+			return nil, nil, fmt.Errorf("redis.password_file: %w", err)
+		}
+		return &redis.FailoverOptions{
+			MasterName: r.Sentinel.Master, SentinelAddrs: r.Sentinel.Addrs,
+			SentinelPassword: r.Sentinel.SentinelPassword,
+			Username:         r.Username, Password: pw, DB: r.DB,
+			ContextTimeoutEnabled: true,
+		}, nil, nil
+	case isFailoverURL(t.URL):
+		if failover, err = redis.ParseFailoverURL(t.URL); err != nil {
+			return nil, nil, errors.New(t.Scrub(err.Error()))
+		}
+		failover.ContextTimeoutEnabled = true
+		return failover, nil, nil
 	}
-	return &redis.FailoverOptions{
-		MasterName: r.Sentinel.Master, SentinelAddrs: r.Sentinel.Addrs,
-		SentinelPassword: r.Sentinel.SentinelPassword,
-		Username:         r.Username, Password: pw, DB: r.DB,
-		ContextTimeoutEnabled: true,
-	}, nil
+	if plain, err = redis.ParseURL(t.URL); err != nil {
+		return nil, nil, errors.New(t.Scrub(err.Error()))
+	}
+	plain.ContextTimeoutEnabled = true
+	return nil, plain, nil
 }
 
 // Topology is what `jobd status` shows of the Redis a command talks to.
@@ -42,26 +59,12 @@ type Topology struct {
 // Topology tells whether t is a standalone Redis or a Sentinel-watched
 // master, and where the master is now (asked of the sentinels).
 func (t Target) Topology(ctx context.Context) (Topology, error) {
-	var opt *redis.FailoverOptions
+	opt, plain, err := t.options()
 	switch {
-	case t.Redis.Sentinel != nil:
-		o, err := t.failoverOptions()
-		if err != nil {
-			return Topology{}, err
-		}
-		opt = o
-	case isFailoverURL(t.URL):
-		o, err := redis.ParseFailoverURL(t.URL)
-		if err != nil {
-			return Topology{}, err
-		}
-		opt = o
-	default:
-		o, err := redis.ParseURL(t.URL)
-		if err != nil {
-			return Topology{}, err
-		}
-		return Topology{Kind: "standalone", Master: o.Addr}, nil
+	case err != nil:
+		return Topology{}, err
+	case opt == nil:
+		return Topology{Kind: "standalone", Master: plain.Addr}, nil
 	}
 	top := Topology{Kind: "sentinel", Name: opt.MasterName}
 	var lastErr error

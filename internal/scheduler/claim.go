@@ -120,9 +120,9 @@ func (cl *claimer) settleFor(claims []*Claim) time.Duration {
 func (cl *claimer) settled(c *Claim) bool {
 	in := c.in
 	switch {
-	case errors.Is(c.Err, ErrNotReplicated):
+	case errors.Is(c.Err, ErrNotReplicated): // won, but not to be run: the runner's policy records it
 		cl.redisOK()
-		cl.runner.notReplicated(c)
+		cl.runner.dispatch(c)
 		return true
 	case errors.Is(c.Err, ErrClockOffset):
 		cl.clockRefused([]*jobs.Instance{in}, c.rec.ScheduledAt)

@@ -64,15 +64,25 @@ func (c *core) recoverPanic(where string) {
 	}
 }
 
-// every runs fn now and then every d until ctx ends, surviving panics.
-func (c *core) every(ctx context.Context, d time.Duration, what string, fn func(context.Context)) {
+// every runs fn now and then every d until ctx ends, surviving panics; a
+// signal on now (nil: none) runs it at once.
+func (c *core) every(ctx context.Context, d time.Duration, now <-chan struct{}, what string, fn func(context.Context)) {
 	for {
 		func() {
 			defer c.recoverPanic(what)
 			fn(ctx)
 		}()
-		if !sleepCtx(ctx, d) {
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return
+		case <-now:
+			t.Stop()
+		case <-t.C:
+		}
+		if ctx.Err() != nil {
+			return // a timer or a signal that came with the stop must not win over it
 		}
 	}
 }

@@ -21,23 +21,7 @@ type heartbeat struct {
 }
 
 func (b *heartbeat) start(ctx context.Context) {
-	b.loop.start(func() {
-		for {
-			func() {
-				defer b.recoverPanic("heartbeat")
-				b.beat(ctx)
-			}()
-			t := time.NewTimer(b.beatEvery)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-b.now:
-				t.Stop()
-			case <-t.C:
-			}
-		}
-	})
+	b.loop.start(func() { b.every(ctx, b.beatEvery, b.now, "heartbeat", b.beat) })
 }
 
 // beatSoon asks for a heartbeat now, without blocking.

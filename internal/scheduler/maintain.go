@@ -20,7 +20,7 @@ type maintenance struct {
 }
 
 func (m *maintenance) start(ctx context.Context) {
-	m.loop.start(func() { m.every(ctx, m.maintEvery, "maintenance", m.maintain) })
+	m.loop.start(func() { m.every(ctx, m.maintEvery, nil, "maintenance", m.maintain) })
 }
 
 // maintain marks runs of dead replicas abandoned and runs missed ticks of

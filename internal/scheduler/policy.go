@@ -14,16 +14,17 @@ import (
 // lock. The runner's execute is the innermost one.
 type runFunc func(ctx context.Context, c *Claim)
 
-// policy is the instance's overlap policy as wrappers around execute, in
-// the style of robfig/cron's chain.go (SkipIfStillRunning,
-// DelayIfStillRunning):
+// policy is how a won claim is run, as wrappers around execute in the
+// style of robfig/cron's chain.go (SkipIfStillRunning,
+// DelayIfStillRunning): first skipIfNotReplicated, then the instance's
+// overlap policy:
 //   - skip (default): skipIfLocked, then a tracked run;
 //   - wait: a tracked waitIfLocked (a waiting run counts as running here).
 func (r *runner) policy(in *jobs.Instance) func(runFunc) runFunc {
 	if in.Overlap == jobs.OverlapWait {
-		return func(next runFunc) runFunc { return r.tracked(r.waitIfLocked(next)) }
+		return func(next runFunc) runFunc { return r.skipIfNotReplicated(r.tracked(r.waitIfLocked(next))) }
 	}
-	return func(next runFunc) runFunc { return r.skipIfLocked(r.tracked(next)) }
+	return func(next runFunc) runFunc { return r.skipIfNotReplicated(r.skipIfLocked(r.tracked(next))) }
 }
 
 // tracked counts the run as running on this replica while next runs, and
@@ -86,18 +87,20 @@ func (r *runner) waitIfLocked(next runFunc) runFunc {
 // replicas acknowledged (redis.min_replicas_acked).
 const notReplicated = "not replicated: fewer Redis replicas than min_replicas_acked acknowledged the claim in time"
 
-// notReplicated records a won claim whose claim or lock too few replicas
-// acknowledged: it is not run (fail closed), and is metered as skipped.
-func (r *runner) notReplicated(c *Claim) {
-	r.runs.Add(1)
-	go func() {
-		defer r.runs.Done()
-		defer r.recoverPanic("run " + c.rec.RunID)
-		c.rec.NeverStarted = true
-		r.skip(c, notReplicated, c.guard())
+// skipIfNotReplicated records a won claim whose claim or lock too few
+// replicas acknowledged (redis.min_replicas_acked) as skipped and never
+// started: it is not run (fail closed), whatever the overlap policy.
+func (r *runner) skipIfNotReplicated(next runFunc) runFunc {
+	return func(ctx context.Context, c *Claim) {
+		if !errors.Is(c.Err, ErrNotReplicated) {
+			next(ctx, c)
+			return
+		}
 		r.log.Warn("not started: too few Redis replicas acknowledged the claim (min_replicas_acked)",
 			"job", c.in.Name, "run_id", c.rec.RunID, "err", c.Err)
-	}()
+		c.rec.NeverStarted = true
+		r.skip(c, notReplicated, c.guard())
+	}
 }
 
 // skip records a claimed tick that will not run, naming the lock holder.
