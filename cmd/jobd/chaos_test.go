@@ -437,7 +437,11 @@ func (k *chaosCheck) load(out string, srv *redistest.Server) {
 	store := scheduler.NewStore(rdb, prefix(t))
 	k.recs = map[string]map[string]*scheduler.Record{}
 	for _, j := range k.js {
-		hist, err := store.History(ctx, j.name, 10000)
+		lock := j.lock
+		if lock == "" {
+			lock = j.name
+		}
+		hist, err := store.History(ctx, scheduler.Ref{Instance: j.name, Lock: lock}, 10000)
 		if err != nil {
 			t.Fatalf("history of %s: %v", j.name, err)
 		}

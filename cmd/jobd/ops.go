@@ -128,7 +128,7 @@ func showStatus(c *cli.Context, e *env) error {
 	if err != nil {
 		return e.target.Fail(err)
 	}
-	if top, err := e.target.Topology(ctx); err == nil {
+	if top, err := e.target.Topology(ctx, e.rdb); err == nil {
 		st.Redis = &top
 	}
 	if c.Bool("json") {
@@ -173,7 +173,7 @@ func runHistory(c *cli.Context) error {
 	defer e.close()
 	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 	defer cancel()
-	recs, err := e.insp.History(ctx, name, c.Int("limit"))
+	recs, err := e.insp.History(ctx, scheduler.ConfigRef(e.cfg, name), c.Int("limit"))
 	if err != nil {
 		return e.target.Fail(err)
 	}
@@ -239,7 +239,7 @@ func runTrigger(c *cli.Context) error {
 		return e.target.Fail(err)
 	}
 	fmt.Fprintln(c.App.Writer, req.RunID)
-	rec, err := e.insp.AwaitRecord(c.Context, name, req.RunID, pickupTimeout, redisconn.IsRefusal)
+	rec, err := e.insp.AwaitRecord(c.Context, scheduler.RefOf(in), req.RunID, pickupTimeout, redisconn.IsRefusal)
 	if err == nil && c.Bool("wait") {
 		rec, err = e.insp.AwaitEnd(c.Context, rec, c.Duration("timeout"), redisconn.IsRefusal)
 	}

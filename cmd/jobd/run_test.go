@@ -61,16 +61,25 @@ type runningEntry struct {
 	Replica  string `json:"replica"`
 }
 
+// runningIndex reads the running index of every lock listed in the
+// running-locks set.
 func runningIndex(t *testing.T, rdb *redis.Client) map[string]runningEntry {
-	all, err := rdb.HGetAll(context.Background(), prefix(t)+":running").Result()
+	ctx := context.Background()
+	locks, err := rdb.SMembers(ctx, prefix(t)+":running-locks").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]runningEntry{}
-	for id, b := range all {
-		var e runningEntry
-		_ = json.Unmarshal([]byte(b), &e)
-		out[id] = e
+	for _, l := range locks {
+		all, err := rdb.HGetAll(ctx, prefix(t)+":running:{"+l+"}").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, b := range all {
+			var e runningEntry
+			_ = json.Unmarshal([]byte(b), &e)
+			out[id] = e
+		}
 	}
 	return out
 }
@@ -137,7 +146,7 @@ jobs:
 	}
 	store := scheduler.NewStore(rdb, prefix(t))
 	poll(t, 20*time.Second, "the dead run marked abandoned", func() bool {
-		recs, _ := store.History(context.Background(), "long", 50)
+		recs, _ := store.History(context.Background(), scheduler.Ref{Instance: "long", Lock: "long"}, 50)
 		for _, r := range recs {
 			if r.RunID == firstID {
 				return r.Status == jobs.StatusAbandoned
@@ -195,7 +204,7 @@ jobs:
 			}
 			c, rdb := newMutexClient(t, url)
 			ctx := context.Background()
-			recs, err := scheduler.NewStore(rdb, prefix(t)).History(ctx, "slow", 10)
+			recs, err := scheduler.NewStore(rdb, prefix(t)).History(ctx, scheduler.Ref{Instance: "slow", Lock: "slow"}, 10)
 			if err != nil || len(recs) == 0 {
 				t.Fatalf("history: %v %v", recs, err)
 			}

@@ -87,11 +87,21 @@ func envKey(k string) string { return strings.ToUpper(notEnvChar.ReplaceAllStrin
 
 // Summary is the one-line report of `jobd validate`.
 func (c *Config) Summary() string {
-	locks := map[string]bool{}
+	return fmt.Sprintf("%d jobs, %d instances, %d locks", c.Jobs, len(c.Instances), len(c.Locks()))
+}
+
+// Locks lists the distinct lock names the instances take, sorted.
+func (c *Config) Locks() []string {
+	seen := map[string]bool{}
+	var out []string
 	for _, in := range c.Instances {
-		locks[in.Lock] = true
+		if !seen[in.Lock] {
+			seen[in.Lock] = true
+			out = append(out, in.Lock)
+		}
 	}
-	return fmt.Sprintf("%d jobs, %d instances, %d locks", c.Jobs, len(c.Instances), len(locks))
+	sort.Strings(out)
+	return out
 }
 
 // Instance returns the instance called name.

@@ -18,6 +18,27 @@ const DefaultMinReplicasTimeout = time.Second
 // excludes url; a password comes from password or password_file, not
 // both; min_replicas_acked is not negative.
 func (d *decoder) checkRedis(r *RedisConfig) {
+	if c := r.Cluster; c != nil {
+		if r.URL != "" || r.Sentinel != nil {
+			d.at("redis.cluster", "give only one of redis.url, redis.sentinel and redis.cluster")
+		}
+		if len(c.Addrs) == 0 {
+			d.at("redis.cluster", "addrs is required: host:port of one or more cluster nodes")
+		}
+		checkAddrs(d, "redis.cluster.addrs", c.Addrs)
+		if r.DB != 0 {
+			d.at("redis.db", "Redis Cluster has only database 0")
+		}
+		if r.MinReplicasAcked > 0 {
+			d.at("redis.min_replicas_acked", "not supported with redis.cluster: WAIT answers for one shard only (see docs/failures.md)")
+		}
+	}
+	if err := CheckPrefix(r.Prefix); err != nil {
+		d.at("redis.prefix", "%v", err)
+	}
+	if t := r.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+		d.at("redis.tls", "cert_file and key_file go together")
+	}
 	if s := r.Sentinel; s != nil {
 		if r.URL != "" {
 			d.at("redis.sentinel", "give either redis.url or redis.sentinel, not both")
@@ -28,15 +49,11 @@ func (d *decoder) checkRedis(r *RedisConfig) {
 		if len(s.Addrs) == 0 {
 			d.at("redis.sentinel", "addrs is required: the sentinels' host:port addresses")
 		}
-		for i, a := range s.Addrs {
-			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
-				d.at(fmt.Sprintf("redis.sentinel.addrs[%d]", i), "%q: want host:port", a)
-			}
-		}
+		checkAddrs(d, "redis.sentinel.addrs", s.Addrs)
 	}
 	if r.URL != "" {
-		if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-			d.at("redis.url", "%q: want redis://, rediss:// or unix://", redactURL(r.URL))
+		if u, err := url.Parse(r.URL); err != nil || !validScheme[u.Scheme] {
+			d.at("redis.url", "%q: want redis://, rediss://, unix://, or redis+cluster:// (rediss+cluster://) for Redis Cluster", redactURL(r.URL))
 		}
 	}
 	if r.Password != "" && r.PasswordFile != "" {
@@ -50,6 +67,25 @@ func (d *decoder) checkRedis(r *RedisConfig) {
 	}
 	if t := r.MinReplicasTimeout; t != nil && time.Duration(*t) <= 0 {
 		d.at("redis.min_replicas_timeout", "must be positive")
+	}
+}
+
+// CheckPrefix refuses a key prefix with a brace: jobd puts lock names in
+// {hash tags} so that a lock's keys share a Redis Cluster slot, and a
+// brace in the prefix would make the prefix the tag.
+func CheckPrefix(p string) error {
+	if strings.ContainsAny(p, "{}") {
+		return fmt.Errorf("%q: must not contain { or } (jobd's keys put the lock name in a {hash tag})", p)
+	}
+	return nil
+}
+
+// checkAddrs reports each address of addrs that is not host:port.
+func checkAddrs(d *decoder, path string, addrs []string) {
+	for i, a := range addrs {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			d.at(fmt.Sprintf("%s[%d]", path, i), "%q: want host:port", a)
+		}
 	}
 }
 
@@ -84,3 +120,7 @@ func redactURL(u string) string {
 	}
 	return "(unparsable URL)"
 }
+
+// validScheme lists the URL schemes redis.url takes: go-redis's own, and
+// redis+cluster:// (rediss+cluster://) for its cluster URL form.
+var validScheme = map[string]bool{"redis": true, "rediss": true, "unix": true, "redis+cluster": true, "rediss+cluster": true}

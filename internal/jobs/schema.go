@@ -24,18 +24,37 @@ type RedisConfig struct {
 	URL      string          `yaml:"url"`      // default redis://127.0.0.1:6379/0
 	Prefix   string          `yaml:"prefix"`   // default "jobd"
 	Sentinel *SentinelConfig `yaml:"sentinel"` // instead of url
-	// Credentials and database of the data nodes behind sentinel: (with
-	// url they are part of the URL).
-	Username     string `yaml:"username"`
-	Password     string `yaml:"password"`
-	PasswordFile string `yaml:"password_file"` // read at start; instead of password
-	DB           int    `yaml:"db"`            // default 0
+	Cluster  *ClusterConfig  `yaml:"cluster"`  // instead of url and sentinel
+	// Credentials, database and TLS of the data nodes behind sentinel: or
+	// cluster: (with url they are part of the URL; tls: applies to a url
+	// too, and turns TLS on with its CA and certificate).
+	Username     string     `yaml:"username"`
+	Password     string     `yaml:"password"`
+	PasswordFile string     `yaml:"password_file"` // read at start; instead of password
+	DB           int        `yaml:"db"`            // default 0; Redis Cluster has only 0
+	TLS          *TLSConfig `yaml:"tls"`           // default: plain TCP
 	// MinReplicasAcked: after a claim and after a lock is taken, jobd asks
 	// Redis (WAIT) that this many replicas have the write, within
 	// MinReplicasTimeout; if fewer do, the run is not started (fail
 	// closed). Default 0: no WAIT.
 	MinReplicasAcked   int       `yaml:"min_replicas_acked"`
 	MinReplicasTimeout *Duration `yaml:"min_replicas_timeout"` // default 1s
+}
+
+// ClusterConfig names some nodes of a Redis Cluster: jobd learns the
+// rest, and follows failovers and slot moves, from them.
+type ClusterConfig struct {
+	Addrs []string `yaml:"addrs"` // required: host:port of one or more nodes
+}
+
+// TLSConfig turns TLS on for the data nodes (and the sentinels): its
+// presence is enough, `tls: {}` verifies the server against the system's
+// roots.
+type TLSConfig struct {
+	CAFile     string `yaml:"ca_file"`     // PEM roots that sign the servers' certificates; default: the system's
+	CertFile   string `yaml:"cert_file"`   // a client certificate (with key_file), when the servers ask for one
+	KeyFile    string `yaml:"key_file"`    // its key
+	ServerName string `yaml:"server_name"` // the name the certificate must carry; default: the host dialled
 }
 
 // SentinelConfig names a master watched by Redis Sentinel: jobd asks the

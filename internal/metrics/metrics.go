@@ -194,7 +194,7 @@ func (m *Metrics) KeepLastSuccess(ctx context.Context, store *scheduler.Store, c
 
 func (m *Metrics) refreshLastSuccess(ctx context.Context, store *scheduler.Store, cfg *jobs.Config) {
 	for _, in := range cfg.Instances {
-		rec, ok, err := store.LastSuccess(ctx, in.Name)
+		rec, ok, err := store.LastSuccess(ctx, scheduler.RefOf(in))
 		if err != nil {
 			return
 		}

@@ -248,7 +248,7 @@ func TestWaiters(t *testing.T) {
 	})
 }
 
-func waitQueued(t *testing.T, rdb *redis.Client, queue string, n int64) {
+func waitQueued(t *testing.T, rdb redis.UniversalClient, queue string, n int64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for rdb.ZCard(context.Background(), queue).Val() < n {

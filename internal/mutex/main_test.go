@@ -35,6 +35,38 @@ func newRedis(tb testing.TB, url string) *redis.Client {
 	return rdb
 }
 
+// newUniversal is newRedis that also takes a Redis Cluster in jobd's
+// redis+cluster:// form (redistest.Cluster.URL).
+func newUniversal(tb testing.TB, url string) redis.UniversalClient {
+	tb.Helper()
+	rdb, err := dial(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+// dial is a client on url, a redis:// URL or a redis+cluster:// one, set
+// up as cmd/jobd sets it up.
+func dial(url string) (redis.UniversalClient, error) {
+	if rest, ok := strings.CutPrefix(url, "redis+cluster://"); ok {
+		opt, err := redis.ParseClusterURL("redis://" + rest)
+		if err != nil {
+			return nil, err
+		}
+		opt.ContextTimeoutEnabled = true
+		opt.ClusterStateReloadInterval = time.Second
+		return redis.NewClusterClient(opt), nil
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	opt.ContextTimeoutEnabled = true
+	return redis.NewClient(opt), nil
+}
+
 // prefix gives each test its own keys.
 func prefix(tb testing.TB) string {
 	return "test:" + strings.NewReplacer("/", ":", " ", "_").Replace(tb.Name())

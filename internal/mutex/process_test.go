@@ -26,13 +26,11 @@ func helperMain(mode string) int {
 	pfx := os.Getenv("JOBD_HELPER_PREFIX")
 	n, _ := strconv.Atoi(os.Getenv("JOBD_HELPER_N"))
 	hold, _ := time.ParseDuration(os.Getenv("JOBD_HELPER_HOLD"))
-	opt, err := redis.ParseURL(url)
+	rdb, err := dial(url)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	opt.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	c := mutex.New(rdb, mutex.WithPrefix(pfx))
 	defer c.Close()
@@ -68,8 +66,14 @@ func helperMain(mode string) int {
 
 type section struct{ fence, enter, exit int64 }
 
-// runHelpers starts procs real processes and collects their sections.
+// runHelpers starts procs real processes on the shared server and
+// collects their sections.
 func runHelpers(t *testing.T, procs, n int, hold time.Duration) []section {
+	return runHelpersOn(t, "", procs, n, hold)
+}
+
+// runHelpersOn is runHelpers on the Redis at url ("": the shared server).
+func runHelpersOn(t *testing.T, url string, procs, n int, hold time.Duration) []section {
 	t.Helper()
 	var (
 		mu   sync.Mutex
@@ -84,6 +88,9 @@ func runHelpers(t *testing.T, procs, n int, hold time.Duration) []section {
 			"JOBD_HELPER_PREFIX="+prefix(t),
 			"JOBD_HELPER_N="+strconv.Itoa(n),
 			"JOBD_HELPER_HOLD="+hold.String())
+		if url != "" {
+			cmd.Env = append(cmd.Env, "JOBD_TEST_REDIS_URL="+url)
+		}
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Start(); err != nil {

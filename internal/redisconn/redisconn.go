@@ -61,11 +61,12 @@ func Resolve(given Target, cfg *jobs.Config) Target {
 		file = cfg.Redis
 	}
 	t := Target{URL: given.URL, Prefix: cmp.Or(given.Prefix, file.Prefix, mutex.DefaultPrefix), Redis: file}
-	if t.URL == "" && file.Sentinel == nil {
+	if t.URL == "" && file.Sentinel == nil && file.Cluster == nil {
 		t.URL = cmp.Or(file.URL, DefaultURL)
 	}
 	if t.URL != "" {
-		t.Redis.Sentinel = nil // a URL given as a flag wins over the file's sentinel:
+		// a URL given as a flag wins over the file's sentinel: or cluster:
+		t.Redis.Sentinel, t.Redis.Cluster = nil, nil
 	}
 	return t
 }
@@ -75,6 +76,9 @@ func Resolve(given Target, cfg *jobs.Config) Target {
 func (t Target) String() string {
 	if s := t.Redis.Sentinel; s != nil {
 		return fmt.Sprintf("sentinel master %q via %s", s.Master, strings.Join(s.Addrs, ","))
+	}
+	if c := t.Redis.Cluster; c != nil {
+		return "cluster via " + strings.Join(c.Addrs, ",")
 	}
 	if u, err := url.Parse(t.URL); err == nil {
 		if q := u.Query(); q.Has("password") { // the failover URL's data password
@@ -109,19 +113,22 @@ func (t Target) Scrub(msg string) string {
 
 // Open returns a client for t that has not talked to Redis yet: a
 // failover client for a Sentinel setup (the file's sentinel:, or a URL
-// with master_name, go-redis's ParseFailoverURL form), a plain one
-// otherwise. Its calls are bounded by their contexts' deadlines, which
+// with master_name, go-redis's ParseFailoverURL form), a cluster client
+// for a Redis Cluster (the file's cluster:, or a redis+cluster:// URL,
+// go-redis's ParseClusterURL form), a plain one otherwise. Its calls are bounded by their contexts' deadlines, which
 // keep-alive relies on. A bad URL is an error whose text never shows the
 // password.
 func (t Target) Open() (redis.UniversalClient, error) {
-	failover, plain, err := t.options()
+	o, err := t.options()
 	switch {
 	case err != nil:
 		return nil, err
-	case failover != nil:
-		return redis.NewFailoverClient(failover), nil
+	case o.failover != nil:
+		return redis.NewFailoverClient(o.failover), nil
+	case o.cluster != nil:
+		return redis.NewClusterClient(o.cluster), nil
 	}
-	return redis.NewClient(plain), nil
+	return redis.NewClient(o.plain), nil
 }
 
 // Ping checks within PingTimeout that Redis answers; a failure is an

@@ -176,7 +176,9 @@ func (st *Status) WriteTable(w io.Writer) error {
 	if st.ReplicasAlive == 0 {
 		fmt.Fprint(w, "NO REPLICA IS ALIVE: nothing is being scheduled.\n\n")
 	}
-	if r := st.Redis; r != nil {
+	if r := st.Redis; r != nil && len(r.Masters) > 0 {
+		fmt.Fprintf(w, "REDIS %s, %d masters: %s\n\n", r.Kind, len(r.Masters), strings.Join(r.Masters, ", "))
+	} else if r != nil {
 		fmt.Fprintf(w, "REDIS %s, master %s%s\n\n", r.Kind, r.Master, ifElse(r.Name != "", " ("+r.Name+")", ""))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

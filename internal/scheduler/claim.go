@@ -62,7 +62,7 @@ func (co *core) newClaim(in *jobs.Instance, key string, t time.Time, runID, trig
 // when its clock is too far from t (MaxClockOffset), so that replicas
 // whose clocks differ never both claim one tick.
 func (co *core) tickClaim(in *jobs.Instance, t time.Time, trigger string) *Claim {
-	c := co.newClaim(in, co.store.tickKey(in.Name, t), t, newRunID(t), trigger)
+	c := co.newClaim(in, co.store.tickKey(RefOf(in), t), t, newRunID(t), trigger)
 	c.NotBefore, c.NotAfter = t.Add(-MaxClockOffset), t.Add(in.StartingDeadline+MaxClockOffset)
 	return c
 }

@@ -50,7 +50,7 @@ func TestMisfire(t *testing.T) {
 				t.Fatalf("missed tick %v ran: %v, want %v\n%s", missed.UTC(), got, tt.runs, lines(t, out))
 			}
 			if tt.runs {
-				recs, _ := scheduler.NewStore(newRedis(t, url), prefix(t)).History(context.Background(), "j00", 10)
+				recs, _ := scheduler.NewStore(newRedis(t, url), prefix(t)).History(context.Background(), scheduler.Named("j00"), 10)
 				if len(recs) == 0 || recs[len(recs)-1].Trigger != "misfire" {
 					t.Fatalf("records %+v, want a misfire trigger", recs)
 				}
@@ -90,7 +90,7 @@ func TestRedisFaults(t *testing.T) {
 			}
 			store := scheduler.NewStore(newRedis(t, srv.URL()), prefix(t))
 			waitFor(t, 15*time.Second, "the long run recorded lock_lost", func() bool {
-				recs, _ := store.History(context.Background(), "j00", 100)
+				recs, _ := store.History(context.Background(), scheduler.Named("j00"), 100)
 				for _, rec := range recs {
 					if rec.RunID == longRun && rec.Status == "lock_lost" {
 						return true
@@ -99,7 +99,7 @@ func TestRedisFaults(t *testing.T) {
 				return false
 			})
 			waitFor(t, 15*time.Second, "a later run to succeed", func() bool {
-				_, ok, _ := store.LastSuccess(context.Background(), "j00")
+				_, ok, _ := store.LastSuccess(context.Background(), scheduler.Named("j00"))
 				return ok
 			})
 			select {
@@ -151,7 +151,7 @@ func TestPanicRecovered(t *testing.T) {
 	// Two failed runs within 10s, with a 30s lock TTL: the first run's
 	// lock was released despite the panic, or the second could not start.
 	waitFor(t, 10*time.Second, "two recorded panics", func() bool {
-		recs, _ := store.History(context.Background(), "j00", 10)
+		recs, _ := store.History(context.Background(), scheduler.Named("j00"), 10)
 		n := 0
 		for _, rec := range recs {
 			if rec.Status == "failed" && strings.Contains(rec.Reason, "panic in jobd: boom in keep-alive") {
@@ -191,7 +191,7 @@ func TestPanicInAHook(t *testing.T) {
 	r := startReplica(t, url, cfg, "a", scheduler.WithObserver(panicky{n: &panics}))
 	store := scheduler.NewStore(rdb, prefix(t))
 	waitFor(t, 10*time.Second, "three skips despite the panics", func() bool {
-		recs, _ := store.History(context.Background(), "j00", 10)
+		recs, _ := store.History(context.Background(), scheduler.Ref{Instance: "j00", Lock: "held-elsewhere"}, 10)
 		return len(recs) >= 3 && panics.Load() >= 3
 	})
 	select {

@@ -43,7 +43,7 @@ func (i *Inspector) Replicas(ctx context.Context) ([]ReplicaState, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, err := i.store.running(ctx)
+	entries, err := i.store.running(ctx, nil) // every lock with a running index is listed
 	if err != nil {
 		return nil, err
 	}
@@ -90,10 +90,10 @@ type InstanceState struct {
 // Instances returns the state of every instance of cfg at now, in three
 // round trips however many there are.
 func (i *Inspector) Instances(ctx context.Context, cfg *jobs.Config, now time.Time) ([]InstanceState, error) {
-	names := make([]string, 0, len(cfg.Instances))
+	refs := make([]Ref, 0, len(cfg.Instances))
 	dueTicks := map[string]time.Time{}
 	for _, in := range cfg.Instances {
-		names = append(names, in.Name)
+		refs = append(refs, RefOf(in))
 		if in.Enabled && !in.Suspended {
 			first := in.Schedule.Next(now)
 			period := in.Schedule.Next(first).Sub(first)
@@ -102,7 +102,7 @@ func (i *Inspector) Instances(ctx context.Context, cfg *jobs.Config, now time.Ti
 			}
 		}
 	}
-	last, claimed, err := i.store.Overview(ctx, names, dueTicks)
+	last, claimed, err := i.store.Overview(ctx, refs, dueTicks)
 	if err != nil {
 		return nil, err
 	}
@@ -140,9 +140,9 @@ func (i *Inspector) Instances(ctx context.Context, cfg *jobs.Config, now time.Ti
 	return out, nil
 }
 
-// History returns instance's last runs, newest first, at most limit.
-func (i *Inspector) History(ctx context.Context, instance string, limit int) ([]Record, error) {
-	return i.store.History(ctx, instance, limit)
+// History returns an instance's last runs, newest first, at most limit.
+func (i *Inspector) History(ctx context.Context, r Ref, limit int) ([]Record, error) {
+	return i.store.History(ctx, r, limit)
 }
 
 // RedisWarnings reads Redis's settings now and says which weaken the
@@ -201,10 +201,10 @@ func (i *Inspector) Trigger(ctx context.Context, instance string) (TriggerReques
 // AwaitRecord waits until the run that a trigger request asked for has a
 // record, for up to pickup. Errors for which fatal is true end the wait
 // at once (Redis refusing, not an outage); others are retried.
-func (i *Inspector) AwaitRecord(ctx context.Context, instance, runID string, pickup time.Duration, fatal func(error) bool) (Record, error) {
+func (i *Inspector) AwaitRecord(ctx context.Context, ref Ref, runID string, pickup time.Duration, fatal func(error) bool) (Record, error) {
 	deadline := time.Now().Add(pickup)
 	for {
-		r, found, err := i.store.Record(ctx, instance, runID)
+		r, found, err := i.store.Record(ctx, ref, runID)
 		switch {
 		case err == nil && found:
 			return r, nil
@@ -236,7 +236,7 @@ func (i *Inspector) AwaitEnd(ctx context.Context, rec Record, timeout time.Durat
 		if !sleepCtx(ctx, 200*time.Millisecond) {
 			return rec, ctx.Err()
 		}
-		r, found, err := i.store.Record(ctx, rec.Instance, rec.RunID)
+		r, found, err := i.store.Record(ctx, refOf(&rec), rec.RunID)
 		switch {
 		case err == nil && found:
 			rec = r

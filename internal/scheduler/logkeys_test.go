@@ -17,7 +17,7 @@ func TestOutputLogKeys(t *testing.T) {
 	cfg := config(t, outFile(t), jobsYAML(1, "@every 1s", "", `["echo", "hello from the job"]`))
 	r := startReplica(t, url, cfg, "a")
 	store := scheduler.NewStore(newRedis(t, url), prefix(t))
-	waitFor(t, 10*time.Second, "a run", func() bool { _, ok, _ := store.LastSuccess(context.Background(), "j00"); return ok })
+	waitFor(t, 10*time.Second, "a run", func() bool { _, ok, _ := store.LastSuccess(context.Background(), scheduler.Named("j00")); return ok })
 	r.stop()
 	found := false
 	for _, line := range strings.Split(r.logs.String(), "\n") {

@@ -26,16 +26,40 @@ func prefix(t *testing.T) string {
 	return "test:" + strings.NewReplacer("/", ":", " ", "_").Replace(t.Name())
 }
 
-func newRedis(t *testing.T, url string) *redis.Client {
+// newRedis is a client for url: a redis:// URL, or a Redis Cluster in
+// jobd's redis+cluster:// form (redistest.Cluster.URL).
+func newRedis(t *testing.T, url string) redis.UniversalClient {
 	t.Helper()
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
+	var rdb redis.UniversalClient
+	if rest, ok := strings.CutPrefix(url, "redis+cluster://"); ok {
+		opt, err := redis.ParseClusterURL("redis://" + rest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt.ContextTimeoutEnabled = true
+		opt.ClusterStateReloadInterval = time.Second // as redisconn sets it
+		rdb = redis.NewClusterClient(opt)
+	} else {
+		opt, err := redis.ParseURL(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt.ContextTimeoutEnabled = true
+		rdb = redis.NewClient(opt)
 	}
-	opt.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { rdb.Close() })
 	return rdb
+}
+
+// topologies are the Redis setups the scheduler's main guarantees are
+// tested on: the package's shared standalone server, and a 3-master,
+// 3-replica Redis Cluster started for the test.
+var topologies = []struct {
+	name string
+	url  func(t *testing.T) string
+}{
+	{"standalone", func(t *testing.T) string { return redistest.SharedURL(t) }},
+	{"cluster", func(t *testing.T) string { return redistest.StartCluster(t).URL() }},
 }
 
 // skewClock is a replica clock off by d.

@@ -35,7 +35,7 @@ func (m *maintenance) maintain(ctx context.Context) {
 func (m *maintenance) abandonDead(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
-	entries, err := m.store.running(ctx)
+	entries, err := m.store.running(ctx, m.cfg.Load().Locks())
 	if err != nil {
 		m.redisError("scan running", err)
 		return
@@ -102,7 +102,7 @@ func (m *maintenance) runMissed(ctx context.Context) {
 			continue
 		}
 		qctx, cancel := context.WithTimeout(ctx, redisTimeout)
-		values, err := m.store.claims(qctx, in.Name, ticks)
+		values, err := m.store.claims(qctx, RefOf(in), ticks)
 		cancel()
 		if err != nil {
 			m.redisError("misfire check", err)
@@ -141,7 +141,7 @@ func (m *maintenance) takeOver(ctx context.Context, in *jobs.Instance, t time.Ti
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	oldID, oldReplica := claimRunID(value), claimReplica(value)
-	rec, found, err := m.store.Record(ctx, in.Name, oldID)
+	rec, found, err := m.store.Record(ctx, RefOf(in), oldID)
 	if err != nil {
 		m.redisError("misfire check", err)
 		return nil, false
@@ -158,7 +158,7 @@ func (m *maintenance) takeOver(ctx context.Context, in *jobs.Instance, t time.Ti
 		}
 	}
 	// The claim exists, so no clock window: only its value changes.
-	c := m.newClaim(in, m.store.tickKey(in.Name, t), t, newRunID(t), "misfire")
+	c := m.newClaim(in, m.store.tickKey(RefOf(in), t), t, newRunID(t), "misfire")
 	old := &Record{RunID: oldID, Instance: in.Name, Job: in.Job, ScheduledAt: t.UTC(), Trigger: "schedule",
 		Replica: oldReplica, Lock: in.Lock, Status: jobs.StatusAbandoned, NeverStarted: true}
 	now := time.Now().UTC()
@@ -166,7 +166,7 @@ func (m *maintenance) takeOver(ctx context.Context, in *jobs.Instance, t time.Ti
 	old.Reason = fmt.Sprintf("replica %s claimed the tick but never started the process", oldReplica)
 	note := fmt.Sprintf("the tick was run again as run %s by replica %s (misfire: run_once)", c.rec.RunID, m.replica)
 	old.Reason += "; " + note
-	ok, err := m.store.Takeover(ctx, in.Name, t, value, c.Value, old, in.History, note)
+	ok, err := m.store.Takeover(ctx, RefOf(in), t, value, c.Value, old, in.History, note)
 	if err != nil {
 		m.redisError("takeover", err)
 		return nil, false

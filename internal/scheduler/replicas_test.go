@@ -27,7 +27,7 @@ func TestMinReplicasAcked(t *testing.T) {
 	startReplica(t, master.URL(), cfg, "a")
 	store := scheduler.NewStore(rdb, prefix(t))
 	waitFor(t, 10*time.Second, "a run while the replica acknowledges", func() bool {
-		_, ok, _ := store.LastSuccess(context.Background(), "j00")
+		_, ok, _ := store.LastSuccess(context.Background(), scheduler.Named("j00"))
 		return ok
 	})
 	replica.Pause()
@@ -35,7 +35,7 @@ func TestMinReplicasAcked(t *testing.T) {
 	before := len(lines(t, out))
 	var skipped scheduler.Record
 	waitFor(t, 10*time.Second, "a tick not started for want of a replica", func() bool {
-		recs, _ := store.History(context.Background(), "j00", 5)
+		recs, _ := store.History(context.Background(), scheduler.Named("j00"), 5)
 		for _, r := range recs {
 			if r.Status == jobs.StatusSkipped && strings.Contains(r.Reason, "not replicated") {
 				skipped = r

@@ -27,58 +27,58 @@ func TestStoreWritesAreRetrySafe(t *testing.T) {
 		name  string
 		match string
 		run   func(ctx context.Context, st *scheduler.Store, inst string) error
-		check func(t *testing.T, ctx context.Context, st *scheduler.Store, direct *redis.Client, pfx string)
+		check func(t *testing.T, ctx context.Context, st *scheduler.Store, direct redis.UniversalClient, pfx string)
 	}{
-		{"push", ":hist:{j}", func(ctx context.Context, st *scheduler.Store, inst string) error {
-			rec := &scheduler.Record{RunID: "r1", Instance: inst, Status: jobs.StatusRunning, Start: &now}
+		{"push", ":hist:{j}:j", func(ctx context.Context, st *scheduler.Store, inst string) error {
+			rec := &scheduler.Record{RunID: "r1", Instance: inst, Lock: inst, Status: jobs.StatusRunning, Start: &now}
 			return st.Push(ctx, rec, 10, "inc", scheduler.Guard{})
-		}, func(t *testing.T, ctx context.Context, st *scheduler.Store, direct *redis.Client, pfx string) {
-			if ids := direct.LRange(ctx, pfx+":hist:{j}", 0, -1).Val(); len(ids) != 1 {
+		}, func(t *testing.T, ctx context.Context, st *scheduler.Store, direct redis.UniversalClient, pfx string) {
+			if ids := direct.LRange(ctx, pfx+":hist:{j}:j", 0, -1).Val(); len(ids) != 1 {
 				t.Fatalf("history %v, want the run once", ids)
 			}
-			if n := direct.HLen(ctx, pfx+":running").Val(); n != 1 {
+			if n := direct.HLen(ctx, pfx+":running:{j}").Val(); n != 1 {
 				t.Fatalf("running index has %d entries", n)
 			}
 		}},
-		{"update", ":hist:{j}", func(ctx context.Context, st *scheduler.Store, inst string) error {
-			rec := &scheduler.Record{RunID: "r1", Instance: inst, Status: "succeeded", Start: &now, End: &now}
+		{"update", ":hist:{j}:j", func(ctx context.Context, st *scheduler.Store, inst string) error {
+			rec := &scheduler.Record{RunID: "r1", Instance: inst, Lock: inst, Status: "succeeded", Start: &now, End: &now}
 			return st.Update(ctx, rec, 10, "inc", scheduler.Guard{})
-		}, func(t *testing.T, ctx context.Context, st *scheduler.Store, direct *redis.Client, pfx string) {
-			if ids := direct.LRange(ctx, pfx+":hist:{j}", 0, -1).Val(); len(ids) != 1 {
+		}, func(t *testing.T, ctx context.Context, st *scheduler.Store, direct redis.UniversalClient, pfx string) {
+			if ids := direct.LRange(ctx, pfx+":hist:{j}:j", 0, -1).Val(); len(ids) != 1 {
 				t.Fatalf("history %v, want the run once", ids)
 			}
-			if n := direct.HLen(ctx, pfx+":running").Val(); n != 0 {
+			if n := direct.HLen(ctx, pfx+":running:{j}").Val(); n != 0 {
 				t.Fatalf("running index has %d entries", n)
 			}
-			if _, ok, _ := st.LastSuccess(ctx, "j"); !ok {
+			if _, ok, _ := st.LastSuccess(ctx, scheduler.Named("j")); !ok {
 				t.Fatal("no last success")
 			}
 		}},
-		{"takeover", ":hist:{j}", func(ctx context.Context, st *scheduler.Store, inst string) error {
-			old := &scheduler.Record{RunID: "old", Instance: inst, Status: jobs.StatusAbandoned}
-			ok, err := st.Takeover(ctx, inst, now, "dead old", "me new", old, 10, "taken over")
+		{"takeover", ":hist:{j}:j", func(ctx context.Context, st *scheduler.Store, inst string) error {
+			old := &scheduler.Record{RunID: "old", Instance: inst, Lock: inst, Status: jobs.StatusAbandoned}
+			ok, err := st.Takeover(ctx, scheduler.Named(inst), now, "dead old", "me new", old, 10, "taken over")
 			if err == nil && !ok {
 				return fmt.Errorf("takeover refused after a lost reply")
 			}
 			return err
-		}, func(t *testing.T, ctx context.Context, st *scheduler.Store, direct *redis.Client, pfx string) {
+		}, func(t *testing.T, ctx context.Context, st *scheduler.Store, direct redis.UniversalClient, pfx string) {
 			if v := direct.Get(ctx, scheduler.TickKey(st, "j", now)).Val(); v != "me new" {
 				t.Fatalf("claim %q", v)
 			}
-			if ids := direct.LRange(ctx, pfx+":hist:{j}", 0, -1).Val(); len(ids) != 1 {
+			if ids := direct.LRange(ctx, pfx+":hist:{j}:j", 0, -1).Val(); len(ids) != 1 {
 				t.Fatalf("history %v, want the old run once", ids)
 			}
 		}},
 		{"heartbeat", ":replica:", func(ctx context.Context, st *scheduler.Store, inst string) error {
 			return st.Beat(ctx, scheduler.Heartbeat{ID: inst}, time.Minute)
-		}, func(t *testing.T, ctx context.Context, st *scheduler.Store, direct *redis.Client, pfx string) {
+		}, func(t *testing.T, ctx context.Context, st *scheduler.Store, direct redis.UniversalClient, pfx string) {
 			if hbs, err := st.Replicas(ctx); err != nil || len(hbs) != 2 {
 				t.Fatalf("replicas %v %v", hbs, err)
 			}
 		}},
 		{"trigger request", ":triggers", func(ctx context.Context, st *scheduler.Store, inst string) error {
 			return st.RequestTrigger(ctx, scheduler.TriggerRequest{RunID: "t-" + inst, Instance: inst, RequestedAt: now})
-		}, func(t *testing.T, ctx context.Context, st *scheduler.Store, direct *redis.Client, pfx string) {
+		}, func(t *testing.T, ctx context.Context, st *scheduler.Store, direct redis.UniversalClient, pfx string) {
 			if n := direct.HLen(ctx, pfx+":triggers").Val(); n != 2 {
 				t.Fatalf("%d trigger requests", n)
 			}
@@ -129,7 +129,7 @@ func TestClaimLostReply(t *testing.T) {
 	if p.Dropped() != 1 {
 		t.Fatalf("%d replies dropped, want 1", p.Dropped())
 	}
-	recs, err := scheduler.NewStore(newRedis(t, srv.URL()), prefix(t)).History(context.Background(), "j00", 100)
+	recs, err := scheduler.NewStore(newRedis(t, srv.URL()), prefix(t)).History(context.Background(), scheduler.Named("j00"), 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,16 +164,16 @@ func TestWaitTimeoutRecordedOnce(t *testing.T) {
 	r := startReplica(t, url, cfg, "a", scheduler.WithSplay(0))
 	st := scheduler.NewStore(rdb, prefix(t))
 	waitFor(t, 15*time.Second, "a skipped record", func() bool {
-		recs, _ := st.History(context.Background(), "j00", 10)
+		recs, _ := st.History(context.Background(), scheduler.Ref{Instance: "j00", Lock: "busy"}, 10)
 		return len(recs) > 0 && recs[0].Status == jobs.StatusSkipped
 	})
 	time.Sleep(300 * time.Millisecond)
 	r.stop()
-	ids := rdb.LRange(context.Background(), prefix(t)+":hist:{j00}", 0, -1).Val()
+	ids := rdb.LRange(context.Background(), prefix(t)+":hist:{busy}:j00", 0, -1).Val()
 	if len(ids) != 1 {
 		t.Fatalf("history %v, want one run", ids)
 	}
-	if n := rdb.HLen(context.Background(), prefix(t)+":running").Val(); n != 0 {
+	if n := rdb.HLen(context.Background(), prefix(t)+":running:{busy}").Val(); n != 0 {
 		t.Fatalf("%d entries left in the running index", n)
 	}
 }
@@ -211,7 +211,7 @@ func TestTakeover(t *testing.T) {
 			rdb.Set(ctx, scheduler.TickKey(st, "j00", tick), "dead "+oldID, time.Minute)
 			if tt.oldRec != nil {
 				rec := *tt.oldRec
-				rec.RunID, rec.Instance, rec.ScheduledAt, rec.Replica = oldID, "j00", tick.UTC(), "dead"
+				rec.RunID, rec.Instance, rec.Lock, rec.ScheduledAt, rec.Replica = oldID, "j00", "j00", tick.UTC(), "dead"
 				if err := st.Push(ctx, &rec, 10, "", scheduler.Guard{}); err != nil {
 					t.Fatal(err)
 				}
@@ -228,7 +228,7 @@ func TestTakeover(t *testing.T) {
 			if want := map[bool]int{true: 1, false: 0}[tt.rerun]; ran != want {
 				t.Fatalf("tick ran %d times, want %d\n%s", ran, want, r.logs)
 			}
-			old, _, _ := st.Record(ctx, "j00", oldID)
+			old, _, _ := st.Record(ctx, scheduler.Named("j00"), oldID)
 			if tt.rerun {
 				want := jobs.StatusAbandoned
 				if tt.oldRec != nil {
@@ -237,7 +237,7 @@ func TestTakeover(t *testing.T) {
 				if old.Status != want || !strings.Contains(old.Reason, tt.oldSays) || old.Start != nil {
 					t.Fatalf("old run's record: %+v", old)
 				}
-				recs, _ := st.History(ctx, "j00", 10)
+				recs, _ := st.History(ctx, scheduler.Named("j00"), 10)
 				if len(recs) == 0 || recs[0].Trigger != "misfire" || !strings.Contains(recs[0].Reason, "takeover") {
 					t.Fatalf("new run's record: %+v", recs)
 				}
@@ -301,11 +301,11 @@ func TestNoStartUnderALostLease(t *testing.T) {
 	p.Unstall()
 	st := scheduler.NewStore(newRedis(t, srv.URL()), prefix(t))
 	waitFor(t, 15*time.Second, "a final record", func() bool {
-		recs, _ := st.History(context.Background(), "j00", 10)
+		recs, _ := st.History(context.Background(), scheduler.Named("j00"), 10)
 		return len(recs) > 0 && recs[len(recs)-1].End != nil
 	})
 	r.stop()
-	recs, _ := st.History(context.Background(), "j00", 10)
+	recs, _ := st.History(context.Background(), scheduler.Named("j00"), 10)
 	first := recs[len(recs)-1]
 	if first.Status != "lock_lost" || first.Start != nil || !strings.Contains(first.Reason, "not started") {
 		t.Fatalf("record %+v, want lock_lost, never started", first)
@@ -340,11 +340,11 @@ func TestRestartedReplicaAbandonsItsOldRuns(t *testing.T) {
 	}
 	r := startReplica(t, url, cfg, "r")
 	waitFor(t, 10*time.Second, "the old run abandoned", func() bool {
-		got, _, _ := st.Record(ctx, "j00", "old-run")
+		got, _, _ := st.Record(ctx, scheduler.Named("j00"), "old-run")
 		return got.Status == jobs.StatusAbandoned
 	})
 	r.stop()
-	if n := rdb.HLen(ctx, prefix(t)+":running").Val(); n != 0 {
+	if n := rdb.HLen(ctx, prefix(t)+":running:{j00}").Val(); n != 0 {
 		t.Fatalf("%d entries left in the running index", n)
 	}
 }
@@ -437,10 +437,10 @@ func TestLateCopiesOfRecordWrites(t *testing.T) {
 		first *scheduler.Record // pushed first
 		late  func(rec *scheduler.Record) error
 	}{
-		{"push", &scheduler.Record{RunID: "a", Instance: "j", Status: jobs.StatusRunning, Start: &now}, func(rec *scheduler.Record) error {
+		{"push", &scheduler.Record{RunID: "a", Instance: "j", Lock: "j", Status: jobs.StatusRunning, Start: &now}, func(rec *scheduler.Record) error {
 			return st.Push(ctx, rec, 10, "inc", scheduler.Guard{})
 		}},
-		{"running update", &scheduler.Record{RunID: "b", Instance: "j", Status: jobs.StatusWaiting}, func(rec *scheduler.Record) error {
+		{"running update", &scheduler.Record{RunID: "b", Instance: "j", Lock: "j", Status: jobs.StatusWaiting}, func(rec *scheduler.Record) error {
 			if err := st.Update(ctx, rec, 10, "inc", scheduler.Guard{}); !errors.Is(err, scheduler.ErrClaimLost) {
 				return fmt.Errorf("a running update of a finished run: %v, want ErrClaimLost (must not start)", err)
 			}
@@ -462,11 +462,11 @@ func TestLateCopiesOfRecordWrites(t *testing.T) {
 			if err := tt.late(&late); err != nil {
 				t.Fatal(err)
 			}
-			got, _, _ := st.Record(ctx, "j", tt.first.RunID)
+			got, _, _ := st.Record(ctx, scheduler.Named("j"), tt.first.RunID)
 			if got.Status != "succeeded" {
 				t.Fatalf("record %s after a late copy, want succeeded", got.Status)
 			}
-			if rdb.HExists(ctx, pfx+":running", tt.first.RunID).Val() {
+			if rdb.HExists(ctx, pfx+":running:{j}", tt.first.RunID).Val() {
 				t.Fatal("the late copy put the run back into the running index")
 			}
 		})
@@ -498,7 +498,7 @@ func TestTriggerRunsOnceWhenItsRemovalFails(t *testing.T) {
 	if n := len(lines(t, out)); n != 1 {
 		t.Fatalf("the trigger ran %d times\n%s", n, r.logs)
 	}
-	recs, _ := st.History(context.Background(), "j00", 10)
+	recs, _ := st.History(context.Background(), scheduler.Named("j00"), 10)
 	if len(recs) != 1 || recs[0].Status != "succeeded" {
 		t.Fatalf("records %+v", recs)
 	}
@@ -523,7 +523,7 @@ func TestAbandonedWaiterDoesNotStart(t *testing.T) {
 	claim := scheduler.TickKey(st, "j", time.Unix(1000, 0))
 	rdb.Set(ctx, claim, "a run-w", time.Minute)
 	g := scheduler.Guard{Key: claim, Value: "a run-w"}
-	rec := &scheduler.Record{RunID: "run-w", Instance: "j", Replica: "a", Status: jobs.StatusWaiting}
+	rec := &scheduler.Record{RunID: "run-w", Instance: "j", Lock: "j", Replica: "a", Status: jobs.StatusWaiting}
 	if err := st.Push(ctx, rec, 10, "inc", g); err != nil {
 		t.Fatal(err)
 	}
@@ -537,7 +537,7 @@ func TestAbandonedWaiterDoesNotStart(t *testing.T) {
 	if err := st.Update(ctx, &running, 10, "inc", g); !errors.Is(err, scheduler.ErrClaimLost) {
 		t.Fatalf("running update of an abandoned waiter: %v, want ErrClaimLost", err)
 	}
-	if got, _, _ := st.Record(ctx, "j", "run-w"); got.Status != jobs.StatusAbandoned || !got.NeverStarted {
+	if got, _, _ := st.Record(ctx, scheduler.Named("j"), "run-w"); got.Status != jobs.StatusAbandoned || !got.NeverStarted {
 		t.Fatalf("record %+v", got)
 	}
 }

@@ -33,9 +33,14 @@ func soakTime(t *testing.T) time.Duration {
 // TestExactlyOnce: three replicas, one started late and one with a clock
 // 1.5s fast; ten jobs every second for 16s (JOBD_SOAK for longer). Every
 // fire time in the window runs exactly once, counted from what the jobs
-// wrote.
+// wrote. On a standalone Redis and on a Redis Cluster.
 func TestExactlyOnce(t *testing.T) {
-	url := redistest.SharedURL(t)
+	for _, top := range topologies {
+		t.Run(top.name, func(t *testing.T) { exactlyOnce(t, top.url(t)) })
+	}
+}
+
+func exactlyOnce(t *testing.T, url string) {
 	total := soakTime(t)
 	out := outFile(t)
 	cfg := config(t, out, jobsYAML(10, "@every 1s", "", recordCmd))
@@ -119,7 +124,12 @@ func TestLoadSpread(t *testing.T) {
 // than its period, on two replicas: their runs never overlap, and the ticks
 // that could not run are recorded as skipped, naming the holder.
 func TestSharedLockNeverOverlaps(t *testing.T) {
-	url := redistest.SharedURL(t)
+	for _, top := range topologies {
+		t.Run(top.name, func(t *testing.T) { sharedLockNeverOverlaps(t, top.url(t)) })
+	}
+}
+
+func sharedLockNeverOverlaps(t *testing.T, url string) {
 	out := outFile(t)
 	cmd := `["sh", "-c", "s=$(date +%s%N); sleep 1.3; echo \"$JOBD_INSTANCE $s $(date +%s%N) $JOBD_FENCE\" >> OUT"]`
 	cfg := config(t, out, jobsYAML(2, "@every 1s", "    lock: shared\n", cmd))
@@ -154,7 +164,7 @@ func TestSharedLockNeverOverlaps(t *testing.T) {
 	store := scheduler.NewStore(newRedis(t, url), prefix(t))
 	skipped := 0
 	for _, name := range []string{"j00", "j01"} {
-		recs, err := store.History(context.Background(), name, 100)
+		recs, err := store.History(context.Background(), scheduler.Ref{Instance: name, Lock: "shared"}, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +212,7 @@ jobs:
 			fmt.Sscan(f[1], &secondStart)
 		}
 	}
-	recs, _ := scheduler.NewStore(newRedis(t, url), prefix(t)).History(context.Background(), "second", 10)
+	recs, _ := scheduler.NewStore(newRedis(t, url), prefix(t)).History(context.Background(), scheduler.Named("second"), 10)
 	for _, rec := range recs {
 		if rec.Status == jobs.StatusSkipped {
 			t.Errorf("second was skipped: %s", rec.Reason)
@@ -264,7 +274,7 @@ func lagOf(t *testing.T, url string, cfg *jobs.Config) string {
 	store := scheduler.NewStore(newRedis(t, url), prefix(t))
 	var lags []time.Duration
 	for _, in := range cfg.Instances {
-		recs, _ := store.History(context.Background(), in.Name, 100)
+		recs, _ := store.History(context.Background(), scheduler.Named(in.Name), 100)
 		for _, r := range recs {
 			if r.Start != nil {
 				lags = append(lags, r.Start.Sub(r.ScheduledAt))

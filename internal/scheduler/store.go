@@ -109,8 +109,9 @@ func (s *Store) Push(ctx context.Context, rec *Record, history int, incarnation 
 	if rec.Status == jobs.StatusRunning || rec.Status == jobs.StatusWaiting {
 		idx = indexEntry(rec, incarnation)
 	}
-	n, err := recordPush.Run(ctx, s.rdb, []string{s.runsKey(rec.Instance), s.histKey(rec.Instance), s.runningKey(), s.guardKey(rec.Instance, g)},
-		rec.RunID, body, history, idx, g.Value).Int()
+	r := refOf(rec)
+	n, err := s.runListed(ctx, recordPush, idx != "", r.Lock, []string{s.runsKey(r), s.histKey(r), s.runningKey(r.Lock), s.guardKey(r, g)},
+		rec.RunID, body, history, idx, g.Value)
 	if err == nil && n < 0 {
 		return fmt.Errorf("%w: run %s of %s", ErrClaimLost, rec.RunID, rec.Instance)
 	}
@@ -131,8 +132,9 @@ func (s *Store) Update(ctx context.Context, rec *Record, history int, incarnatio
 	case jobs.StatusSucceeded:
 		mode = "success"
 	}
-	n, err := recordUpdate.Run(ctx, s.rdb, []string{s.runsKey(rec.Instance), s.runningKey(), s.lastOKKey(rec.Instance), s.histKey(rec.Instance), s.guardKey(rec.Instance, g)},
-		rec.RunID, body, mode, idx, history, g.Value).Int()
+	r := refOf(rec)
+	n, err := s.runListed(ctx, recordUpdate, idx != "", r.Lock, []string{s.runsKey(r), s.runningKey(r.Lock), s.lastOKKey(r), s.histKey(r), s.guardKey(r, g)},
+		rec.RunID, body, mode, idx, history, g.Value)
 	if err == nil && n < 0 {
 		return fmt.Errorf("%w: run %s of %s", ErrClaimLost, rec.RunID, rec.Instance)
 	}
@@ -141,11 +143,33 @@ func (s *Store) Update(ctx context.Context, rec *Record, history int, incarnatio
 
 // guardKey is the key a Guard checks; without one, a key of the same slot
 // that is never read stands in, so that every script names its keys.
-func (s *Store) guardKey(instance string, g Guard) string {
+func (s *Store) guardKey(r Ref, g Guard) string {
 	if g.Key == "" {
-		return s.runsKey(instance)
+		return s.runsKey(r)
 	}
 	return g.Key
+}
+
+// runListed runs a record script and, when it may add to lock's running
+// index (list), adds lock to the running-locks set in the same round trip,
+// so that readers whose config no longer names the lock still find its
+// runs. Members are never removed; SADD is safe to repeat, and an error
+// of either command is returned, so a caller's retry redoes both.
+func (s *Store) runListed(ctx context.Context, sc *redis.Script, list bool, lock string, keys []string, args ...any) (int, error) {
+	if !list {
+		return sc.Run(ctx, s.rdb, keys, args...).Int()
+	}
+	pipe := s.rdb.Pipeline()
+	add := pipe.SAdd(ctx, s.runningLocksKey(), lock)
+	cmd := sc.EvalSha(ctx, pipe, keys, args...)
+	_, _ = pipe.Exec(ctx)
+	if err := add.Err(); err != nil {
+		return 0, err
+	}
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") { // not cached yet, or Redis restarted
+		return sc.Run(ctx, s.rdb, keys, args...).Int()
+	}
+	return cmd.Int()
 }
 
 // Takeover gives tick t of instance, claimed with value old by a run that
@@ -153,20 +177,20 @@ func (s *Store) guardKey(instance string, g Guard) string {
 // now new, and false when the old run may have started (or the claim
 // changed): the tick must then not run again. reason is recorded on the
 // old run. Safe to retry.
-func (s *Store) Takeover(ctx context.Context, instance string, t time.Time, old, new string, oldRec *Record, history int, reason string) (bool, error) {
+func (s *Store) Takeover(ctx context.Context, r Ref, t time.Time, old, new string, oldRec *Record, history int, reason string) (bool, error) {
 	body, _ := json.Marshal(oldRec)
-	n, err := takeover.Run(ctx, s.rdb, []string{s.tickKey(instance, t), s.runsKey(instance), s.histKey(instance)},
+	n, err := takeover.Run(ctx, s.rdb, []string{s.tickKey(r, t), s.runsKey(r), s.histKey(r)},
 		old, oldRec.RunID, new, body, history, "; "+reason).Int()
 	return n == 1, err
 }
 
 // History returns up to limit records of an instance, newest first.
-func (s *Store) History(ctx context.Context, instance string, limit int) ([]Record, error) {
-	ids, err := s.rdb.LRange(ctx, s.histKey(instance), 0, int64(limit)-1).Result()
+func (s *Store) History(ctx context.Context, r Ref, limit int) ([]Record, error) {
+	ids, err := s.rdb.LRange(ctx, s.histKey(r), 0, int64(limit)-1).Result()
 	if err != nil || len(ids) == 0 {
 		return nil, err
 	}
-	bodies, err := s.rdb.HMGet(ctx, s.runsKey(instance), ids...).Result()
+	bodies, err := s.rdb.HMGet(ctx, s.runsKey(r), ids...).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -184,14 +208,14 @@ func (s *Store) History(ctx context.Context, instance string, limit int) ([]Reco
 // whether the given tick of each was claimed: two round trips in all, so
 // that status stays quick with thousands of instances. Instances without
 // a tick in ticks are not checked.
-func (s *Store) Overview(ctx context.Context, instances []string, ticks map[string]time.Time) (last map[string]Record, claimed map[string]bool, err error) {
+func (s *Store) Overview(ctx context.Context, instances []Ref, ticks map[string]time.Time) (last map[string]Record, claimed map[string]bool, err error) {
 	pipe := s.rdb.Pipeline()
 	heads := make([]*redis.StringCmd, len(instances))
 	exists := make(map[string]*redis.IntCmd, len(ticks))
-	for i, name := range instances {
-		heads[i] = pipe.LIndex(ctx, s.histKey(name), 0)
-		if t, ok := ticks[name]; ok {
-			exists[name] = pipe.Exists(ctx, s.tickKey(name, t))
+	for i, r := range instances {
+		heads[i] = pipe.LIndex(ctx, s.histKey(r), 0)
+		if t, ok := ticks[r.Instance]; ok {
+			exists[r.Instance] = pipe.Exists(ctx, s.tickKey(r, t))
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -203,9 +227,9 @@ func (s *Store) Overview(ctx context.Context, instances []string, ticks map[stri
 	}
 	pipe = s.rdb.Pipeline()
 	bodies := make(map[string]*redis.StringCmd)
-	for i, name := range instances {
+	for i, r := range instances {
 		if id := heads[i].Val(); id != "" {
-			bodies[name] = pipe.HGet(ctx, s.runsKey(name), id)
+			bodies[r.Instance] = pipe.HGet(ctx, s.runsKey(r), id)
 		}
 	}
 	last = make(map[string]Record, len(bodies))
@@ -225,8 +249,8 @@ func (s *Store) Overview(ctx context.Context, instances []string, ticks map[stri
 }
 
 // LastSuccess returns an instance's last successful run, if any.
-func (s *Store) LastSuccess(ctx context.Context, instance string) (Record, bool, error) {
-	b, err := s.rdb.Get(ctx, s.lastOKKey(instance)).Bytes()
+func (s *Store) LastSuccess(ctx context.Context, r Ref) (Record, bool, error) {
+	b, err := s.rdb.Get(ctx, s.lastOKKey(r)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return Record{}, false, nil
 	}
@@ -237,17 +261,36 @@ func (s *Store) LastSuccess(ctx context.Context, instance string) (Record, bool,
 	return rec, json.Unmarshal(b, &rec) == nil, nil
 }
 
-// Running returns the running index: run id -> entry.
-func (s *Store) running(ctx context.Context) (map[string]runningEntry, error) {
-	all, err := s.rdb.HGetAll(ctx, s.runningKey()).Result()
+// running returns the running indexes of the given locks and of every
+// lock in the running-locks set: run id -> entry. Two round trips, the
+// second a pipeline (split by slot on Redis Cluster).
+func (s *Store) running(ctx context.Context, locks []string) (map[string]runningEntry, error) {
+	listed, err := s.rdb.SMembers(ctx, s.runningLocksKey()).Result()
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]runningEntry, len(all))
-	for id, b := range all {
-		var e runningEntry
-		if json.Unmarshal([]byte(b), &e) == nil {
-			out[id] = e
+	seen := make(map[string]bool, len(locks)+len(listed))
+	pipe := s.rdb.Pipeline()
+	var cmds []*redis.MapStringStringCmd
+	for _, l := range append(locks, listed...) {
+		if !seen[l] {
+			seen[l] = true
+			cmds = append(cmds, pipe.HGetAll(ctx, s.runningKey(l)))
+		}
+	}
+	out := map[string]runningEntry{}
+	if len(cmds) == 0 {
+		return out, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	for _, c := range cmds {
+		for id, b := range c.Val() {
+			var e runningEntry
+			if json.Unmarshal([]byte(b), &e) == nil {
+				out[id] = e
+			}
 		}
 	}
 	return out, nil
@@ -255,7 +298,8 @@ func (s *Store) running(ctx context.Context) (map[string]runningEntry, error) {
 
 // abandon marks a run abandoned if it is still in the running index.
 func (s *Store) abandon(ctx context.Context, id string, e runningEntry, reason string, neverStarted bool) (bool, error) {
-	recs, err := s.rdb.HGet(ctx, s.runsKey(e.Instance), id).Bytes()
+	r := Ref{Instance: e.Instance, Lock: e.Lock}
+	recs, err := s.rdb.HGet(ctx, s.runsKey(r), id).Bytes()
 	var rec Record
 	if err == nil {
 		_ = json.Unmarshal(recs, &rec)
@@ -268,16 +312,16 @@ func (s *Store) abandon(ctx context.Context, id string, e runningEntry, reason s
 	now := time.Now().UTC()
 	rec.Status, rec.Reason, rec.End, rec.NeverStarted = jobs.StatusAbandoned, reason, &now, neverStarted
 	body, _ := json.Marshal(rec)
-	n, err := recordAbandon.Run(ctx, s.rdb, []string{s.runningKey(), s.runsKey(e.Instance)}, id, body).Int()
+	n, err := recordAbandon.Run(ctx, s.rdb, []string{s.runningKey(r.Lock), s.runsKey(r)}, id, body).Int()
 	return n == 1, err
 }
 
 // claims returns, for each tick, its claim's value ("" when unclaimed).
-func (s *Store) claims(ctx context.Context, instance string, ticks []time.Time) ([]string, error) {
+func (s *Store) claims(ctx context.Context, r Ref, ticks []time.Time) ([]string, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(ticks))
 	for i, t := range ticks {
-		cmds[i] = pipe.Get(ctx, s.tickKey(instance, t))
+		cmds[i] = pipe.Get(ctx, s.tickKey(r, t))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
@@ -338,22 +382,24 @@ func (s *Store) Replicas(ctx context.Context) ([]Heartbeat, error) {
 		return nil, err
 	}
 	sort.Strings(ids)
-	keys := make([]string, len(ids))
+	// GETs in a pipeline, not one MGET: the heartbeats live in many
+	// slots of a Redis Cluster.
+	pipe := s.rdb.Pipeline()
+	vals := make([]*redis.StringCmd, len(ids))
 	for i, id := range ids {
-		keys[i] = s.replicaKey(id)
+		vals[i] = pipe.Get(ctx, s.replicaKey(id))
 	}
-	vals, err := s.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
 	var out []Heartbeat
 	var dead []any
 	for i, v := range vals {
 		var hb Heartbeat
-		if str, ok := v.(string); ok && json.Unmarshal([]byte(str), &hb) == nil {
-			out = append(out, hb)
-		} else if v == nil {
+		if errors.Is(v.Err(), redis.Nil) {
 			dead = append(dead, ids[i])
+		} else if json.Unmarshal([]byte(v.Val()), &hb) == nil {
+			out = append(out, hb)
 		}
 	}
 	if len(dead) > 0 {

@@ -43,8 +43,8 @@ func (s *Store) TriggerPending(ctx context.Context, runID string) (bool, error) 
 }
 
 // Record returns one run's record, if it exists.
-func (s *Store) Record(ctx context.Context, instance, runID string) (Record, bool, error) {
-	b, err := s.rdb.HGet(ctx, s.runsKey(instance), runID).Bytes()
+func (s *Store) Record(ctx context.Context, r Ref, runID string) (Record, bool, error) {
+	b, err := s.rdb.HGet(ctx, s.runsKey(r), runID).Bytes()
 	if err == redis.Nil {
 		return Record{}, false, nil
 	}
@@ -121,7 +121,7 @@ func (tr *triggers) take(ctx context.Context) {
 		if !ok || !in.Enabled {
 			continue // another replica's config may have it
 		}
-		c := tr.newClaim(in, tr.store.manualClaimKey(in.Name, r.RequestedAt, r.RunID), r.RequestedAt, r.RunID, "manual")
+		c := tr.newClaim(in, tr.store.manualClaimKey(RefOf(in), r.RequestedAt, r.RunID), r.RequestedAt, r.RunID, "manual")
 		// The run id is the asker's, the same on every pass: the value
 		// gets a nonce so that a later pass (the request's removal
 		// failed, or the replica restarted) never finds the claim its
