@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/bsm/redislock"
@@ -33,8 +34,26 @@ func libs() []lib {
 	}
 }
 
+// dial is a client on addr: host:port, or "cluster:" and the nodes of a
+// Redis Cluster, comma-separated.
+func dial(addr string) redis.UniversalClient {
+	if nodes, ok := strings.CutPrefix(addr, "cluster:"); ok {
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(nodes, ","),
+			ContextTimeoutEnabled: true, ClusterStateReloadInterval: time.Second})
+	}
+	return redis.NewClient(&redis.Options{Addr: addr})
+}
+
+// initAddress is addr as rueidis's InitAddress.
+func initAddress(addr string) []string {
+	if nodes, ok := strings.CutPrefix(addr, "cluster:"); ok {
+		return strings.Split(nodes, ",")
+	}
+	return []string{addr}
+}
+
 func openJobd(addr string) (lockFn, func()) {
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	rdb := dial(addr)
 	c := mutex.New(rdb, mutex.WithPrefix("bench"))
 	return func(ctx context.Context, key string) (func() error, error) {
 			m := c.NewMutex(key, mutex.WithTTL(ttl))
@@ -50,7 +69,7 @@ func openJobd(addr string) (lockFn, func()) {
 
 func openRedsync(opts ...redsync.Option) func(string) (lockFn, func()) {
 	return func(addr string) (lockFn, func()) {
-		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		rdb := dial(addr)
 		rs := redsync.New(goredis.NewPool(rdb))
 		return func(ctx context.Context, key string) (func() error, error) {
 			m := rs.NewMutex(key, append([]redsync.Option{redsync.WithExpiry(ttl)}, opts...)...)
@@ -64,7 +83,7 @@ func openRedsync(opts ...redsync.Option) func(string) (lockFn, func()) {
 
 func openRedislock(backoff time.Duration) func(string) (lockFn, func()) {
 	return func(addr string) (lockFn, func()) {
-		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		rdb := dial(addr)
 		locker := redislock.New(rdb)
 		return func(ctx context.Context, key string) (func() error, error) {
 			l, err := locker.Obtain(ctx, key, ttl, &redislock.Options{RetryStrategy: redislock.LinearBackoff(backoff)})
@@ -78,7 +97,7 @@ func openRedislock(backoff time.Duration) func(string) (lockFn, func()) {
 
 func openRueidislock(addr string) (lockFn, func()) {
 	locker, err := rueidislock.NewLocker(rueidislock.LockerOption{
-		ClientOption: rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: false},
+		ClientOption: rueidis.ClientOption{InitAddress: initAddress(addr), DisableCache: false},
 		KeyMajority:  1, KeyValidity: ttl, NoLoopTracking: true,
 	})
 	if err != nil {
@@ -96,7 +115,7 @@ func openRueidislock(addr string) (lockFn, func()) {
 // openRaw is the floor: SET key token NX PX, retried every millisecond,
 // and a DEL of the key (not owner-checked: the floor, not a safe lock).
 func openRaw(addr string) (lockFn, func()) {
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	rdb := dial(addr)
 	return func(ctx context.Context, key string) (func() error, error) {
 		b := make([]byte, 16)
 		_, _ = rand.Read(b)

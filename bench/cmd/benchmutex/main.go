@@ -3,7 +3,10 @@
 // waiter, and the seed article's contended counter (20 workers × 100
 // increments). It prints one key=value line per library per scenario
 // (`make bench-mutex`). Figures from different runs are not comparable;
-// compare the ratios within a run.
+// compare the ratios within a run. Rows with topology=cluster are measured
+// on a 3-master, 3-replica Redis Cluster in the same run (-cluster=false
+// skips them); scenario=claims is a replica's tick: 200 claims with their
+// locks in one TryLockBatch.
 package main
 
 import (
@@ -41,6 +44,7 @@ func main() {
 	limit := flag.Duration("limit", 60*time.Second, "time limit per library per scenario")
 	worker := flag.String("herd-worker", "", "internal: run herd waiters for this library against -addr")
 	addr := flag.String("addr", "", "internal: the Redis of a herd worker")
+	cluster := flag.Bool("cluster", true, "also run uncontended, handoff and claims on a 3-master, 3-replica Redis Cluster")
 	flag.Parse()
 	if *worker != "" {
 		os.Exit(herdWorker(*worker, *addr, *limit))
@@ -76,6 +80,14 @@ func main() {
 			admin.FlushAll(context.Background())
 		}
 	}
+	if *only == "" || strings.Contains("jobd", *only) {
+		ctx, cancel := context.WithTimeout(context.Background(), *limit)
+		fmt.Printf("bench=mutex scenario=claims topology=standalone lib=jobd %s\n", claims(ctx, srv.Addr, admin))
+		cancel()
+	}
+	if *cluster {
+		runCluster(*only, *ops, *rounds, *limit)
+	}
 }
 
 // stats is Redis's command count and CPU seconds (user+sys).
@@ -95,26 +107,40 @@ func stats(ctx context.Context, rdb *redis.Client) (cmds int64, cpu float64) {
 }
 
 // meter measures Redis's commands and CPU between its start and done,
-// per unit of work; the INFO calls themselves are taken off.
+// summed over the servers given (a cluster's masters), per unit of work;
+// the INFO calls themselves are taken off.
 type meter struct {
-	rdb  *redis.Client
+	rdbs []*redis.Client
 	cmds int64
 	cpu  float64
 }
 
-func startMeter(ctx context.Context, rdb *redis.Client) *meter {
-	m := &meter{rdb: rdb}
-	m.cmds, m.cpu = stats(ctx, rdb)
+func startMeter(ctx context.Context, rdbs ...*redis.Client) *meter {
+	m := &meter{rdbs: rdbs}
+	m.cmds, m.cpu = m.sum(ctx)
 	return m
 }
 
+func (m *meter) sum(ctx context.Context) (cmds int64, cpu float64) {
+	for _, r := range m.rdbs {
+		c, u := stats(ctx, r)
+		cmds, cpu = cmds+c, cpu+u
+	}
+	return cmds, cpu
+}
+
 func (m *meter) done(ctx context.Context, units int) string {
-	cmds, cpu := stats(ctx, m.rdb)
+	cmds, cpu := m.sum(ctx)
 	return fmt.Sprintf("cmds_per_op=%.1f redis_cpu_us_per_op=%.1f",
-		float64(cmds-m.cmds-1)/float64(units), (cpu-m.cpu)*1e6/float64(units))
+		float64(cmds-m.cmds-int64(len(m.rdbs)))/float64(units), (cpu-m.cpu)*1e6/float64(units))
 }
 
 func uncontended(ctx context.Context, l lib, addr string, admin *redis.Client, n int) string {
+	return uncontendedOn(ctx, l, addr, []*redis.Client{admin}, n)
+}
+
+// uncontendedOn is uncontended with Redis's figures summed over admins.
+func uncontendedOn(ctx context.Context, l lib, addr string, admins []*redis.Client, n int) string {
 	lock, closeFn := l.open(addr)
 	defer closeFn()
 	for i := 0; i < 50; i++ { // warm-up: connections and script caches
@@ -123,7 +149,7 @@ func uncontended(ctx context.Context, l lib, addr string, admin *redis.Client, n
 		}
 	}
 	lat := make([]time.Duration, 0, n)
-	m := startMeter(ctx, admin)
+	m := startMeter(ctx, admins...)
 	for i := 0; i < n; i++ {
 		began := time.Now()
 		rel, err := lock(ctx, "u")
