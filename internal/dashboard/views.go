@@ -36,11 +36,14 @@ type overviewPage struct {
 	ConfigError   string
 	ReplicasAlive int
 	Replicas      []replicaRow
-	Warnings      []string
-	Locks         []lockRow
-	Jobs          []jobRow
-	JobsTotal     int
-	Overdue       int
+	// DiffersMajority, DiffersFile: some replica runs another config
+	// than most live replicas, or than the file the dashboard reads.
+	DiffersMajority, DiffersFile bool
+	Warnings                     []string
+	Locks                        []lockRow
+	Jobs                         []jobRow
+	JobsTotal                    int
+	Overdue                      int
 }
 
 type replicaRow struct {
@@ -95,9 +98,9 @@ func (p *overviewPage) fill(st *report.Status, q string) {
 			Clock: r.Clock(), ClockOK: r.ClockOK}
 		switch {
 		case !r.ConfigMatches:
-			row.Differs = "this replica runs another config than most live replicas"
+			row.Differs, p.DiffersMajority = "this replica runs another config than most live replicas", true
 		case st.Config.Hash != "" && r.ConfigHash != st.Config.Hash:
-			row.Differs = "this replica runs another config than " + st.Config.File
+			row.Differs, p.DiffersFile = "this replica runs another config than "+st.Config.File, true
 		}
 		p.Replicas = append(p.Replicas, row)
 		for _, in := range r.Running {
