@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help build test run demo bench bench-mutex bench-scheduler bench-micro fuzz soak chaos lint redis clean
+.PHONY: help build test test-browser dashboard-screenshot chromium run demo bench bench-mutex bench-scheduler bench-micro fuzz soak chaos lint redis clean
 
 FUZZTIME  ?= 5m
 SOAKTIME  ?= 10m
@@ -26,9 +26,24 @@ lint: ## gofmt (must list nothing) and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt -l lists:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags browser ./cmd/jobd/
 
 test: redis lint ## lint, then every test with -race against real redis-server processes
 	$(GO) test -race -count=1 ./...
+
+chromium: ## install Debian's chromium if it is missing (the browser test drives it)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  hint="chromium is not installed and could not be installed here; install it, then run this again: sudo apt-get update && sudo apt-get install -y chromium"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else echo "$$hint" >&2; exit 1; fi; \
+	  echo "installing chromium with apt-get" >&2; \
+	  $$sudo apt-get update -qq >&2 && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2 \
+	    && command -v chromium >/dev/null 2>&1 || { echo "$$hint" >&2; exit 1; }; }
+
+test-browser: redis chromium ## the dashboard in headless Chromium against two real replicas (build tag browser; CI runs it)
+	$(GO) test -race -count=1 -tags browser -run '^TestDashboardBrowser$$' -v ./cmd/jobd/
+
+dashboard-screenshot: redis chromium ## regenerate docs/dashboard.png with the browser test
+	JOBD_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(GO) test -count=1 -tags browser -run '^TestDashboardBrowser$$' -v ./cmd/jobd/
 
 run: build ## run the daemon on jobs.example.yaml against a local Redis (a private one is started if none answers on 6379)
 	scripts/redis.sh run bin/jobd --log-format text -c jobs.example.yaml run

@@ -22,7 +22,7 @@ func TestReadyzClock(t *testing.T) {
 	ok := false
 	addr := freeAddr(t)
 	stop, err := serveHTTP(context.Background(), addr, newMetrics(func() *scheduler.Scheduler { return nil }), rdb,
-		func() bool { return ok }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		func() bool { return ok }, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

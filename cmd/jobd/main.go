@@ -3,7 +3,8 @@
 //
 // It only wires the internal packages, parses flags, prints and maps
 // errors to exit codes: this file for every command, run.go for the
-// daemon, lock.go for `jobd lock`, ops.go for the operator commands.
+// daemon, lock.go for `jobd lock`, ops.go for the operator commands,
+// dashboard.go for `jobd dashboard`.
 package main
 
 import (
@@ -123,7 +124,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Flags:                  globalFlags(),
 		UseShortOptionHandling: true,
 		Commands: noStrayArgs(runCommand(), lockCommand(), validateCommand(), planCommand(),
-			statusCommand(), historyCommand(), triggerCommand(), versionCommand()),
+			statusCommand(), historyCommand(), triggerCommand(), dashboardCommand(), versionCommand()),
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
 		ExitErrHandler:        func(*cli.Context, error) {}, // main maps errors to codes
 	}

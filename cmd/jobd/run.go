@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
@@ -34,7 +35,7 @@ func runCommand() *cli.Command {
 			&cli.DurationFlag{Name: "shutdown-grace", Value: scheduler.DefaultShutdownGrace, EnvVars: []string{"JOBD_SHUTDOWN_GRACE"},
 				Usage: "how long running jobs may finish on shutdown"},
 			&cli.StringFlag{Name: "http", EnvVars: []string{"JOBD_HTTP"},
-				Usage: "serve /metrics, /healthz and /readyz on this address, such as 127.0.0.1:9187 (default: off)"},
+				Usage: "serve /metrics, /healthz, /readyz and the read-only dashboard (/) on this address, such as 127.0.0.1:9187 (default: off)"},
 			&cli.DurationFlag{Name: "splay", Value: scheduler.DefaultSplay, EnvVars: []string{"JOBD_SPLAY"},
 				Usage: "a replica not first in line for a tick claims it within this long after the first, in case the first is gone (at most 2s)"},
 		},
@@ -87,7 +88,8 @@ func runDaemon(c *cli.Context) error {
 		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")),
 		scheduler.WithObserver(m))
 	if addr := c.String("http"); addr != "" {
-		stopHTTP, err := serveHTTP(c.Context, addr, m, rdb, sched.ClockOK, log)
+		dash := newDashboard(store, mc, target, sched.Config, cfg.File, log)
+		stopHTTP, err := serveHTTP(c.Context, addr, m, rdb, sched.ClockOK, dash, log)
 		if err != nil {
 			return err
 		}
@@ -99,11 +101,12 @@ func runDaemon(c *cli.Context) error {
 }
 
 // newMetrics and serveHTTP wire the daemon's metrics and HTTP endpoints
-// (see the metrics package); a bad --http is exit 2.
+// (see the metrics package), and the dashboard at / (nil: none); a bad
+// --http is exit 2.
 func newMetrics(sched func() *scheduler.Scheduler) *metrics.Metrics { return metrics.New(sched) }
 
-func serveHTTP(ctx context.Context, addr string, m *metrics.Metrics, rdb redis.UniversalClient, clockOK func() bool, log *slog.Logger) (stop func(), err error) {
-	if stop, err = metrics.Serve(ctx, addr, m, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, clockOK, log); err != nil {
+func serveHTTP(ctx context.Context, addr string, m *metrics.Metrics, rdb redis.UniversalClient, clockOK func() bool, dash http.Handler, log *slog.Logger) (stop func(), err error) {
+	if stop, err = metrics.Serve(ctx, addr, m, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, clockOK, dash, log); err != nil {
 		return nil, exitf(exitUsage, "--http %s: %v", addr, err)
 	}
 	return stop, nil

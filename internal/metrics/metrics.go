@@ -215,10 +215,11 @@ func (m *Metrics) refreshLastSuccess(ctx context.Context, store *scheduler.Store
 }
 
 // Serve serves /metrics, /healthz and /readyz on addr until stop is
-// called. /readyz is 200 only while ping (Redis) answers within a second
-// and clockOK says the replica's clock is close enough to Redis's to
-// claim ticks. A listen error is returned as is.
-func Serve(ctx context.Context, addr string, m *Metrics, ping func(context.Context) error, clockOK func() bool, log *slog.Logger) (stop func(), err error) {
+// called, and, when root is not nil, every other path with root (the
+// dashboard). /readyz is 200 only while ping (Redis) answers within a
+// second and clockOK says the replica's clock is close enough to Redis's
+// to claim ticks. A listen error is returned as is.
+func Serve(ctx context.Context, addr string, m *Metrics, ping func(context.Context) error, clockOK func() bool, root http.Handler, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -238,6 +239,11 @@ func Serve(ctx context.Context, addr string, m *Metrics, ping func(context.Conte
 			_, _ = w.Write([]byte("ok\n"))
 		}
 	})
+	served := "/metrics, /healthz and /readyz"
+	if root != nil {
+		mux.Handle("/", root)
+		served = "/metrics, /healthz, /readyz and the dashboard at /"
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
@@ -246,7 +252,7 @@ func Serve(ctx context.Context, addr string, m *Metrics, ping func(context.Conte
 			log.Error("http server failed", "err", err)
 		}
 	}()
-	log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	log.Info("serving "+served, "addr", ln.Addr().String())
 	return func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()

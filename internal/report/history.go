@@ -23,17 +23,7 @@ func WriteHistory(w io.Writer, instance string, recs []scheduler.Record, output 
 	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
 	row(tw, "SCHEDULED", "RUN ID", "REPLICA", "TRIGGER", "STATUS", "EXIT", "DURATION", "FENCE")
 	for _, r := range recs {
-		exit, dur := "-", "-"
-		switch {
-		case r.Signal != "":
-			exit = r.Signal
-		case r.ExitCode != nil:
-			exit = fmt.Sprint(*r.ExitCode)
-		}
-		if r.Start != nil && r.End != nil {
-			dur = human(seconds(r.End.Sub(*r.Start)))
-		}
-		row(tw, r.ScheduledAt.Format(time.RFC3339), r.RunID, r.Replica, r.Trigger, r.Status, exit, dur, r.Fence)
+		row(tw, r.ScheduledAt.Format(time.RFC3339), r.RunID, r.Replica, r.Trigger, r.Status, Exit(r), RunDuration(r), r.Fence)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -184,9 +184,8 @@ func (st *Status) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "REPLICAS\nID\tHOST\tPID\tVERSION\tUPTIME\tHEARTBEAT\tRUNNING\tCONFIG\tCLOCK\n")
 	for _, r := range st.Replicas {
-		cfg := ifElse(r.ConfigMatches, "ok ", "DIFFERS ") + r.ConfigHash[:min(len(r.ConfigHash), 12)]
-		clock := fmt.Sprintf(ifElse(r.ClockOK, "ok %+.1fs", "OFF %+.1fs: NOT CLAIMING"), r.ClockOffset)
-		row(tw, r.ID, r.Host, r.PID, r.Version, human(r.Uptime), human(r.HeartbeatAge)+" ago", running(r.Running), cfg, clock)
+		cfg := ifElse(r.ConfigMatches, "ok ", "DIFFERS ") + ShortHash(r.ConfigHash)
+		row(tw, r.ID, r.Host, r.PID, r.Version, human(r.Uptime), human(r.HeartbeatAge)+" ago", running(r.Running), cfg, r.Clock())
 	}
 	if len(st.Replicas) == 0 {
 		fmt.Fprintln(tw, "(none)")
@@ -215,10 +214,10 @@ func (st *Status) WriteTable(w io.Writer) error {
 	for _, j := range st.Jobs {
 		next, last, replica, status, dur := j.State, "never", "-", "-", "-"
 		if j.NextFire != nil {
-			next = "in " + human(seconds(time.Until(*j.NextFire)))
+			next = In(time.Now(), *j.NextFire)
 		}
 		if r := j.LastRun; r != nil {
-			last, replica, status = human(seconds(st.GeneratedAt.Sub(r.ScheduledAt)))+" ago", r.Replica, string(r.Status)
+			last, replica, status = Ago(st.GeneratedAt, r.ScheduledAt), r.Replica, string(r.Status)
 			if r.Duration != nil {
 				dur = human(*r.Duration)
 			}

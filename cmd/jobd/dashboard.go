@@ -1,0 +1,78 @@
+package main
+
+import (
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/jobd/jobd/internal/dashboard"
+	"github.com/jobd/jobd/internal/jobs"
+	"github.com/jobd/jobd/internal/mutex"
+	"github.com/jobd/jobd/internal/redisconn"
+	"github.com/jobd/jobd/internal/scheduler"
+)
+
+// defaultDashboardAddr is where `jobd dashboard` listens without --http.
+const defaultDashboardAddr = "127.0.0.1:9188"
+
+func dashboardCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "dashboard",
+		Usage: "serve a read-only web dashboard of the cluster (reads Redis only)",
+		Description: "Serves on --http what `jobd status` shows, updated live: the replicas, the held\n" +
+			"locks, the instances (?q= filters them by name) with OVERDUE ones flagged, and\n" +
+			"each instance's history with its runs' output (/instance?name=INSTANCE). Needs\n" +
+			"no replica on this host; INSTANCES needs --config, as status does. While Redis\n" +
+			"is unreachable the page says so and keeps trying. It changes nothing in Redis.\n" +
+			"`jobd run --http ADDR` serves the same dashboard from a replica.\n\n" +
+			"Exit codes: 0 after SIGINT/SIGTERM, 2 bad flags or --http address.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "http", Value: defaultDashboardAddr,
+				Usage: "serve the dashboard on this address (host:port)"},
+		},
+		Action: runDashboard,
+	}
+}
+
+func runDashboard(c *cli.Context) error {
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(c, true)
+	if err != nil {
+		return err
+	}
+	target, rdb, err := openRedis(c, cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	locks := mutex.New(rdb, mutex.WithPrefix(target.Prefix), mutex.WithLogger(log))
+	defer locks.Close()
+	path := defaultConfig
+	if cfg != nil {
+		path = cfg.File
+	}
+	h := newDashboard(scheduler.NewStore(rdb, target.Prefix), locks, target, func() *jobs.Config { return cfg }, path, log)
+	ln, err := net.Listen("tcp", c.String("http"))
+	if err != nil {
+		return exitf(exitUsage, "--http %s: %v", c.String("http"), err)
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("serving the dashboard", "addr", ln.Addr().String(), "redis", target.String(), "config", path)
+	return dashboard.Serve(ctx, ln, h, log)
+}
+
+// newDashboard is the dashboard on store and locks, for `jobd dashboard`
+// and `jobd run --http`; cfg is the schedule file as it is now (nil: none,
+// and path names the file that was looked for).
+func newDashboard(store *scheduler.Store, locks *mutex.Client, target redisconn.Target, cfg func() *jobs.Config, path string, log *slog.Logger) *dashboard.Handler {
+	return dashboard.New(scheduler.NewInspector(store), locks, dashboard.WithConfig(cfg), dashboard.WithConfigFile(path),
+		dashboard.WithTarget(target), dashboard.WithLogger(log))
+}
