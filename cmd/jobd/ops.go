@@ -128,7 +128,7 @@ func showStatus(c *cli.Context, e *env) error {
 	if err != nil {
 		return e.target.Fail(err)
 	}
-	if top, err := e.target.Topology(ctx, e.rdb); err == nil {
+	if top, err := e.target.Topology(ctx); err == nil {
 		st.Redis = &top
 	}
 	if c.Bool("json") {

@@ -182,7 +182,7 @@ func (h *Handler) snapshot(ctx context.Context) (*report.Status, error) {
 func (h *Handler) readHistory(ctx context.Context, name string) ([]scheduler.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
-	return h.insp.History(ctx, name, h.history)
+	return h.insp.History(ctx, scheduler.ConfigRef(h.cfg(), name), h.history)
 }
 
 // redisDown turns a failed read into the banner's text, without the

@@ -177,9 +177,9 @@ type Topology struct {
 
 // Topology tells whether t is a standalone Redis, a Sentinel-watched
 // master or a Redis Cluster, and where the master is now (asked of the
-// sentinels), or which nodes are the cluster's masters (asked of rdb, a
-// client Open made for t).
-func (t Target) Topology(ctx context.Context, rdb redis.UniversalClient) (Topology, error) {
+// sentinels), or which nodes are the cluster's masters (asked of the
+// cluster on a client of its own).
+func (t Target) Topology(ctx context.Context) (Topology, error) {
 	o, err := t.options()
 	switch {
 	case err != nil:
@@ -187,7 +187,10 @@ func (t Target) Topology(ctx context.Context, rdb redis.UniversalClient) (Topolo
 	case o.plain != nil:
 		return Topology{Kind: KindStandalone, Master: o.plain.Addr}, nil
 	case o.cluster != nil:
-		return clusterTopology(ctx, rdb)
+		cc := redis.NewClusterClient(o.cluster)
+		defer cc.Close()
+		top, err := clusterTopology(ctx, cc)
+		return top, t.Fail(err)
 	}
 	opt := o.failover
 	top := Topology{Kind: KindSentinel, Name: opt.MasterName}
@@ -207,7 +210,7 @@ func (t Target) Topology(ctx context.Context, rdb redis.UniversalClient) (Topolo
 }
 
 // clusterTopology lists the masters of the cluster rdb talks to.
-func clusterTopology(ctx context.Context, rdb redis.UniversalClient) (Topology, error) {
+func clusterTopology(ctx context.Context, rdb *redis.ClusterClient) (Topology, error) {
 	top := Topology{Kind: KindCluster}
 	shards, err := rdb.ClusterShards(ctx).Result()
 	if err != nil {
