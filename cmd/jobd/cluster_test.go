@@ -90,7 +90,9 @@ func TestClusterFailover(t *testing.T) {
 		}
 	})
 	t.Run("lock", func(t *testing.T) {
-		if r := cli("lock", "shared", "--", "true"); r.code != 0 {
+		// The jobs hold "shared" most of the time: wait for it, woken by
+		// the release's notification on the cluster.
+		if r := cli("lock", "--wait", "10s", "shared", "--", "true"); r.code != 0 {
 			t.Fatalf("jobd lock exit %d: %s", r.code, r.stderr)
 		}
 	})
