@@ -203,7 +203,7 @@ func triggerCommand() *cli.Command {
 			"(configuration or permission error).",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "wait", Usage: "wait for the run to finish"},
-			&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "with --wait: give up waiting after this long"},
+			&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "with --wait: give up waiting after this long (exit 1); 0: no limit, wait until the run ends"},
 		},
 		Action: runTrigger,
 	}
@@ -215,6 +215,9 @@ const pickupTimeout = 15 * time.Second
 func runTrigger(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return exitf(exitUsage, "trigger: usage: jobd trigger INSTANCE")
+	}
+	if d := c.Duration("timeout"); d < 0 {
+		return exitf(exitUsage, "trigger: --timeout %v: must not be negative (0 waits with no limit)", d)
 	}
 	name := c.Args().First()
 	e, err := connect(c, true)
