@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -552,5 +553,45 @@ func TestReadmeExamples(t *testing.T) {
 	_ = x.daemon.Process.Signal(syscall.SIGTERM)
 	if r := wait(t, x.daemon); r.code != 0 {
 		t.Errorf("the `jobd run` example exited %d on SIGTERM:\n%s", r.code, r.stdout)
+	}
+}
+
+// TestReadmeStatusJSON: the fields the README lists for `jobd status
+// --json` are the fields it prints, no more and no fewer.
+func TestReadmeStatusJSON(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, para, _ := strings.Cut(string(readme), "`--json` prints one object:")
+	para, _, ok := strings.Cut(para, "Fields are only ever added.")
+	if !ok {
+		t.Fatal("README: no list of the fields of status --json")
+	}
+	var documented []string
+	for _, m := range regexp.MustCompile("`([a-z_]+)(?:\\[\\])?`").FindAllStringSubmatch(para, -1) {
+		documented = append(documented, m[1])
+	}
+	var printed []string
+	var walk func(reflect.Type)
+	walk = func(typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || typ == reflect.TypeOf(time.Time{}) {
+			return
+		}
+		for i := range typ.NumField() {
+			if name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+				printed = append(printed, name)
+			}
+			walk(typ.Field(i).Type)
+		}
+	}
+	walk(reflect.TypeOf(statusJSON{}))
+	slices.Sort(documented)
+	slices.Sort(printed)
+	if documented, printed = slices.Compact(documented), slices.Compact(printed); !slices.Equal(documented, printed) {
+		t.Errorf("the README lists\n%v\nstatus --json prints\n%v", documented, printed)
 	}
 }
