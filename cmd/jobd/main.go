@@ -54,7 +54,7 @@ const (
 const exitCodesHelp = `EXIT CODES:
    0     success (jobd lock, trigger --wait: the command's own exit code is passed through)
    1     generic failure
-   2     bad flags or arguments, or unknown instance
+   2     bad flags or arguments, no command or an unknown one, or unknown instance
    3     no replica is alive (status, trigger)
    69    Redis unreachable
    70    lease lost while the command ran (lock), or the run was lock_lost or
@@ -112,7 +112,7 @@ func exitCode(err error) (int, string) {
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	return shortUsageErrors(&cli.App{
 		Name:    "jobd",
 		Usage:   "run cron jobs exactly once across replicas, with Redis locks",
 		Version: version,
@@ -127,7 +127,46 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			statusCommand(), historyCommand(), triggerCommand(), dashboardCommand(), versionCommand()),
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
 		ExitErrHandler:        func(*cli.Context, error) {}, // main maps errors to codes
+		Action:                noCommand,
+	})
+}
+
+// shortUsageErrors makes a flag the app or a command cannot parse (`jobd
+// status --nope`, a missing value, a bad number) a usage error of one
+// line and a hint, exit 2, where urfave/cli prints the whole help.
+func shortUsageErrors(app *cli.App) *cli.App {
+	app.OnUsageError = usageError("jobd")
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = usageError("jobd " + cmd.Name)
 	}
+	return app
+}
+
+func usageError(cmd string) cli.OnUsageErrorFunc {
+	return func(_ *cli.Context, err error, _ bool) error { return usagef(cmd, "%w", err) }
+}
+
+// usagef is a usage error (exit 2): "jobd: MESSAGE", then a hint to
+// run cmd's help.
+func usagef(cmd, format string, args ...any) error {
+	return &exitError{code: exitUsage, plain: true, err: fmt.Errorf("jobd: "+format+"\nrun '%s --help'", append(args, cmd)...)}
+}
+
+// noCommand answers `jobd` without a command (or with an unknown one): a
+// short usage, exit 2. `jobd help` and `jobd --help` print the whole
+// help and exit 0.
+func noCommand(c *cli.Context) error {
+	var names []string
+	for _, cmd := range c.App.VisibleCommands() {
+		if cmd.Name != "help" {
+			names = append(names, cmd.Name)
+		}
+	}
+	if c.NArg() > 0 {
+		return usagef("jobd", "unknown command %q (commands: %s)", c.Args().First(), strings.Join(names, ", "))
+	}
+	return &exitError{code: exitUsage, plain: true, err: fmt.Errorf("usage: jobd [global flags] COMMAND [flags] [ARGS]\n"+
+		"commands: %s\nrun 'jobd --help' for the flags and exit codes, 'jobd COMMAND --help' for a command", strings.Join(names, ", "))}
 }
 
 // noStrayArgs makes the commands that take no arguments refuse them
@@ -139,7 +178,7 @@ func noStrayArgs(cmds ...*cli.Command) []*cli.Command {
 		}
 		cmd.Before = func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return exitf(exitUsage, "%s takes no arguments, got %q", c.Command.Name, c.Args().Slice())
+				return usagef("jobd "+c.Command.Name, "%s takes no arguments, got %q", c.Command.Name, c.Args().Slice())
 			}
 			return nil
 		}
@@ -171,7 +210,10 @@ func versionCommand() *cli.Command {
 //     --limit 5`) moves in front of the arguments.
 //
 // Nothing after "--" moves, nor anything after lock's first argument
-// that is not a lock flag: those words are lock's command.
+// that is not a lock flag: those words are lock's command. A flag that
+// takes a value but ends the line keeps nothing after it, so that it is
+// reported as missing its value (`jobd trigger web --timeout`), not
+// given the next word as one.
 func flagsFirst(app *cli.App, args []string) []string {
 	i := slices.IndexFunc(args, func(a string) bool { return app.Command(a) != nil })
 	if i < 0 {
@@ -194,13 +236,19 @@ func flagsFirst(app *cli.App, args []string) []string {
 			positional++
 		case isLocal || !isGlobal: // unknown flags stay with the command, which reports them
 			flags = append(flags, t)
-			if takes && !hasValue && j+1 < len(args) {
+			if takes && !hasValue && j+1 == len(args) {
+				return slices.Concat(args[:i], globals, args[i:i+1], flags)
+			}
+			if takes && !hasValue {
 				j++
 				flags = append(flags, args[j])
 			}
 		default:
 			globals = append(globals, t)
-			if takesG && !hasValue && j+1 < len(args) {
+			if takesG && !hasValue && j+1 == len(args) {
+				return slices.Concat(args[:i], globals)
+			}
+			if takesG && !hasValue {
 				j++
 				globals = append(globals, args[j])
 			}

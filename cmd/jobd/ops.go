@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -104,9 +105,14 @@ func runStatus(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	tty := isTerminal(c.App.Writer)
 	for {
-		if !c.Bool("json") {
-			fmt.Fprint(c.App.Writer, "\033[H\033[2J") // clear the screen; with --json, a stream of documents (jq reads it)
+		switch {
+		case c.Bool("json"): // a stream of documents (jq reads it)
+		case tty:
+			fmt.Fprint(c.App.Writer, "\033[H\033[2J") // clear the screen
+		default: // a pipe or a file: no terminal codes, a line between the snapshots
+			fmt.Fprintf(c.App.Writer, "--- %s\n", time.Now().UTC().Format(time.RFC3339))
 		}
 		var ee *exitError
 		if err := showStatus(c, e); err != nil && !(errors.As(err, &ee) && ee.code == exitNoReplica) {
@@ -118,6 +124,16 @@ func runStatus(c *cli.Context) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // showStatus prints one status; no replica alive is exit 3.
@@ -203,7 +219,7 @@ func triggerCommand() *cli.Command {
 			"(configuration or permission error).",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "wait", Usage: "wait for the run to finish"},
-			&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "with --wait: give up waiting after this long"},
+			&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "with --wait: give up waiting after this long (exit 1); 0: no limit, wait until the run ends"},
 		},
 		Action: runTrigger,
 	}
@@ -215,6 +231,9 @@ const pickupTimeout = 15 * time.Second
 func runTrigger(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return exitf(exitUsage, "trigger: usage: jobd trigger INSTANCE")
+	}
+	if d := c.Duration("timeout"); d < 0 {
+		return exitf(exitUsage, "trigger: --timeout %v: must not be negative (0 waits with no limit)", d)
 	}
 	name := c.Args().First()
 	e, err := connect(c, true)

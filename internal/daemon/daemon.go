@@ -55,6 +55,7 @@ func Run(ctx context.Context, sched *scheduler.Scheduler, t redisconn.Target, rd
 	for _, opt := range opts {
 		opt(&o)
 	}
+	o.log = o.log.With("replica", sched.ReplicaID()) // as the scheduler's lines
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	sigs := make(chan os.Signal, 4)

@@ -126,7 +126,10 @@ func Run(ctx context.Context, mc *mutex.Client, key string, argv []string, opts 
 		// exclusion may not have held.
 		return 0, failf(ErrLeaseLost, "lock %q: %w before the command finished", key, uerr)
 	case uerr != nil:
-		o.log.Warn("release failed; the lock expires by itself", "lock", key, "err", uerr)
+		// As the scheduler's: which lock, its lease, about when Redis
+		// frees it, and why; never the token.
+		o.log.Warn("lock release failed; Redis frees it when its lease ends",
+			"lock", key, "ttl", o.ttl, "expires_in", m.ExpiresIn().Round(time.Millisecond), "err", uerr)
 	}
 	return code, nil
 }

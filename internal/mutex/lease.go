@@ -33,6 +33,19 @@ func (m *Mutex) errUntrusted(ttl time.Duration) error {
 	return fmt.Errorf("%w: %q: no renewal succeeded for %v", ErrLost, m.name, m.trusted(ttl))
 }
 
+// ExpiresIn is about how long Redis keeps the lock if it is not released
+// (a failed Unlock): the lease the last successful acquisition or renewal
+// set, counted from when that request was sent; Redis counts from when it
+// arrived, up to a round trip later. It is 0 when the handle holds
+// nothing or the lease has run out. It never reveals the token.
+func (m *Mutex) ExpiresIn() time.Duration {
+	token, since, ttl := m.lease()
+	if token == "" {
+		return 0
+	}
+	return max(0, ttl-time.Since(since))
+}
+
 // lease returns the current hold: its token, when the request that last
 // set its lease was sent, and that lease's length.
 func (m *Mutex) lease() (token string, since time.Time, ttl time.Duration) {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/jobd/jobd/internal/scheduler"
@@ -19,16 +18,12 @@ func WriteHistory(w io.Writer, instance string, recs []scheduler.Record, output 
 		_, err := fmt.Fprintf(w, "%s has no runs yet\n", instance)
 		return err
 	}
-	var table strings.Builder
-	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
-	row(tw, "SCHEDULED", "RUN ID", "REPLICA", "TRIGGER", "STATUS", "EXIT", "DURATION", "FENCE")
+	var tab table
+	tab.row("SCHEDULED", "RUN ID", "REPLICA", "TRIGGER", "STATUS", "EXIT", "DURATION", "FENCE")
 	for _, r := range recs {
-		row(tw, r.ScheduledAt.Format(time.RFC3339), r.RunID, r.Replica, r.Trigger, r.Status, Exit(r), RunDuration(r), r.Fence)
+		tab.row(r.ScheduledAt.Format(time.RFC3339), r.RunID, r.Replica, r.Trigger, r.Status, Exit(r), RunDuration(r), r.Fence)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	rows := strings.Split(strings.TrimRight(table.String(), "\n"), "\n")
+	rows := tab.lines()
 	fmt.Fprintln(w, rows[0])
 	for i, r := range recs {
 		fmt.Fprintln(w, rows[i+1])

@@ -3,7 +3,6 @@ package report
 import (
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/jobd/jobd/internal/jobs"
@@ -52,8 +51,8 @@ func NewPlan(cfg *jobs.Config, from time.Time, n int) Plan {
 // WriteTable writes the table `jobd plan` prints: one row per fire time,
 // the instance named on its first.
 func (p Plan) WriteTable(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	row(tw, "INSTANCE", "SCHEDULE", "LOCK", "FIRES (LOCAL)", "UTC", "NOTE")
+	var tab table
+	tab.row("INSTANCE", "SCHEDULE", "LOCK", "FIRES (LOCAL)", "UTC", "NOTE")
 	for _, pi := range p.Instances {
 		sched := pi.Schedule + ifElse(pi.Timezone != "UTC", " ("+pi.Timezone+")", "")
 		state := ifElse(!pi.Enabled, "disabled", ifElse(pi.Suspended, "suspended", ""))
@@ -61,8 +60,8 @@ func (p Plan) WriteTable(w io.Writer) error {
 			if i > 0 {
 				pi.Name, sched, pi.Lock = "", "", ""
 			}
-			row(tw, pi.Name, sched, pi.Lock, f.Local.Format("2006-01-02 15:04:05 MST"), f.UTC.Format(time.RFC3339), strings.TrimSpace(f.Note+" "+state))
+			tab.row(pi.Name, sched, pi.Lock, f.Local.Format("2006-01-02 15:04:05 MST"), f.UTC.Format(time.RFC3339), strings.TrimSpace(f.Note+" "+state))
 		}
 	}
-	return tw.Flush()
+	return tab.writeTo(w)
 }

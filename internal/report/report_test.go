@@ -2,6 +2,8 @@ package report
 
 import (
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +93,156 @@ func TestEmptyTables(t *testing.T) {
 		if line != "" && strings.TrimSpace(line) == "" {
 			t.Errorf("a line of only spaces:\n%q", b.String())
 		}
+	}
+}
+
+// TestTablesDisplayWidth: the status, history and plan tables line up in
+// a terminal when a field holds East Asian wide characters (two cells
+// each), accented letters (one cell, precomposed or not) or only ASCII:
+// every field of every row starts at its header's display column.
+// Job names are ASCII only (the YAML refuses others), but params (so
+// instance names), lock names, replica ids, hosts and labels are not.
+func TestTablesDisplayWidth(t *testing.T) {
+	if _, err := jobs.Parse("jobs.yaml", []byte("jobs:\n  - {name: 日本語ジョブ, schedule: \"@daily\", command: [\"true\"]}\n")); err == nil {
+		t.Fatal("a job named 日本語ジョブ was accepted: test the name column too")
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct{ name, value string }{
+		{"ascii", "plain-job"},
+		{"japanese", "日本語ジョブ"},
+		{"french", "données-été"},
+		{"decomposed accents", "donne\u0301es-e\u0301te\u0301"},
+		{"mixed", "tâche-日本"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := tt.value
+			cfg, err := jobs.Parse("jobs.yaml", []byte(fmt.Sprintf(`jobs:
+  - name: per-user
+    schedule: "@daily"
+    params: [%q, "b"]
+    lock: "lock:{{ .Param }}"
+    command: ["true"]
+`, v)))
+			if err != nil {
+				t.Fatalf("params and locks may hold %q: %v", v, err)
+			}
+			var plan strings.Builder
+			if err := NewPlan(cfg, at, 2).WriteTable(&plan); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(plan.String(), "per-user["+v+"]") || !strings.Contains(plan.String(), "lock:"+v) {
+				t.Fatalf("plan lacks the instance or the lock:\n%s", plan.String())
+			}
+
+			dur := 1.5
+			st := &Status{GeneratedAt: at, ReplicasAlive: 2, Config: Config{File: "jobs.yaml"},
+				Replicas: []Replica{
+					{ID: v, Host: "host-" + v, PID: 7, Version: "v1", StartedAt: at, Uptime: 100, Running: []string{"per-user[" + v + "]"}, ConfigMatches: true, ClockOK: true},
+					{ID: "r2", Host: "web2", PID: 12345, Version: "v1.0.0", StartedAt: at, Uptime: 7500, Running: nil, ConfigMatches: true, ClockOK: true},
+				},
+				Locks: []Lock{
+					{Name: "lock:" + v, Holder: v, Instance: "per-user[" + v + "]", RunID: "20260102T030405Z-aa", Fence: 4, HeldFor: 2, TTL: 28},
+					{Name: "db", Holder: "r2", Label: "jobd lock " + v, Fence: 12, HeldFor: 750, TTL: 3},
+				},
+				Jobs: []Job{
+					{Instance: "per-user[" + v + "]", Job: "per-user", Schedule: "@daily", Timezone: "UTC", State: "active",
+						LastRun: &LastRun{ScheduledAt: at, Replica: v, Status: jobs.StatusSucceeded, Duration: &dur}},
+					{Instance: "per-user[b]", Job: "per-user", Schedule: "@daily", Timezone: "Asia/Tokyo", State: "suspended"},
+				},
+			}
+			var status strings.Builder
+			if err := st.WriteTable(&status); err != nil {
+				t.Fatal(err)
+			}
+
+			code := 3
+			var history strings.Builder
+			if err := WriteHistory(&history, "per-user["+v+"]", []scheduler.Record{
+				{RunID: "r2", ScheduledAt: at, Replica: v, Trigger: "schedule", Status: jobs.StatusFailed, ExitCode: &code, Reason: "exit 3 " + v},
+				{RunID: "r1", ScheduledAt: at, Replica: "replica-b", Trigger: "manual", Status: jobs.StatusSucceeded},
+			}, true); err != nil {
+				t.Fatal(err)
+			}
+			for name, out := range map[string]string{"plan": plan.String(), "status": status.String(), "history": history.String()} {
+				if n := checkAligned(t, out); n == 0 {
+					t.Errorf("%s: no table found:\n%s", name, out)
+				}
+			}
+		})
+	}
+}
+
+// checkAligned checks every table of out (a header line in capitals, then
+// rows, up to a line that is not a row) and returns how many rows it
+// checked: each row's fields (separated by two spaces or more) start at
+// the display columns of consecutive header fields, the second field
+// (when the first is not empty) at the second header's.
+func checkAligned(t *testing.T, out string) (rows int) {
+	t.Helper()
+	var header []int
+	for _, line := range strings.Split(out, "\n") {
+		starts := fieldStarts(line)
+		switch {
+		case len(starts) > 1 && line == strings.ToUpper(line) && !strings.ContainsAny(line, "0123456789"):
+			header = starts
+			continue
+		case len(starts) < 2 && !strings.HasPrefix(line, " "), strings.HasPrefix(line, "  reason:"), strings.HasPrefix(line, "  |"):
+			if !strings.HasPrefix(line, "  ") {
+				header = nil
+			}
+			continue
+		case header == nil:
+			continue
+		}
+		rows++
+		// Fields start where consecutive columns do: only leading cells
+		// (plan's next fire times) and trailing ones (an empty NOTE) may
+		// be empty.
+		first := slices.Index(header, starts[0])
+		if first < 0 || first+len(starts) > len(header) || !slices.Equal(starts, header[first:first+len(starts)]) {
+			t.Errorf("fields at display columns %v, header columns at %v:\n%s\nin:\n%s", starts, header, line, out)
+		}
+		if starts[0] == 0 && starts[1] != header[1] {
+			t.Errorf("second field at display column %d, want %d:\n%s\nin:\n%s", starts[1], header[1], line, out)
+		}
+	}
+	return rows
+}
+
+// fieldStarts returns the display columns where the fields of line
+// start; fields are separated by two spaces or more.
+func fieldStarts(line string) []int {
+	var starts []int
+	col, spaces := 0, 2
+	for _, r := range line {
+		switch {
+		case r == ' ':
+			spaces++
+		case spaces >= 2:
+			starts = append(starts, col)
+			spaces = 0
+		default:
+			spaces = 0
+		}
+		col += display.RuneWidth(r)
+	}
+	return starts
+}
+
+// TestReadmeStatusExample: the README's example of `jobd status` is laid
+// out as WriteTable lays it out.
+func TestReadmeStatusExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "```text\nREDIS standalone")
+	if !ok {
+		t.Fatal("README: no status example (```text, REDIS standalone …)")
+	}
+	example, _, _ := strings.Cut(rest, "```")
+	if n := checkAligned(t, example); n < 5 {
+		t.Errorf("only %d rows checked in the README's status example:\n%s", n, example)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/jobd/jobd/internal/jobs"
@@ -181,36 +180,41 @@ func (st *Status) WriteTable(w io.Writer) error {
 	} else if r != nil {
 		fmt.Fprintf(w, "REDIS %s, master %s%s\n\n", r.Kind, r.Master, ifElse(r.Name != "", " ("+r.Name+")", ""))
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprint(tw, "REPLICAS\nID\tHOST\tPID\tVERSION\tUPTIME\tHEARTBEAT\tRUNNING\tCONFIG\tCLOCK\n")
+	fmt.Fprintln(w, "REPLICAS")
+	var reps table
+	reps.row("ID", "HOST", "PID", "VERSION", "UPTIME", "HEARTBEAT", "RUNNING", "CONFIG", "CLOCK")
 	for _, r := range st.Replicas {
 		cfg := ifElse(r.ConfigMatches, "ok ", "DIFFERS ") + ShortHash(r.ConfigHash)
-		row(tw, r.ID, r.Host, r.PID, r.Version, human(r.Uptime), human(r.HeartbeatAge)+" ago", running(r.Running), cfg, r.Clock())
+		reps.row(r.ID, r.Host, r.PID, r.Version, human(r.Uptime), human(r.HeartbeatAge)+" ago", running(r.Running), cfg, r.Clock())
 	}
+	reps.writeTo(w)
 	if len(st.Replicas) == 0 {
-		fmt.Fprintln(tw, "(none)")
+		fmt.Fprintln(w, "(none)")
 	}
-	fmt.Fprintln(tw)
+	fmt.Fprintln(w)
 	if len(st.RedisWarnings) > 0 {
-		tw.Flush()
 		fmt.Fprintln(w, "REDIS WARNINGS (the guarantees are weaker; see docs/failures.md)")
 		for _, msg := range st.RedisWarnings {
 			fmt.Fprintln(w, "  - "+msg)
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprint(tw, "LOCKS\nKEY\tHOLDER\tINSTANCE\tRUN ID\tFENCE\tHELD FOR\tTTL LEFT\n")
+	fmt.Fprintln(w, "LOCKS")
+	var locks table
+	locks.row("KEY", "HOLDER", "INSTANCE", "RUN ID", "FENCE", "HELD FOR", "TTL LEFT")
 	for _, l := range st.Locks {
-		row(tw, l.Name, l.Holder, cmp.Or(l.Instance, l.Label, "-"), cmp.Or(l.RunID, "-"), l.Fence, human(l.HeldFor), human(l.TTL))
+		locks.row(l.Name, l.Holder, cmp.Or(l.Instance, l.Label, "-"), cmp.Or(l.RunID, "-"), l.Fence, human(l.HeldFor), human(l.TTL))
 	}
+	locks.writeTo(w)
 	if len(st.Locks) == 0 {
-		fmt.Fprintln(tw, "(none)")
+		fmt.Fprintln(w, "(none)")
 	}
-	fmt.Fprint(tw, "\nJOBS\n")
+	fmt.Fprint(w, "\nJOBS\n")
 	if st.Config.Error != "" {
-		fmt.Fprintf(tw, "(no jobs: %s)\n", st.Config.Error)
+		fmt.Fprintf(w, "(no jobs: %s)\n", st.Config.Error)
 	}
-	fmt.Fprintln(tw, "INSTANCE\tSCHEDULE\tTZ\tNEXT\tLAST RUN\tREPLICA\tSTATUS\tDURATION")
+	var insts table
+	insts.row("INSTANCE", "SCHEDULE", "TZ", "NEXT", "LAST RUN", "REPLICA", "STATUS", "DURATION")
 	for _, j := range st.Jobs {
 		next, last, replica, status, dur := j.State, "never", "-", "-", "-"
 		if j.NextFire != nil {
@@ -222,9 +226,9 @@ func (st *Status) WriteTable(w io.Writer) error {
 				dur = human(*r.Duration)
 			}
 		}
-		row(tw, j.Instance, j.Schedule, j.Timezone, next, last, replica, status+ifElse(j.Overdue, " OVERDUE", ""), dur)
+		insts.row(j.Instance, j.Schedule, j.Timezone, next, last, replica, status+ifElse(j.Overdue, " OVERDUE", ""), dur)
 	}
-	return tw.Flush()
+	return insts.writeTo(w)
 }
 
 // seconds is d in seconds, to the millisecond.
@@ -250,22 +254,14 @@ func human(s float64) string {
 	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 }
 
-// running lists a replica's running instances, shortened to fit a column.
+// running lists a replica's running instances, shortened to fit a column
+// of about 40 cells.
 func running(names []string) string {
 	s := strings.Join(names, ",")
-	if len(s) > 40 {
-		s = s[:37] + fmt.Sprintf("… (%d)", len(names))
+	if width(s) > 40 {
+		s = display.Truncate(s, 37, "") + fmt.Sprintf("… (%d)", len(names))
 	}
 	return cmp.Or(s, "-")
-}
-
-// row writes one tab-separated row of a table.
-func row(w io.Writer, cells ...any) {
-	s := make([]string, len(cells))
-	for i, c := range cells {
-		s[i] = fmt.Sprint(c)
-	}
-	fmt.Fprintln(w, strings.Join(s, "\t"))
 }
 
 // ifElse is a if c is true, else b.

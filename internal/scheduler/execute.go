@@ -131,11 +131,15 @@ func (r *runner) recordPanic(c *Claim, p any) {
 
 // release unlocks the run's lock once its record is written. A release
 // after a lost lease is expected to fail, and is not worth a warning.
+// One that fails otherwise leaves the lock to expire: the warning says
+// which, its lease length (ttl), about when Redis frees it (expires_in)
+// and why (err), never its token; `jobd lock` logs the same line.
 func (r *runner) release(c *Claim, log *slog.Logger, lost bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	defer cancel()
 	if err := c.Lease.Unlock(ctx); err != nil && !lost {
-		log.Warn("lock release failed; it expires by itself", "lock", c.in.Lock, "err", err)
+		log.Warn("lock release failed; Redis frees it when its lease ends",
+			"lock", c.in.Lock, "ttl", c.in.LockTTL, "expires_in", c.Lease.ExpiresIn().Round(time.Millisecond), "err", err)
 	}
 }
 

@@ -226,11 +226,12 @@ func (i *Inspector) AwaitRecord(ctx context.Context, ref Ref, runID string, pick
 }
 
 // AwaitEnd waits until rec's run has ended (a final status), for up to
-// timeout (then ErrStillRunning, with the record as last read).
+// timeout (then ErrStillRunning, with the record as last read); a timeout
+// of 0 waits with no limit, until ctx ends.
 func (i *Inspector) AwaitEnd(ctx context.Context, rec Record, timeout time.Duration, fatal func(error) bool) (Record, error) {
 	deadline := time.Now().Add(timeout)
 	for !rec.Status.Final() {
-		if time.Now().After(deadline) {
+		if timeout != 0 && time.Now().After(deadline) {
 			return rec, ErrStillRunning
 		}
 		if !sleepCtx(ctx, 200*time.Millisecond) {

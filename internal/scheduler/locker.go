@@ -54,6 +54,8 @@ type Lease interface {
 	// only when the lease is lost (with the reason as its cause).
 	KeepAlive(ctx context.Context) (context.Context, func())
 	Unlock(ctx context.Context) error
+	// ExpiresIn is about how long Redis keeps the lock if Unlock failed.
+	ExpiresIn() time.Duration
 }
 
 // Holder describes who holds a lock.

@@ -192,6 +192,10 @@ func (s *Scheduler) Reload(cfg *jobs.Config) {
 	s.heartbeat.beatSoon() // peers see the new config hash at once
 }
 
+// ReplicaID is this replica's id (WithReplicaID), the value of the
+// replica key of its log lines.
+func (s *Scheduler) ReplicaID() string { return s.core.replica }
+
 // TerminateRuns cuts the shutdown grace: running jobs are terminated now
 // (a second signal).
 func (s *Scheduler) TerminateRuns() { s.terminateOnce.Do(func() { close(s.terminateNow) }) }

@@ -54,8 +54,7 @@ func (t *ticker) run(ctx context.Context) {
 			return
 		case <-t.reloaded:
 			timer.Stop()
-			t.log.Info("config reloaded", "config_hash", short(t.cfg.Load().Hash))
-			continue // a tick that came due meanwhile fires at once
+			continue // a tick that came due meanwhile fires at once (the daemon logs the reload)
 		case <-timer.C:
 		}
 		var due []*jobs.Instance
