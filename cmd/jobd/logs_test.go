@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,7 +35,9 @@ func TestDaemonLogs(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "jobs.yaml")
 	writeFile(t, cfgPath, "jobs:\n  - {name: a, schedule: \"@daily\", suspend: true, command: [\"true\"]}\n")
-	cmd := exec.Command(jobdBin, "--redis", url, "--prefix", prefix(t), "--log-format", "json", "-c", cfgPath, "run", "--replica-id", "r1")
+	// With --http, so that the HTTP server's lines are checked too.
+	cmd := exec.Command(jobdBin, "--redis", url, "--prefix", prefix(t), "--log-format", "json", "-c", cfgPath, "run", "--replica-id", "r1",
+		"--http", "127.0.0.1:"+strconv.Itoa(freePort(t)))
 	stderr := &redistest.Buffer{}
 	cmd.Stdout, cmd.Stderr = &redistest.Buffer{}, stderr
 	if err := cmd.Start(); err != nil {
@@ -72,6 +75,11 @@ func TestDaemonLogs(t *testing.T) {
 			if l["signal"] != "terminated" {
 				t.Errorf("signal line: %v", l)
 			}
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if n := strings.Count(line, `"replica":`); n != 1 {
+			t.Errorf("replica %d times in %s", n, line)
 		}
 	}
 	if reloads != 1 || signals != 1 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -65,6 +66,11 @@ func runDaemon(c *cli.Context) error {
 		return err
 	}
 	defer rdb.Close()
+	// The scheduler and the daemon add the replica to their own lines;
+	// rlog adds it to the others' (the mutex's, the HTTP server's, this
+	// function's).
+	id := cmp.Or(c.String("replica-id"), mutex.DefaultOwner())
+	rlog := log.With("replica", id)
 	// A daemon waits for an unreachable Redis (go-redis reconnects, and
 	// the scheduler claims nothing until Redis answers); a refusal of its
 	// user, password, permissions or database will not fix itself: exit 78.
@@ -73,13 +79,13 @@ func runDaemon(c *cli.Context) error {
 	case errors.Is(startErr, redisconn.ErrRefused):
 		return startErr
 	case startErr != nil:
-		log.Error("redis unreachable at start; waiting for it (nothing is claimed until it answers)",
+		rlog.Error("redis unreachable at start; waiting for it (nothing is claimed until it answers)",
 			"redis", target.String(), "err", startErr.Error())
 	}
 	var sched *scheduler.Scheduler
 	m := newMetrics(func() *scheduler.Scheduler { return sched })
 	m.SetConfig(cfg)
-	mc := mutex.New(rdb, mutex.WithPrefix(target.Prefix), mutex.WithOwner(c.String("replica-id")), mutex.WithLogger(log), mutex.WithEvents(m.LeaseEvent),
+	mc := mutex.New(rdb, mutex.WithPrefix(target.Prefix), mutex.WithOwner(id), mutex.WithLogger(rlog), mutex.WithEvents(m.LeaseEvent),
 		mutex.WithReplicaWait(cfg.Redis.ReplicaWait()))
 	defer mc.Close()
 	store := scheduler.NewStore(rdb, target.Prefix)
@@ -88,8 +94,8 @@ func runDaemon(c *cli.Context) error {
 		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")),
 		scheduler.WithObserver(m))
 	if addr := c.String("http"); addr != "" {
-		dash := newDashboard(store, mc, target, sched.Config, cfg.File, log)
-		stopHTTP, err := serveHTTP(c.Context, addr, m, rdb, sched.ClockOK, dash, log)
+		dash := newDashboard(store, mc, target, sched.Config, cfg.File, rlog)
+		stopHTTP, err := serveHTTP(c.Context, addr, m, rdb, sched.ClockOK, dash, rlog)
 		if err != nil {
 			return err
 		}

@@ -98,9 +98,16 @@ func New(rdb redis.UniversalClient, opts ...ClientOption) *Client {
 		o(c)
 	}
 	if c.owner == "" {
-		c.owner = host + "-" + c.pid
+		c.owner = DefaultOwner()
 	}
 	return c
+}
+
+// DefaultOwner is the owner id of a Client without WithOwner:
+// HOSTNAME-PID, which is unique among live processes.
+func DefaultOwner() string {
+	host, _ := os.Hostname()
+	return host + "-" + strconv.Itoa(os.Getpid())
 }
 
 // Close stops the shared subscription and waits for its goroutine. Waiters

@@ -37,7 +37,8 @@ func (b *heartbeat) remove(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
 	defer cancel()
 	if err := b.store.RemoveBeat(rctx, b.replica); err != nil {
-		b.log.Warn("could not remove heartbeat; it expires by itself", "err", err)
+		b.log.Warn("could not remove this replica's heartbeat: jobd status lists the replica as alive until the heartbeat expires",
+			"expires_in", 3*b.beatEvery, "err", err)
 	}
 }
 
