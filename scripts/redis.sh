@@ -58,7 +58,7 @@ run() {
   for _ in $(seq 50); do answers 127.0.0.1 "$port" && break; sleep 0.1; done
   answers 127.0.0.1 "$port" || { echo "redis.sh: private redis-server did not start:" >&2; cat "$dir/redis.log" >&2; exit 1; }
   echo "redis.sh: no Redis at 127.0.0.1:6379; started a private one at 127.0.0.1:$port" >&2
-  echo "redis.sh: in another terminal: export JOBD_REDIS_URL=redis://127.0.0.1:$port/0 (then jobd status, history, ...)" >&2
+  echo "redis.sh: in another terminal: export JOBD_REDIS_URL=redis://127.0.0.1:$port/0 JOBD_CONFIG=$PWD/jobs.example.yaml (then bin/jobd status, bin/jobd history heartbeat, ...)" >&2
   JOBD_REDIS_URL="redis://127.0.0.1:$port/0" "$@"
 }
 

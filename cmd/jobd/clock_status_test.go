@@ -43,7 +43,7 @@ func TestStatusShowsClockAndRedisWarnings(t *testing.T) {
 	st := scheduler.NewStore(rdb, prefix(t))
 	hb := scheduler.Heartbeat{ID: "slow", Host: "h", StartedAt: time.Now(), BeatAt: time.Now(),
 		ClockOffset: -64 * time.Second, ClockOK: false, Warnings: []string{"appendonly is off: test"}}
-	if err := st.Beat(ctxT(t, 5*time.Second), hb, time.Minute); err != nil {
+	if _, err := st.Beat(ctxT(t, 5*time.Second), hb, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	r := run(t, url, "status")

@@ -284,7 +284,7 @@ const defaultConfig = "/etc/jobd/jobs.yaml"
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "redis", Value: redisconn.DefaultURL, EnvVars: []string{"JOBD_REDIS_URL"},
-			Usage: "Redis URL: redis://, rediss:// (TLS) or unix://, with user and password if needed"},
+			Usage: "Redis URL: redis://, rediss:// (TLS), unix://, a Sentinel URL (?master_name=) or redis+cluster://, with user and password if needed"},
 		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: defaultConfig, EnvVars: []string{"JOBD_CONFIG"},
 			Usage: "the schedule file (see jobs.example.yaml)"},
 		&cli.StringFlag{Name: "prefix", Value: mutex.DefaultPrefix, EnvVars: []string{"JOBD_PREFIX"},
@@ -324,6 +324,8 @@ func loadConfig(c *cli.Context, optional bool) (*jobs.Config, error) {
 	switch {
 	case errors.As(err, &ps):
 		return nil, &exitError{code: exitFailure, plain: true, err: fmt.Errorf("%w\n%d problem(s) in %s", err, len(ps), path)}
+	case !explicit && errors.Is(err, fs.ErrNotExist):
+		return nil, exitf(exitFailure, "%w (the default schedule file; name yours with -c FILE or JOBD_CONFIG)", err)
 	case err != nil:
 		return nil, exitf(exitFailure, "%w", err)
 	}

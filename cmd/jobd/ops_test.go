@@ -59,11 +59,17 @@ func TestOperatorCommands(t *testing.T) {
 	run := func(t *testing.T, url string, args ...string) result {
 		return wait(t, jobdPrefix(t, url, pfx, args...))
 	}
-	poll(t, 15*time.Second, "three runs of fast", func() bool {
+	// Three runs of fast, one of them on r1, whose /metrics the metrics
+	// subtest reads (the replicas share the ticks by rendezvous hashing).
+	poll(t, 20*time.Second, "three runs of fast, one on r1", func() bool {
 		r := run(t, url, "-c", cfgPath, "history", "fast", "--json")
 		var recs []map[string]any
 		_ = json.Unmarshal([]byte(r.stdout), &recs)
-		return len(recs) >= 3
+		onR1 := false
+		for _, rec := range recs {
+			onR1 = onR1 || (rec["replica"] == "r1" && rec["status"] == "succeeded")
+		}
+		return len(recs) >= 3 && onR1
 	})
 
 	t.Run("status", func(t *testing.T) {

@@ -418,6 +418,18 @@ var readmeExamples = []struct {
 			t.Errorf("dashboard exit %d after SIGTERM: %s", r.code, r.stdout)
 		}
 	}},
+	{prefix: "scrape_configs:", run: func(t *testing.T, x *readmeEnv, body string) {
+		// Prometheus's own file: it must parse, and keep jobd's job label.
+		var sc struct {
+			ScrapeConfigs []struct {
+				JobName     string `yaml:"job_name"`
+				HonorLabels bool   `yaml:"honor_labels"`
+			} `yaml:"scrape_configs"`
+		}
+		if err := yaml.Unmarshal([]byte(body), &sc); err != nil || len(sc.ScrapeConfigs) != 1 || !sc.ScrapeConfigs[0].HonorLabels {
+			t.Errorf("scrape config %+v, %v: want one job with honor_labels: true", sc, err)
+		}
+	}},
 	{prefix: "$ jobd -c jobs.yaml validate", run: func(t *testing.T, x *readmeEnv, body string) {
 		x.runConsole(t, body, consoleOpts{codes: map[string]int{"jobd -c broken.yaml": 1}})
 	}},

@@ -94,7 +94,7 @@ func newCluster(t *testing.T, url string) *cluster {
 		{ID: "r3", Host: "host-c", PID: 33, Version: "v1", ConfigHash: strings.Repeat("f", 64), ClockOK: true},
 	} {
 		hb.StartedAt, hb.BeatAt = now.Add(-time.Hour), now
-		if err := c.store.Beat(ctx, hb, time.Minute); err != nil {
+		if _, err := c.store.Beat(ctx, hb, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}

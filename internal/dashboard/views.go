@@ -83,10 +83,7 @@ func (p *overviewPage) fill(st *report.Status, q string) {
 	now := st.GeneratedAt
 	p.Loaded = true
 	if r := st.Redis; r != nil {
-		p.Redis = r.Kind + ", master " + r.Master
-		if r.Name != "" {
-			p.Redis += " (" + r.Name + ")"
-		}
+		p.Redis = r.String()
 	}
 	p.ConfigFile, p.ConfigHash, p.ConfigError = st.Config.File, report.ShortHash(st.Config.Hash), st.Config.Error
 	p.ReplicasAlive, p.Warnings = st.ReplicasAlive, st.RedisWarnings
@@ -96,11 +93,10 @@ func (p *overviewPage) fill(st *report.Status, q string) {
 			Uptime: report.Human(r.Uptime), StartedAt: r.StartedAt.UTC().Format(time.RFC3339),
 			Heartbeat: report.Human(r.HeartbeatAge) + " ago", Running: r.Running, Hash: report.ShortHash(r.ConfigHash),
 			Clock: r.Clock(), ClockOK: r.ClockOK}
-		switch {
-		case !r.ConfigMatches:
-			row.Differs, p.DiffersMajority = "this replica runs another config than most live replicas", true
-		case st.Config.Hash != "" && r.ConfigHash != st.Config.Hash:
-			row.Differs, p.DiffersFile = "this replica runs another config than "+st.Config.File, true
+		if why := st.Differs(r); why != "" {
+			row.Differs = "this replica " + why
+			p.DiffersMajority = p.DiffersMajority || !r.ConfigMatches
+			p.DiffersFile = p.DiffersFile || r.ConfigMatches
 		}
 		p.Replicas = append(p.Replicas, row)
 		for _, in := range r.Running {

@@ -113,3 +113,45 @@ func TestTLSHint(t *testing.T) {
 		})
 	}
 }
+
+// TestTopologyString: status and the dashboard name each topology the
+// same way.
+func TestTopologyString(t *testing.T) {
+	tests := []struct {
+		top  Topology
+		want string
+	}{
+		{Topology{Kind: KindStandalone, Master: "127.0.0.1:6379"}, "standalone, master 127.0.0.1:6379"},
+		{Topology{Kind: KindSentinel, Master: "10.0.0.2:6379", Name: "mymaster"}, "sentinel, master 10.0.0.2:6379 (mymaster)"},
+		{Topology{Kind: KindCluster, Masters: []string{"10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"}},
+			"cluster, 3 masters: 10.0.0.1:7000, 10.0.0.2:7000, 10.0.0.3:7000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.top.Kind, func(t *testing.T) {
+			if got := tt.top.String(); got != tt.want {
+				t.Errorf("%q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestClusterURLDatabase: a Redis Cluster has only database 0, in the
+// URL as in the file.
+func TestClusterURLDatabase(t *testing.T) {
+	tests := []struct {
+		url string
+		ok  bool
+	}{
+		{"redis+cluster://127.0.0.1:7000", true},
+		{"redis+cluster://127.0.0.1:7000/0?addr=127.0.0.1:7001", true},
+		{"redis+cluster://127.0.0.1:7000/1", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			_, err := Target{URL: tt.url, Prefix: "jobd"}.Open()
+			if (err == nil) != tt.ok {
+				t.Errorf("Open: %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}

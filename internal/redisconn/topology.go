@@ -109,6 +109,9 @@ func (t Target) options() (clientOptions, error) {
 		return o, err
 	}
 	if u, ok := clusterURL(t.URL); ok {
+		if p, err := url.Parse(u); err == nil && strings.Trim(p.Path, "/") != "" && strings.Trim(p.Path, "/") != "0" {
+			return o, fmt.Errorf("%s: Redis Cluster has only database 0", t)
+		}
 		if o.cluster, err = redis.ParseClusterURL(u); err != nil {
 			return o, errors.New(t.Scrub(err.Error()))
 		}
@@ -173,6 +176,20 @@ type Topology struct {
 	Master  string   `json:"master,omitempty"`  // host:port of the current master (standalone, sentinel)
 	Name    string   `json:"name,omitempty"`    // the master's name in Sentinel
 	Masters []string `json:"masters,omitempty"` // the cluster's masters, host:port, sorted
+}
+
+// String is the topology as `jobd status` and the dashboard name it:
+// "standalone, master HOST:PORT", "sentinel, master HOST:PORT (NAME)" or
+// "cluster, 3 masters: HOST:PORT, ...".
+func (top Topology) String() string {
+	if top.Kind == KindCluster {
+		return fmt.Sprintf("%s, %d masters: %s", top.Kind, len(top.Masters), strings.Join(top.Masters, ", "))
+	}
+	s := top.Kind + ", master " + top.Master
+	if top.Name != "" {
+		s += " (" + top.Name + ")"
+	}
+	return s
 }
 
 // Topology tells whether t is a standalone Redis, a Sentinel-watched

@@ -246,3 +246,28 @@ func TestReadmeStatusExample(t *testing.T) {
 		t.Errorf("only %d rows checked in the README's status example:\n%s", n, example)
 	}
 }
+
+// TestDiffers: a replica's config DIFFERS from the majority's, or from
+// the file status read; the reason says which.
+func TestDiffers(t *testing.T) {
+	yes, no := true, false
+	st := &Status{Config: Config{File: "jobs.yaml", Hash: "aaa"}}
+	tests := []struct {
+		name string
+		r    Replica
+		want string
+	}{
+		{"same as all", Replica{ConfigMatches: true, ConfigMatchesFile: &yes}, ""},
+		{"no file", Replica{ConfigMatches: true}, ""},
+		{"not the majority's", Replica{ConfigMatches: false, ConfigMatchesFile: &yes}, "most live replicas"},
+		{"the majority's, not the file's", Replica{ConfigMatches: true, ConfigMatchesFile: &no}, "than jobs.yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := st.Differs(tt.r)
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Errorf("Differs = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

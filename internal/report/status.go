@@ -57,7 +57,10 @@ type Replica struct {
 	HeartbeatAge  float64   `json:"heartbeat_age_seconds"`
 	Running       []string  `json:"running"`
 	ConfigHash    string    `json:"config_hash"`
-	ConfigMatches bool      `json:"config_matches"`
+	ConfigMatches bool      `json:"config_matches"` // the config most live replicas run
+	// ConfigMatchesFile: the replica runs the schedule file status read
+	// (absent without a file).
+	ConfigMatchesFile *bool `json:"config_matches_file,omitempty"`
 	// ClockOffset is the replica's clock minus Redis's; ClockOK is false
 	// while it is beyond 30s and the replica claims nothing.
 	ClockOffset float64 `json:"clock_offset_seconds"`
@@ -143,6 +146,10 @@ func NewStatus(ctx context.Context, insp *scheduler.Inspector, locks *mutex.Clie
 		return st, nil
 	}
 	st.Config.Hash = cfg.Hash
+	for k := range st.Replicas {
+		same := st.Replicas[k].ConfigHash == cfg.Hash
+		st.Replicas[k].ConfigMatchesFile = &same
+	}
 	states, err := insp.Instances(ctx, cfg, now)
 	if err != nil {
 		return nil, err
@@ -168,6 +175,20 @@ func newJob(is scheduler.InstanceState) Job {
 	return j
 }
 
+// Differs says why r's config is not the one it should run ("" when it
+// is): another config than most live replicas run, or than the schedule
+// file status read (edited, and r not reloaded). The table and the
+// dashboard both mark DIFFERS with it.
+func (st *Status) Differs(r Replica) string {
+	switch {
+	case !r.ConfigMatches:
+		return "runs another config than most live replicas"
+	case r.ConfigMatchesFile != nil && !*r.ConfigMatchesFile:
+		return "runs another config than " + st.Config.File + " (edited, and not reloaded? SIGHUP reloads)"
+	}
+	return ""
+}
+
 // WriteTable writes the REPLICAS, LOCKS and JOBS tables that `jobd
 // status` prints, with the Redis warnings, if any, and a first line when
 // no replica is alive.
@@ -175,21 +196,27 @@ func (st *Status) WriteTable(w io.Writer) error {
 	if st.ReplicasAlive == 0 {
 		fmt.Fprint(w, "NO REPLICA IS ALIVE: nothing is being scheduled.\n\n")
 	}
-	if r := st.Redis; r != nil && len(r.Masters) > 0 {
-		fmt.Fprintf(w, "REDIS %s, %d masters: %s\n\n", r.Kind, len(r.Masters), strings.Join(r.Masters, ", "))
-	} else if r != nil {
-		fmt.Fprintf(w, "REDIS %s, master %s%s\n\n", r.Kind, r.Master, ifElse(r.Name != "", " ("+r.Name+")", ""))
+	if r := st.Redis; r != nil {
+		fmt.Fprintf(w, "REDIS %s\n\n", r)
 	}
 	fmt.Fprintln(w, "REPLICAS")
 	var reps table
 	reps.row("ID", "HOST", "PID", "VERSION", "UPTIME", "HEARTBEAT", "RUNNING", "CONFIG", "CLOCK")
+	var differ []string
 	for _, r := range st.Replicas {
-		cfg := ifElse(r.ConfigMatches, "ok ", "DIFFERS ") + ShortHash(r.ConfigHash)
+		why := st.Differs(r)
+		cfg := ifElse(why == "", "ok ", "DIFFERS ") + ShortHash(r.ConfigHash)
 		reps.row(r.ID, r.Host, r.PID, r.Version, human(r.Uptime), human(r.HeartbeatAge)+" ago", running(r.Running), cfg, r.Clock())
+		if why != "" {
+			differ = append(differ, r.ID+": "+why)
+		}
 	}
 	reps.writeTo(w)
 	if len(st.Replicas) == 0 {
 		fmt.Fprintln(w, "(none)")
+	}
+	if len(differ) > 0 {
+		fmt.Fprintf(w, "DIFFERS (%s is %s): %s\n", st.Config.File, ifElse(st.Config.Hash == "", "not read", ShortHash(st.Config.Hash)), strings.Join(differ, "; "))
 	}
 	fmt.Fprintln(w)
 	if len(st.RedisWarnings) > 0 {

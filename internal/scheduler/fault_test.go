@@ -211,7 +211,7 @@ func TestReplicasExpire(t *testing.T) {
 	store := scheduler.NewStore(rdb, prefix(t))
 	ctx := context.Background()
 	for id, ttl := range map[string]time.Duration{"alive": time.Minute, "dying": 200 * time.Millisecond} {
-		if err := store.Beat(ctx, scheduler.Heartbeat{ID: id}, ttl); err != nil {
+		if _, err := store.Beat(ctx, scheduler.Heartbeat{ID: id}, ttl); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -223,7 +223,7 @@ func TestReplicasExpire(t *testing.T) {
 	if ids := rdb.SMembers(ctx, prefix(t)+":replicas").Val(); len(ids) != 1 || ids[0] != "alive" {
 		t.Fatalf("replica set %v, want [alive]", ids)
 	}
-	if err := store.RemoveBeat(ctx, "alive"); err != nil {
+	if err := store.RemoveBeat(ctx, "alive", ""); err != nil {
 		t.Fatal(err)
 	}
 	if hbs, _ := store.Replicas(ctx); len(hbs) != 0 {

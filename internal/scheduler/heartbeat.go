@@ -17,6 +17,8 @@ type heartbeat struct {
 	// now asks for a heartbeat at once (after a reload, so that the new
 	// config hash is published without waiting for the next beat).
 	now chan struct{}
+	// beaten is set once a heartbeat was written (the beat loop's only).
+	beaten bool
 	loop
 }
 
@@ -36,7 +38,7 @@ func (b *heartbeat) beatSoon() {
 func (b *heartbeat) remove(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
 	defer cancel()
-	if err := b.store.RemoveBeat(rctx, b.replica); err != nil {
+	if err := b.store.RemoveBeat(rctx, b.replica, b.incarnation); err != nil {
 		b.log.Warn("could not remove this replica's heartbeat: jobd status lists the replica as alive until the heartbeat expires",
 			"expires_in", 3*b.beatEvery, "err", err)
 	}
@@ -52,11 +54,20 @@ func (b *heartbeat) beat(ctx context.Context) {
 	hb := Heartbeat{ID: b.replica, Host: b.host, PID: b.pid, Version: b.version, StartedAt: b.started.UTC(),
 		ConfigHash: cfg.Hash, Running: b.running(), BeatAt: time.Now().UTC(), Incarnation: b.incarnation,
 		ClockOffset: h.skewNow(), ClockOK: h.clockOK(), Warnings: h.warningList()}
-	if err := b.store.Beat(ctx, hb, 3*b.beatEvery); err != nil {
+	prev, err := b.store.Beat(ctx, hb, 3*b.beatEvery)
+	if err != nil {
 		b.redisError("heartbeat", err)
 		return
 	}
 	b.redisOK()
+	// This replica wrote the heartbeat it replaced, unless another process
+	// runs under the same id (the first beat may replace the one of a
+	// predecessor that stopped).
+	if first := !b.beaten; !first && prev != nil && prev.Incarnation != b.incarnation && h.limiter.allow("duplicate-id", time.Minute) {
+		b.log.Error("another process runs under this replica's id: replica ids must be unique (status shows one of the two, and each may hide the other's runs)",
+			"other_host", prev.Host, "other_pid", prev.PID, "host", b.host, "pid", b.pid)
+	}
+	b.beaten = true
 	peers, err := b.store.Replicas(ctx)
 	if err != nil {
 		return

@@ -30,7 +30,7 @@ func TestOverdueSinceReplicasStarted(t *testing.T) {
 			store := scheduler.NewStore(rdb, prefix(t))
 			for i, ago := range tt.started {
 				hb := scheduler.Heartbeat{ID: string(rune('a' + i)), StartedAt: now.Add(-ago).UTC()}
-				if err := store.Beat(context.Background(), hb, time.Minute); err != nil {
+				if _, err := store.Beat(context.Background(), hb, time.Minute); err != nil {
 					t.Fatal(err)
 				}
 			}

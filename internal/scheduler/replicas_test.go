@@ -67,3 +67,42 @@ func waitReplicaSynced(t *testing.T, url string) {
 		return n == 1
 	})
 }
+
+// TestDuplicateReplicaID: a second process started under a live
+// replica's id is reported (an error in the log of one of the two), and
+// when it stops it does not remove the live replica's heartbeat.
+func TestDuplicateReplicaID(t *testing.T) {
+	url := redistest.SharedURL(t)
+	cfg := config(t, outFile(t), jobsYAML(1, "@yearly", "", recordCmd))
+	first := startReplica(t, url, cfg, "dup")
+	second := startReplica(t, url, cfg, "dup")
+	const msg = "another process runs under this replica's id"
+	waitFor(t, 10*time.Second, "the duplicate id reported", func() bool {
+		return strings.Contains(first.logs.String(), msg) || strings.Contains(second.logs.String(), msg)
+	})
+	second.stop()
+	store := scheduler.NewStore(newRedis(t, url), prefix(t))
+	time.Sleep(time.Second) // two beats of the first
+	hbs, err := store.Replicas(context.Background())
+	if err != nil || len(hbs) != 1 || hbs[0].ID != "dup" {
+		t.Fatalf("replicas after the duplicate stopped: %+v, %v; want the first one still listed", hbs, err)
+	}
+	first.stop()
+
+	// RemoveBeat leaves another incarnation's heartbeat alone.
+	ctx := context.Background()
+	if _, err := store.Beat(ctx, scheduler.Heartbeat{ID: "solo", Incarnation: "x"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		incarnation string
+		left        int
+	}{{"y", 1}, {"x", 0}} {
+		if err := store.RemoveBeat(ctx, "solo", tt.incarnation); err != nil {
+			t.Fatal(err)
+		}
+		if hbs, _ := store.Replicas(ctx); len(hbs) != tt.left {
+			t.Errorf("RemoveBeat by incarnation %q left %d heartbeats, want %d", tt.incarnation, len(hbs), tt.left)
+		}
+	}
+}

@@ -70,7 +70,8 @@ func TestStoreWritesAreRetrySafe(t *testing.T) {
 			}
 		}},
 		{"heartbeat", ":replica:", func(ctx context.Context, st *scheduler.Store, inst string) error {
-			return st.Beat(ctx, scheduler.Heartbeat{ID: inst}, time.Minute)
+			_, err := st.Beat(ctx, scheduler.Heartbeat{ID: inst}, time.Minute)
+			return err
 		}, func(t *testing.T, ctx context.Context, st *scheduler.Store, direct redis.UniversalClient, pfx string) {
 			if hbs, err := st.Replicas(ctx); err != nil || len(hbs) != 2 {
 				t.Fatalf("replicas %v %v", hbs, err)

@@ -64,7 +64,7 @@ func TestNoClaimAfterStop(t *testing.T) {
 			t.Cleanup(func() { mc.Close() })
 			store := scheduler.NewStore(rdb, prefix(t))
 			for _, id := range []string{"x", "y"} {
-				if err := store.Beat(context.Background(), scheduler.Heartbeat{ID: id}, time.Minute); err != nil {
+				if _, err := store.Beat(context.Background(), scheduler.Heartbeat{ID: id}, time.Minute); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -355,22 +355,42 @@ type Heartbeat struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// Beat writes a heartbeat that expires after ttl (one round trip).
-func (s *Store) Beat(ctx context.Context, hb Heartbeat, ttl time.Duration) error {
+// Beat writes a heartbeat that expires after ttl, and returns the one it
+// replaced, if any (one round trip): a replaced heartbeat of another
+// incarnation means another process writes under the same id.
+func (s *Store) Beat(ctx context.Context, hb Heartbeat, ttl time.Duration) (prev *Heartbeat, err error) {
 	b, _ := json.Marshal(hb)
 	pipe := s.rdb.Pipeline()
+	old := pipe.Get(ctx, s.replicaKey(hb.ID))
 	pipe.Set(ctx, s.replicaKey(hb.ID), b, ttl)
 	pipe.SAdd(ctx, s.replicasKey(), hb.ID)
-	_, err := pipe.Exec(ctx)
-	return err
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	var p Heartbeat
+	if old.Err() == nil && json.Unmarshal([]byte(old.Val()), &p) == nil {
+		return &p, nil
+	}
+	return nil, nil
 }
 
-// RemoveBeat deletes a replica's heartbeat (clean shutdown).
-func (s *Store) RemoveBeat(ctx context.Context, id string) error {
+// RemoveBeat deletes a replica's heartbeat (clean shutdown), unless
+// another incarnation wrote it last: a process started under an id
+// already in use must not hide the live replica that has it.
+func (s *Store) RemoveBeat(ctx context.Context, id, incarnation string) error {
+	b, err := s.rdb.Get(ctx, s.replicaKey(id)).Bytes()
+	var hb Heartbeat
+	switch {
+	case errors.Is(err, redis.Nil):
+	case err != nil:
+		return err
+	case json.Unmarshal(b, &hb) == nil && hb.Incarnation != "" && hb.Incarnation != incarnation:
+		return nil // another live process's heartbeat
+	}
 	pipe := s.rdb.Pipeline()
 	pipe.Del(ctx, s.replicaKey(id))
 	pipe.SRem(ctx, s.replicasKey(), id)
-	_, err := pipe.Exec(ctx)
+	_, err = pipe.Exec(ctx)
 	return err
 }
 
