@@ -5,7 +5,9 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -28,7 +30,8 @@ func dashboardCommand() *cli.Command {
 			"each instance's history with its runs' output (/instance?name=INSTANCE). Needs\n" +
 			"no replica on this host; INSTANCES needs --config, as status does. While Redis\n" +
 			"is unreachable the page says so and keeps trying. It changes nothing in Redis.\n" +
-			"`jobd run --http ADDR` serves the same dashboard from a replica.\n\n" +
+			"It reads the file again when it changes; SIGHUP is ignored. `jobd run --http ADDR`\n" +
+			"serves the same dashboard from a replica.\n\n" +
 			"Exit codes: 0 after SIGINT/SIGTERM, 2 bad flags or --http address.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "http", Value: defaultDashboardAddr,
@@ -58,13 +61,16 @@ func runDashboard(c *cli.Context) error {
 	if cfg != nil {
 		path = cfg.File
 	}
-	h := newDashboard(scheduler.NewStore(rdb, target.Prefix), locks, target, func() *jobs.Config { return cfg }, path, log)
+	fc := &fileConfig{path: path, cfg: cfg, log: log}
+	fc.mod, _ = modTime(path)
+	h := newDashboard(scheduler.NewStore(rdb, target.Prefix), locks, target, fc.get, path, log)
 	ln, err := net.Listen("tcp", c.String("http"))
 	if err != nil {
 		return exitf(exitUsage, "--http %s: %v", c.String("http"), err)
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	signal.Ignore(syscall.SIGHUP) // the file is re-read when it changes; a HUP must not kill the server
 	log.Info("serving the dashboard", "addr", ln.Addr().String(), "redis", target.String(), "config", path)
 	return dashboard.Serve(ctx, ln, h, log)
 }
@@ -75,4 +81,47 @@ func runDashboard(c *cli.Context) error {
 func newDashboard(store *scheduler.Store, locks *mutex.Client, target redisconn.Target, cfg func() *jobs.Config, path string, log *slog.Logger) *dashboard.Handler {
 	return dashboard.New(scheduler.NewInspector(store), locks, dashboard.WithConfig(cfg), dashboard.WithConfigFile(path),
 		dashboard.WithTarget(target), dashboard.WithLogger(log))
+}
+
+// fileConfig is the schedule file as the dashboard shows it: read again
+// when its modification time changes (checked at most once a page), so
+// that an edited file is compared with the replicas' configs at once. A
+// file that no longer loads is logged once, and the last good one is kept.
+type fileConfig struct {
+	path string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	cfg     *jobs.Config
+	mod     time.Time
+	lastErr string
+}
+
+func (f *fileConfig) get() *jobs.Config {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	mod, err := modTime(f.path)
+	if err != nil || mod.Equal(f.mod) {
+		return f.cfg
+	}
+	cfg, err := jobs.Load(f.path)
+	if err != nil {
+		if msg := err.Error(); msg != f.lastErr {
+			f.lastErr = msg
+			f.log.Error("schedule file changed but does not load; showing the last good one", "config", f.path, "err", msg)
+		}
+		return f.cfg
+	}
+	f.cfg, f.mod, f.lastErr = cfg, mod, ""
+	f.log.Info("schedule file re-read", "config", f.path, "config_hash", cfg.Hash[:12])
+	return cfg
+}
+
+// modTime is path's modification time.
+func modTime(path string) (time.Time, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return st.ModTime(), nil
 }

@@ -57,6 +57,24 @@ jobs:
 			}
 		})
 	}
+	t.Run("an edited file is re-read; SIGHUP does not stop it", func(t *testing.T) {
+		_ = dash.Process.Signal(syscall.SIGHUP)
+		writeFile(t, cfgPath, `
+jobs:
+  - name: fast
+    schedule: "@every 1s"
+    command: ["sh", "-c", "echo '<script>alert(1)</script>'"]
+  - name: added
+    schedule: "@daily"
+    command: ["true"]
+`)
+		future := time.Now().Add(time.Second) // a new modification time, even on a coarse clock
+		_ = os.Chtimes(cfgPath, future, future)
+		poll(t, 10*time.Second, "the added instance and DIFFERS", func() bool {
+			body := get(t, "http://"+dashAddr+"/", 200)
+			return strings.Contains(body, `<tr data-name="added">`) && strings.Contains(body, "DIFFERS")
+		})
+	})
 	t.Run("SIGTERM stops it with exit 0", func(t *testing.T) {
 		_ = dash.Process.Signal(syscall.SIGTERM)
 		if r := wait(t, dash); r.code != 0 || !strings.Contains(r.stderr, "serving the dashboard") {

@@ -55,7 +55,7 @@ func runLock(c *cli.Context) error {
 		args = append([]string{args[0]}, args[2:]...)
 	}
 	if len(args) < 2 || args[0] == "" {
-		return exitf(exitUsage, "lock: usage: jobd lock [flags] KEY -- COMMAND [ARGS...]")
+		return usagef("jobd lock", "lock: usage: jobd lock [flags] KEY -- COMMAND [ARGS...]")
 	}
 	key, argv := args[0], args[1:]
 	if err := mutex.ValidName(key); err != nil {
@@ -63,10 +63,10 @@ func runLock(c *cli.Context) error {
 	}
 	ttl, wait, grace := c.Duration("ttl"), c.Duration("wait"), c.Duration("kill-grace")
 	if ttl < mutex.MinTTL {
-		return exitf(exitUsage, "lock: --ttl %v is shorter than %v (keep-alive renews every ttl/3)", ttl, mutex.MinTTL)
+		return usagef("jobd lock", "lock: --ttl %v is shorter than %v (keep-alive renews every ttl/3)", ttl, mutex.MinTTL)
 	}
 	if wait < 0 || grace < 0 {
-		return exitf(exitUsage, "lock: --wait and --kill-grace must not be negative")
+		return usagef("jobd lock", "lock: --wait and --kill-grace must not be negative")
 	}
 	// Signals are caught from the start, so that Ctrl-C while waiting for
 	// the lock ends the wait instead of killing jobd mid-acquisition.

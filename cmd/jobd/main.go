@@ -127,8 +127,22 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			statusCommand(), historyCommand(), triggerCommand(), dashboardCommand(), versionCommand()),
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
 		ExitErrHandler:        func(*cli.Context, error) {}, // main maps errors to codes
-		Action:                noCommand,
+		// A bad --log-format or --log-level is a usage error for every
+		// command, also those that log nothing (validate, plan).
+		Before: func(c *cli.Context) error {
+			_, err := logging.New(io.Discard, c.String("log-format"), c.String("log-level"))
+			return badLogSetting(err)
+		},
+		Action: noCommand,
 	})
+}
+
+// badLogSetting is a bad log flag as a usage error (nil stays nil).
+func badLogSetting(err error) error {
+	if err == nil {
+		return nil
+	}
+	return usagef("jobd", "%s", strings.TrimPrefix(err.Error(), logging.ErrBadSetting.Error()+": "))
 }
 
 // shortUsageErrors makes a flag the app or a command cannot parse (`jobd
@@ -301,7 +315,7 @@ func globalFlags() []cli.Flag {
 func newLogger(c *cli.Context) (*slog.Logger, error) {
 	log, err := logging.New(c.App.ErrWriter, c.String("log-format"), c.String("log-level"))
 	if err != nil {
-		return nil, exitf(exitUsage, "%s", strings.TrimPrefix(err.Error(), logging.ErrBadSetting.Error()+": "))
+		return nil, badLogSetting(err)
 	}
 	redisconn.SetLogger(log)
 	return log, nil

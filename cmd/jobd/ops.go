@@ -61,11 +61,11 @@ func runPlan(c *cli.Context) error {
 	}
 	n, from := c.Int("count"), time.Now()
 	if n < 1 || n > 1000 {
-		return exitf(exitUsage, "plan: --count %d: expected 1 to 1000", n)
+		return usagef("jobd plan", "plan: --count %d: expected 1 to 1000", n)
 	}
 	if s := c.String("from"); s != "" {
 		if from, err = time.Parse(time.RFC3339, s); err != nil {
-			return exitf(exitUsage, "plan: --from %q: expected RFC 3339, such as 2026-03-29T00:00:00Z", s)
+			return usagef("jobd plan", "plan: --from %q: expected RFC 3339, such as 2026-03-29T00:00:00Z", s)
 		}
 	}
 	plan := report.NewPlan(cfg, from, n)
@@ -176,10 +176,10 @@ func historyCommand() *cli.Command {
 
 func runHistory(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return exitf(exitUsage, "history: usage: jobd history INSTANCE")
+		return usagef("jobd history", "history: usage: jobd history INSTANCE")
 	}
 	if c.Int("limit") < 1 {
-		return exitf(exitUsage, "history: --limit %d: want at least 1", c.Int("limit"))
+		return usagef("jobd history", "history: --limit %d: want at least 1", c.Int("limit"))
 	}
 	name := c.Args().First()
 	e, err := connect(c, false)
@@ -230,10 +230,13 @@ const pickupTimeout = 15 * time.Second
 
 func runTrigger(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return exitf(exitUsage, "trigger: usage: jobd trigger INSTANCE")
+		return usagef("jobd trigger", "trigger: usage: jobd trigger INSTANCE")
 	}
 	if d := c.Duration("timeout"); d < 0 {
-		return exitf(exitUsage, "trigger: --timeout %v: must not be negative (0 waits with no limit)", d)
+		return usagef("jobd trigger", "trigger: --timeout %v: must not be negative (0 waits with no limit)", d)
+	}
+	if c.IsSet("timeout") && !c.Bool("wait") {
+		fmt.Fprintln(c.App.ErrWriter, "jobd: trigger: --timeout bounds --wait, and does nothing without it")
 	}
 	name := c.Args().First()
 	e, err := connect(c, true)

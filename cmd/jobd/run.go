@@ -48,10 +48,10 @@ func runCommand() *cli.Command {
 // and, with --http, the HTTP endpoints; the daemon package runs it.
 func runDaemon(c *cli.Context) error {
 	if d := c.Duration("splay"); d < 0 || d > scheduler.MaxSplay {
-		return exitf(exitUsage, "--splay %v: want between 0 and %v", d, scheduler.MaxSplay)
+		return usagef("jobd run", "--splay %v: want between 0 and %v", d, scheduler.MaxSplay)
 	}
 	if d := c.Duration("shutdown-grace"); d < 0 {
-		return exitf(exitUsage, "--shutdown-grace %v: must not be negative", d)
+		return usagef("jobd run", "--shutdown-grace %v: must not be negative", d)
 	}
 	log, err := newLogger(c)
 	if err != nil {
