@@ -132,14 +132,30 @@ func settle(ctx context.Context, limit time.Duration, op func(ctx context.Contex
 }
 
 // unknownOutcome reports whether err leaves it open whether the command
-// ran: anything but Redis's own reply (an error reply such as NOPERM, or
-// redis.Nil) may have lost a reply to a command that ran.
+// ran, or says that it did not run yet (notRunYet): anything but Redis's
+// own reply (an error reply such as NOPERM, or redis.Nil) may have lost a
+// reply to a command that ran; settle asks both again.
 func unknownOutcome(err error) bool {
 	if err == nil || errors.Is(err, ErrNotReplicated) {
 		return false
 	}
 	var re redis.Error
-	return !errors.As(err, &re)
+	return !errors.As(err, &re) || notRunYet(err)
+}
+
+// notRunYet reports whether err is a Redis error reply that says the
+// command did not run and may succeed if asked again: a Redis Cluster slot
+// in migration (TRYAGAIN, or ASK/MOVED once go-redis's redirects ran
+// out), a cluster or master that is down for a moment (CLUSTERDOWN,
+// MASTERDOWN), a server loading its data (LOADING). Asking again is as
+// safe as after a lost reply.
+func notRunYet(err error) bool {
+	for _, p := range []string{"TRYAGAIN", "ASK", "MOVED", "CLUSTERDOWN", "MASTERDOWN", "LOADING"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // sleep waits d or until ctx ends; it reports whether d elapsed.

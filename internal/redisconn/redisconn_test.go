@@ -154,4 +154,10 @@ func TestClusterURLDatabase(t *testing.T) {
 			}
 		})
 	}
+	// min_replicas_acked is refused on a cluster named by a URL too (the
+	// file's cluster: is refused by validation).
+	acked := Target{URL: "redis+cluster://127.0.0.1:7000", Prefix: "jobd", Redis: jobs.RedisConfig{MinReplicasAcked: 1}}
+	if _, err := acked.Open(); err == nil || !strings.Contains(err.Error(), "min_replicas_acked") {
+		t.Errorf("Open with min_replicas_acked on a cluster URL: %v", err)
+	}
 }

@@ -69,6 +69,17 @@ func (o clientOptions) kind() string {
 // plain ones otherwise. Calls are bounded by their contexts' deadlines,
 // which keep-alive relies on. An error never shows the password.
 func (t Target) options() (clientOptions, error) {
+	o, err := t.clientOptions()
+	if err == nil && o.cluster != nil && t.Redis.MinReplicasAcked > 0 {
+		// Whichever form named the cluster (the file's cluster:, or a
+		// redis+cluster:// URL from the file, --redis or the environment).
+		return o, errors.New("redis.min_replicas_acked is not supported on Redis Cluster: a WAIT answers for one shard only (see docs/failures.md)")
+	}
+	return o, err
+}
+
+// clientOptions are options without the checks across settings.
+func (t Target) clientOptions() (clientOptions, error) {
 	var o clientOptions
 	if err := jobs.CheckPrefix(t.Prefix); err != nil {
 		return o, fmt.Errorf("key prefix %w", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,36 @@ type core struct {
 	cfg atomic.Pointer[jobs.Config]
 	// reloaded wakes the ticker after Reload.
 	reloaded chan struct{}
+
+	// former holds, per instance, the locks it took before a reload
+	// changed its lock: a tick claimed under one of them is not missed.
+	formerMu sync.Mutex
+	former   map[string][]string
+}
+
+// noteLocks remembers the locks that cfg's instances took in old and no
+// longer take (a reload renamed them), for misfire handling.
+func (c *core) noteLocks(old, cfg *jobs.Config) {
+	if old == nil {
+		return
+	}
+	c.formerMu.Lock()
+	defer c.formerMu.Unlock()
+	if c.former == nil {
+		c.former = map[string][]string{}
+	}
+	for _, in := range cfg.Instances {
+		if prev, ok := old.Instance(in.Name); ok && prev.Lock != in.Lock && !slices.Contains(c.former[in.Name], prev.Lock) {
+			c.former[in.Name] = append(c.former[in.Name], prev.Lock)
+		}
+	}
+}
+
+// formerLocks are the locks in took before reloads changed its lock.
+func (c *core) formerLocks(in *jobs.Instance) []string {
+	c.formerMu.Lock()
+	defer c.formerMu.Unlock()
+	return slices.DeleteFunc(slices.Clone(c.former[in.Name]), func(l string) bool { return l == in.Lock })
 }
 
 // observe calls the observer, logging and ignoring a panic in it, so that

@@ -38,6 +38,13 @@ func (s *Store) tickKey(r Ref, t time.Time) string {
 	return s.tag("tick", r.Lock) + ":" + r.Instance + ":" + strconv.FormatInt(t.Unix(), 10)
 }
 
+// legacyTickKey is the claim of the instance's tick t in the layout
+// before the lock's hash tag (P:tick:{INSTANCE}:UNIX), which misfire
+// handling still reads so that an upgrade never runs a tick twice.
+func (s *Store) legacyTickKey(instance string, t time.Time) string {
+	return s.prefix + ":tick:{" + instance + "}:" + strconv.FormatInt(t.Unix(), 10)
+}
+
 // manualClaimKey is the claim of a manual trigger: the run id makes it its
 // own claim, apart from the tick at the time it was asked.
 func (s *Store) manualClaimKey(r Ref, at time.Time, runID string) string {

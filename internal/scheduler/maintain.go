@@ -116,6 +116,20 @@ func (m *maintenance) runMissed(ctx context.Context) {
 			}
 			continue
 		}
+		qctx, cancel = context.WithTimeout(ctx, redisTimeout)
+		elsewhere, err := m.store.claimedElsewhere(qctx, in.Name, m.formerLocks(in), t)
+		cancel()
+		switch {
+		case err != nil:
+			m.redisError("misfire check", err)
+			return
+		case elsewhere:
+			// Claimed under the instance's former lock, or by a version
+			// of jobd before the lock-tagged key layout: it ran (or may
+			// have), so it is not run again.
+			m.log.Debug("tick claimed under another key: not run again", "job", in.Name, "scheduled_at", t.UTC())
+			continue
+		}
 		older := 0
 		for _, v := range values[:last] {
 			if v == "" {

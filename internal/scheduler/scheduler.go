@@ -184,7 +184,7 @@ func (s *Scheduler) Config() *jobs.Config { return s.core.cfg.Load() }
 // Reload switches to cfg and publishes its hash in a heartbeat at once.
 // Running jobs are unaffected; a removed job finishes its current run.
 func (s *Scheduler) Reload(cfg *jobs.Config) {
-	s.core.cfg.Store(cfg)
+	s.core.noteLocks(s.core.cfg.Swap(cfg), cfg)
 	select {
 	case s.core.reloaded <- struct{}{}:
 	default:

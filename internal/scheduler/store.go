@@ -153,19 +153,18 @@ func (s *Store) guardKey(r Ref, g Guard) string {
 // runListed runs a record script and, when it may add to lock's running
 // index (list), adds lock to the running-locks set in the same round trip,
 // so that readers whose config no longer names the lock still find its
-// runs. Members are never removed; SADD is safe to repeat, and an error
-// of either command is returned, so a caller's retry redoes both.
+// runs. The SADD is best effort: on Redis Cluster the set lives on one
+// shard, and a run must not wait for that shard (readers also read the
+// running index of every lock in their config). Members are never
+// removed.
 func (s *Store) runListed(ctx context.Context, sc *redis.Script, list bool, lock string, keys []string, args ...any) (int, error) {
 	if !list {
 		return sc.Run(ctx, s.rdb, keys, args...).Int()
 	}
 	pipe := s.rdb.Pipeline()
-	add := pipe.SAdd(ctx, s.runningLocksKey(), lock)
+	pipe.SAdd(ctx, s.runningLocksKey(), lock)
 	cmd := sc.EvalSha(ctx, pipe, keys, args...)
 	_, _ = pipe.Exec(ctx)
-	if err := add.Err(); err != nil {
-		return 0, err
-	}
 	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") { // not cached yet, or Redis restarted
 		return sc.Run(ctx, s.rdb, keys, args...).Int()
 	}
@@ -263,12 +262,11 @@ func (s *Store) LastSuccess(ctx context.Context, r Ref) (Record, bool, error) {
 
 // running returns the running indexes of the given locks and of every
 // lock in the running-locks set: run id -> entry. Two round trips, the
-// second a pipeline (split by slot on Redis Cluster).
+// second a pipeline (split by slot on Redis Cluster). What can be read is
+// returned: a lock whose index (or the set) is on a shard that does not
+// answer is left out, and err is set only when nothing could be read.
 func (s *Store) running(ctx context.Context, locks []string) (map[string]runningEntry, error) {
-	listed, err := s.rdb.SMembers(ctx, s.runningLocksKey()).Result()
-	if err != nil {
-		return nil, err
-	}
+	listed, lerr := s.rdb.SMembers(ctx, s.runningLocksKey()).Result()
 	seen := make(map[string]bool, len(locks)+len(listed))
 	pipe := s.rdb.Pipeline()
 	var cmds []*redis.MapStringStringCmd
@@ -280,12 +278,15 @@ func (s *Store) running(ctx context.Context, locks []string) (map[string]running
 	}
 	out := map[string]runningEntry{}
 	if len(cmds) == 0 {
-		return out, nil
+		return out, lerr
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, err
-	}
+	_, err := pipe.Exec(ctx)
+	read := 0
 	for _, c := range cmds {
+		if c.Err() != nil {
+			continue
+		}
+		read++
 		for id, b := range c.Val() {
 			var e runningEntry
 			if json.Unmarshal([]byte(b), &e) == nil {
@@ -293,7 +294,10 @@ func (s *Store) running(ctx context.Context, locks []string) (map[string]running
 			}
 		}
 	}
-	return out, nil
+	if read > 0 {
+		return out, nil
+	}
+	return nil, errors.Join(lerr, err)
 }
 
 // abandon marks a run abandoned if it is still in the running index.
@@ -331,6 +335,27 @@ func (s *Store) claims(ctx context.Context, r Ref, ticks []time.Time) ([]string,
 		out[i] = c.Val()
 	}
 	return out, nil
+}
+
+// claimedElsewhere reports whether tick t of the instance was claimed
+// under a key other than its current lock's: under one of its former
+// locks, or in the layout of jobd versions before the lock's hash tag.
+// One round trip (a pipeline, split by slot on Redis Cluster).
+func (s *Store) claimedElsewhere(ctx context.Context, instance string, former []string, t time.Time) (bool, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := []*redis.IntCmd{pipe.Exists(ctx, s.legacyTickKey(instance, t))}
+	for _, l := range former {
+		cmds = append(cmds, pipe.Exists(ctx, s.tickKey(Ref{Instance: instance, Lock: l}, t)))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, err
+	}
+	for _, c := range cmds {
+		if c.Val() > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // Heartbeat is what a replica publishes about itself.
