@@ -54,10 +54,11 @@ func (d *decoder) checkJob(path string, j *Job, defaults Options, jobNames map[s
 	o := merge(j.Options, defaults)
 	sched, schedOK := d.jobSchedule(path, j, *o.Timezone)
 	cmdOK := d.checkCommand(path, j.Command)
+	paramsOK := d.checkParams(path, j.Params)
 	d.checkOptions(path, j.Options, o) // option problems don't hide template ones
 	tmpl, tmplOK := d.templates(path, j)
 	cj = checkedJob{Job: j, path: path, opts: o, sched: sched, tmpl: tmpl}
-	rest := schedOK && cmdOK && tmplOK
+	rest := schedOK && cmdOK && paramsOK && tmplOK
 	return cj, nameOK && rest, !nameOK && rest && j.Name != ""
 }
 
@@ -127,6 +128,32 @@ func (d *decoder) checkCommand(path string, c Command) bool {
 	return ok
 }
 
+// checkParams refuses what is almost surely a mistake: an empty list (the
+// job would run once, without a param) and a null item (its instance
+// would be named plainly like the job). A null params: is unset, like any
+// other null field.
+func (d *decoder) checkParams(path string, params []any) bool {
+	n, ok := d.nodes[path+".params"]
+	if !ok || n.Kind != yaml.SequenceNode || d.reported(path+".params") {
+		return !d.reported(path + ".params")
+	}
+	if len(n.Content) == 0 {
+		d.at(path+".params", "params is empty: remove it to run the job once, or list the items")
+		return false
+	}
+	good := true
+	for i := range params {
+		ip := fmt.Sprintf("%s.params[%d]", path, i)
+		if item := d.nodes[ip]; item != nil && item.Kind == yaml.ScalarNode && item.Tag == "!!null" {
+			d.at(ip, "params[%d] is null: give the item a value, or remove it", i)
+			good = false
+		} else if d.reported(ip) || params[i] == nil {
+			good = false
+		}
+	}
+	return good
+}
+
 // expandParams renders one instance per param (one without a param when
 // the job has none). It reports, and leaves out, instances whose templates
 // fail and names already taken: instNames maps each instance name to the
@@ -138,11 +165,14 @@ func (d *decoder) expandParams(j checkedJob, instNames map[string]string) []*Ins
 	}
 	var out []*Instance
 	for pi, p := range params {
-		in, err := d.instance(j, p)
 		ppath := j.path
 		if j.Params != nil {
 			ppath = fmt.Sprintf("%s.params[%d]", j.path, pi)
+			if p == nil {
+				continue // a null or bad item: reported by checkParams or the decoder
+			}
 		}
+		in, err := d.instance(j, p)
 		if err != nil {
 			d.at(err.path(j.path, ppath), "%s", err.msg)
 			continue
