@@ -17,13 +17,14 @@ type jobTemplates struct {
 	workdir *template.Template
 }
 
-func (d *decoder) templates(path string, j *Job) (jobTemplates, bool) {
-	ok := true
+// templates parses the job's templates, reporting those that fail to
+// parse and leaving them nil: the others are still rendered.
+func (d *decoder) templates(path string, j *Job) jobTemplates {
 	parse := func(p, text string) *template.Template {
 		t, err := template.New(p).Option("missingkey=error").Parse(text)
 		if err != nil {
 			d.at(p, "template: %s", cleanTemplateErr(err))
-			ok = false
+			return nil
 		}
 		return t
 	}
@@ -40,39 +41,28 @@ func (d *decoder) templates(path string, j *Job) (jobTemplates, bool) {
 	if j.Workdir != nil {
 		t.workdir = parse(path+".workdir", *j.Workdir)
 	}
-	return t, ok
+	return t
 }
 
+// instanceErr is a problem with one instance: a template that fails to
+// render, or a lock name the mutex would refuse.
 type instanceErr struct {
-	field string // relative to the job; "" for the param
+	field string // relative to the job: lock, command[1], env.X, workdir
 	msg   string
 }
 
-func (e *instanceErr) path(job, param string) string {
-	if e.field == "" {
-		return param
-	}
-	return job + "." + e.field
-}
-
 // instance renders one instance of a checked job for param (nil when the
-// job has no params). A template that fails, or a lock name the mutex would
-// refuse, is an *instanceErr naming the field.
-func (d *decoder) instance(j checkedJob, param any) (*Instance, *instanceErr) {
+// job has no params). It renders every template, not only up to the first
+// that fails, and returns the failures, each naming its field.
+func (d *decoder) instance(j checkedJob, param any) (*Instance, []*instanceErr) {
 	in := newInstance(j, param)
 	r := newRenderer(j.Name, in.Name, param)
-	var err *instanceErr
-	if in.Lock, err = r.lock(j.tmpl.lock, in.Name); err != nil {
-		return nil, err
-	}
-	if in.Argv, err = r.argv(j); err != nil {
-		return nil, err
-	}
-	if in.Env, err = r.env(j.opts.Env, j.tmpl.env); err != nil {
-		return nil, err
-	}
-	if in.Workdir, err = r.workdir(j.tmpl.workdir, j.opts.Workdir); err != nil {
-		return nil, err
+	in.Lock = r.lock(j.tmpl.lock, in.Name)
+	in.Argv = r.argv(j)
+	in.Env = r.env(j.opts.Env, j.tmpl.env)
+	in.Workdir = r.workdir(j.tmpl.workdir, j.opts.Workdir)
+	if len(r.errs) > 0 {
+		return nil, r.errs
 	}
 	return in, nil
 }
@@ -82,7 +72,7 @@ func (d *decoder) instance(j checkedJob, param any) (*Instance, *instanceErr) {
 func newInstance(j checkedJob, param any) *Instance {
 	o := j.opts
 	in := &Instance{
-		Job: j.Name, Name: j.Name, Param: param, Schedule: j.sched,
+		Job: j.Name, Param: param, Schedule: j.sched,
 		Timezone: j.sched.Location.String(), Timeout: time.Duration(*o.Timeout),
 		LockTTL: time.Duration(*o.LockTTL), KillGrace: time.Duration(*o.KillGrace),
 		Overlap: *o.Overlap, Misfire: *o.Misfire, StartingDeadline: time.Duration(*o.StartingDeadline),
@@ -91,23 +81,30 @@ func newInstance(j checkedJob, param any) *Instance {
 	if o.MaxWait != nil {
 		in.MaxWait = time.Duration(*o.MaxWait)
 	}
-	if param != nil {
-		in.Name = j.Name + "[" + paramLabel(param) + "]"
-	}
+	in.Name = instanceName(j.Name, param)
 	return in
 }
 
-// renderer executes one instance's templates, and words their failures
-// with the param they were rendered for.
+// instanceName is job, or job[label] for a param (see paramLabel).
+func instanceName(job string, param any) string {
+	if param == nil {
+		return job
+	}
+	return job + "[" + paramLabel(param) + "]"
+}
+
+// renderer executes one instance's templates, and collects their
+// failures, worded with the param they were rendered for.
 type renderer struct {
 	data      map[string]any // .Job, .Instance, and .Param when there is one
 	param     any
 	paramDesc string // ` (param "x")`, or "" for a job without params
+	errs      []*instanceErr
 }
 
 // newRenderer sets up the data the templates of instance see.
-func newRenderer(job, instance string, param any) renderer {
-	r := renderer{data: map[string]any{"Job": job, "Instance": instance}, param: param}
+func newRenderer(job, instance string, param any) *renderer {
+	r := &renderer{data: map[string]any{"Job": job, "Instance": instance}, param: param}
 	if param != nil {
 		r.data["Param"] = param
 		r.paramDesc = fmt.Sprintf(" (param %q)", paramLabel(param))
@@ -115,82 +112,84 @@ func newRenderer(job, instance string, param any) renderer {
 	return r
 }
 
-// render executes tm; field (relative to the job) locates a failure.
-func (r renderer) render(field string, tm *template.Template) (string, *instanceErr) {
+func (r *renderer) fail(field, msg string) {
+	r.errs = append(r.errs, &instanceErr{field, msg})
+}
+
+// render executes tm; field (relative to the job) locates a failure. A
+// template that did not parse (nil, already reported) renders empty.
+func (r *renderer) render(field string, tm *template.Template) (string, bool) {
+	if tm == nil {
+		return "", false
+	}
 	var b strings.Builder
 	if err := tm.Execute(&b, r.data); err != nil {
 		msg := cleanTemplateErr(err)
 		if r.param == nil && strings.Contains(msg, `"Param"`) {
 			msg += "; the job has no params"
 		}
-		return "", &instanceErr{field, "template" + r.paramDesc + ": " + msg}
+		r.fail(field, "template"+r.paramDesc+": "+msg)
+		return "", false
 	}
-	return b.String(), nil
+	return b.String(), true
 }
 
 // lock renders the lock name (the instance name without a template) and
 // checks it against the mutex's name rules, which are the ones that count.
-func (r renderer) lock(tm *template.Template, instance string) (string, *instanceErr) {
+func (r *renderer) lock(tm *template.Template, instance string) string {
 	if tm == nil {
-		return instance, nil
+		return instance // no lock: (or one that did not parse)
 	}
-	lock, err := r.render("lock", tm)
+	lock, ok := r.render("lock", tm)
 	switch {
-	case err != nil:
-		return "", err
+	case !ok:
 	case strings.TrimSpace(lock) == "":
-		return "", &instanceErr{"lock", "lock renders empty" + r.paramDesc}
+		r.fail("lock", "lock renders empty"+r.paramDesc)
 	case mutex.ValidName(lock) != nil:
-		return "", &instanceErr{"lock", fmt.Sprintf("lock %q must not start with '}'%s", lock, r.paramDesc)}
+		r.fail("lock", fmt.Sprintf("lock %q must not start with '}'%s", lock, r.paramDesc))
 	}
-	return lock, nil
+	return lock
 }
 
 // argv builds the command: the shell form as is (never templated, params
 // reach it only through the environment), the list form rendered item by
 // item.
-func (r renderer) argv(j checkedJob) ([]string, *instanceErr) {
+func (r *renderer) argv(j checkedJob) []string {
 	var argv []string
 	if j.Command.Shell != "" {
 		argv = []string{*j.opts.Shell, "-c", j.Command.Shell}
 	}
 	for i, tm := range j.tmpl.argv {
-		a, err := r.render(fmt.Sprintf("command[%d]", i), tm)
-		if err != nil {
-			return nil, err
-		}
+		a, _ := r.render(fmt.Sprintf("command[%d]", i), tm)
 		argv = append(argv, a)
 	}
-	return argv, nil
+	return argv
 }
 
 // env is the merged env with the job's own values rendered over it; the
 // values from defaults: are not templated per job.
-func (r renderer) env(merged map[string]string, tmpl map[string]*template.Template) (map[string]string, *instanceErr) {
+func (r *renderer) env(merged map[string]string, tmpl map[string]*template.Template) map[string]string {
 	env := map[string]string{}
 	for k, v := range merged {
 		env[k] = v
 	}
-	for k, tm := range tmpl {
-		v, err := r.render("env."+k, tm)
-		if err != nil {
-			return nil, err
-		}
-		env[k] = v
+	for _, k := range sortedKeys(tmpl) {
+		env[k], _ = r.render("env."+k, tmpl[k])
 	}
-	return env, nil
+	return env
 }
 
 // workdir renders the job's workdir, else takes the one from defaults: ("",
 // jobd's own, when neither sets one).
-func (r renderer) workdir(tm *template.Template, def *string) (string, *instanceErr) {
+func (r *renderer) workdir(tm *template.Template, def *string) string {
 	switch {
 	case tm != nil:
-		return r.render("workdir", tm)
+		w, _ := r.render("workdir", tm)
+		return w
 	case def != nil:
-		return *def, nil
+		return *def
 	}
-	return "", nil
+	return ""
 }
 
 // paramLabel names an instance: the scalar itself, or k=v pairs sorted by key.
