@@ -158,12 +158,34 @@ func (d *decoder) checkParams(path string, params []any) bool {
 // the job has none), skipping null and bad items (already reported). It
 // reports, and leaves out, instances whose templates fail and names
 // already taken: instNames maps each instance name to the path that made
-// it, across jobs.
+// it, across jobs. A template problem is reported once per job, for the
+// first param it failed on, with how many params failed the same way.
 func (d *decoder) expandParams(j checkedJob, instNames map[string]string) []*Instance {
 	params := j.Params
 	if len(params) == 0 {
 		params = []any{nil}
 	}
+	type failure struct {
+		first *instanceErr
+		n     int // params that failed so
+	}
+	var failures []*failure
+	byKey := map[string]*failure{}
+	rendered := 0
+	defer func() {
+		for _, f := range failures {
+			msg := f.first.msg
+			switch {
+			case f.n == 2 && rendered == 2:
+				msg += "; both params fail the same way"
+			case f.n > 1 && f.n == rendered:
+				msg += fmt.Sprintf("; all %d params fail the same way", f.n)
+			case f.n > 1:
+				msg += fmt.Sprintf("; %d of the %d params fail the same way", f.n, rendered)
+			}
+			d.at(j.path+"."+f.first.field, "%s", msg)
+		}
+	}()
 	var out []*Instance
 	for pi, p := range params {
 		ppath := j.path
@@ -181,8 +203,14 @@ func (d *decoder) expandParams(j checkedJob, instNames map[string]string) []*Ins
 			instNames[name] = ppath
 		}
 		in, errs := d.instance(j, p)
+		rendered++
 		for _, e := range errs {
-			d.at(j.path+"."+e.field, "%s", e.msg)
+			if f := byKey[e.key]; f != nil {
+				f.n++
+			} else {
+				byKey[e.key] = &failure{first: e, n: 1}
+				failures = append(failures, byKey[e.key])
+			}
 		}
 		if !dup && len(errs) == 0 {
 			out = append(out, in)

@@ -2,8 +2,10 @@ package jobs
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 
 	"github.com/jobd/jobd/internal/mutex"
@@ -48,7 +50,8 @@ func (d *decoder) templates(path string, j *Job) jobTemplates {
 // render, or a lock name the mutex would refuse.
 type instanceErr struct {
 	field string // relative to the job: lock, command[1], env.X, workdir
-	msg   string
+	key   string // the field and the problem, whatever the param: reported once per job
+	msg   string // worded for this instance's param
 }
 
 // instance renders one instance of a checked job for param (nil when the
@@ -112,8 +115,10 @@ func newRenderer(job, instance string, param any) *renderer {
 	return r
 }
 
-func (r *renderer) fail(field, msg string) {
-	r.errs = append(r.errs, &instanceErr{field, msg})
+// fail records a problem with field; key names the problem whatever the
+// param (see instanceErr).
+func (r *renderer) fail(field, key, msg string) {
+	r.errs = append(r.errs, &instanceErr{field: field, key: field + "\x00" + key, msg: msg})
 }
 
 // render executes tm; field (relative to the job) locates a failure. A
@@ -124,14 +129,134 @@ func (r *renderer) render(field string, tm *template.Template) (string, bool) {
 	}
 	var b strings.Builder
 	if err := tm.Execute(&b, r.data); err != nil {
-		msg := cleanTemplateErr(err)
-		if r.param == nil && strings.Contains(msg, `"Param"`) {
-			msg += "; the job has no params"
+		key, text, namesParam := r.explain(tm, err)
+		desc := r.paramDesc
+		if namesParam {
+			desc = ""
 		}
-		r.fail(field, "template"+r.paramDesc+": "+msg)
+		r.fail(field, key, "template"+desc+": "+text)
 		return "", false
 	}
 	return b.String(), true
+}
+
+var (
+	// What text/template says when a field lookup fails, and where.
+	execMissingKey = regexp.MustCompile(`(?s)^template: .*: executing ".*" at <(.*)>: map has no entry for key "(\w+)"$`)
+	execNoField    = regexp.MustCompile(`(?s)^template: .*: executing ".*" at <(.*)>: can't evaluate field (\w+) in type .*$`)
+	fieldChain     = regexp.MustCompile(`^\$?(\.\w+)+$`) // .Param.user, $.Job
+)
+
+// explain words a template that failed to execute for people, rather than
+// in text/template's terms ("map has no entry for key", "can't evaluate
+// field x in type interface {}"), for the failures a field chain such as
+// .Param.user makes: key names the problem whatever the param, text
+// describes it for this one, and namesParam says that text names the
+// param. Other failures keep text/template's words.
+func (r *renderer) explain(tm *template.Template, err error) (key, text string, namesParam bool) {
+	generic := cleanTemplateErr(err)
+	var ctx, field string
+	if m := execMissingKey.FindStringSubmatch(err.Error()); m != nil {
+		ctx, field = m[1], m[2]
+		generic = fmt.Sprintf("%s: there is no key %q here", ctx, field)
+	} else if m := execNoField.FindStringSubmatch(err.Error()); m != nil {
+		ctx, field = m[1], m[2]
+		generic = fmt.Sprintf("%s: there is no field %q here (not a map)", ctx, field)
+	}
+	if !fieldChain.MatchString(ctx) || (!strings.HasPrefix(ctx, "$") && dotMoves(tm)) {
+		return generic, generic, false // not a chain from the template's data
+	}
+	chain := strings.Split(strings.TrimPrefix(ctx, "$"), ".")[1:]
+	at, missing := r.lookup(chain)
+	if at < 0 || chain[at] != field {
+		return generic, generic, false // not the failure text/template saw
+	}
+	switch {
+	case missing && at == 0 && field == "Param":
+		return "no params", ".Param is not set: the job has no params", false
+	case missing && at == 0:
+		return "unknown field " + field, r.unknownField(field), false
+	case missing && at == 1 && chain[0] == "Param":
+		m, _ := r.param.(map[string]string)
+		keys := sortedKeys(m)
+		return "no key " + field, fmt.Sprintf("param %q has no key %q (its keys: %s)", paramLabel(r.param), field, strings.Join(keys, ", ")), true
+	case !missing && at == 1 && chain[0] == "Param":
+		return "not a map", fmt.Sprintf("param %q is not a map: use {{ .Param }}", paramLabel(r.param)), true
+	case !missing:
+		of := "." + strings.Join(chain[:at], ".")
+		return "string " + of + "." + field, fmt.Sprintf("%s is a string: it has no field .%s", of, field), false
+	}
+	return generic, generic, false
+}
+
+// lookup follows chain from the template's data, as text/template does,
+// and tells where it fails: at the index of the field that a map lacks
+// (missing), or that is asked of a string; -1 if it does not fail.
+func (r *renderer) lookup(chain []string) (at int, missing bool) {
+	var v any = r.data
+	for i, f := range chain {
+		var ok bool
+		switch m := v.(type) {
+		case map[string]any:
+			v, ok = m[f]
+		case map[string]string:
+			v, ok = m[f]
+		default:
+			return i, false
+		}
+		if !ok {
+			return i, true
+		}
+	}
+	return -1, false
+}
+
+// unknownField words a field the template data lacks, with the fields it
+// has and the one that may have been meant.
+func (r *renderer) unknownField(field string) string {
+	has := ".Param, .Job and .Instance"
+	if r.param == nil {
+		has = ".Job and .Instance, and .Param when the job has params"
+	}
+	best, bestD := "", 3
+	for _, f := range []string{"Param", "Job", "Instance"} {
+		if d := levenshtein(strings.ToLower(field), strings.ToLower(f)); d < bestD && d < len(field) {
+			best, bestD = f, d
+		}
+	}
+	msg := fmt.Sprintf("unknown field .%s (the template data has %s", field, has)
+	if best != "" {
+		msg += ": did you mean ." + best + "?"
+	}
+	return msg + ")"
+}
+
+// dotMoves tells whether dot may be something else than the template's
+// data somewhere in tm: in a with or range block, or a template it calls.
+func dotMoves(tm *template.Template) bool {
+	if len(tm.Templates()) > 1 {
+		return true
+	}
+	var moves func(n parse.Node) bool
+	moves = func(n parse.Node) bool {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return false
+			}
+			for _, c := range n.Nodes {
+				if moves(c) {
+					return true
+				}
+			}
+		case *parse.IfNode:
+			return moves(n.List) || moves(n.ElseList)
+		case *parse.WithNode, *parse.RangeNode, *parse.TemplateNode:
+			return true
+		}
+		return false
+	}
+	return tm.Tree != nil && moves(tm.Tree.Root)
 }
 
 // lock renders the lock name (the instance name without a template) and
@@ -144,9 +269,9 @@ func (r *renderer) lock(tm *template.Template, instance string) string {
 	switch {
 	case !ok:
 	case strings.TrimSpace(lock) == "":
-		r.fail("lock", "lock renders empty"+r.paramDesc)
+		r.fail("lock", "empty", "lock renders empty"+r.paramDesc)
 	case mutex.ValidName(lock) != nil:
-		r.fail("lock", fmt.Sprintf("lock %q must not start with '}'%s", lock, r.paramDesc))
+		r.fail("lock", "brace", fmt.Sprintf("lock %q must not start with '}'%s", lock, r.paramDesc))
 	}
 	return lock
 }
