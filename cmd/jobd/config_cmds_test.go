@@ -18,7 +18,7 @@ func TestValidateAndPlan(t *testing.T) {
 	}{
 		{"valid", []string{"-c", example, "validate"}, 0, []string{"ok: 6 jobs, 8 instances, 7 locks"}, nil},
 		{"invalid lists every problem", []string{"-c", "../../internal/jobs/testdata/invalid/many.yaml", "validate"}, 1, nil,
-			[]string{"many.yaml:9:15: jobs[0].schedule: expected 5 or 6 fields, found 4", "many.yaml:6:3: defaults.timout", "21 problem(s)"}},
+			[]string{"many.yaml:9:15: jobs[0].schedule: expected 5 or 6 fields, found 4", "many.yaml:6:3: defaults.timout", "22 problem(s)"}},
 		{"missing file", []string{"-c", "/nonexistent.yaml", "validate"}, 1, nil, []string{"no such file"}},
 		{"plan", []string{"-c", example, "plan", "--from", "2026-03-28T00:00:00Z", "-n", "2"}, 0,
 			[]string{"INSTANCE", "emit-access-token[42]", "EmitAccessToken:42", "2026-03-28T00:00:10Z"}, nil},

@@ -264,21 +264,64 @@ func hashOf(c *Config) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Suggest names the instances an unknown instance name may have meant:
-// those of the job of that name (a job with params has one instance per
-// item, name[item]), or "" when there are none.
+// Suggest names the instances an unknown instance name may have meant,
+// or "" when it names no known job. The job is the name itself or, for
+// job[param], the part before "[": its instances are listed (a job with
+// params has one per item, job[item]), first the one that differs from
+// name only in the order of a map param's keys or in spaces around them.
 func (c *Config) Suggest(name string) string {
-	var names []string
-	for _, in := range c.Instances {
-		if in.Job == name {
-			names = append(names, in.Name)
-		}
+	job, inner, bracket := strings.Cut(name, "[")
+	if bracket {
+		inner = strings.TrimSuffix(inner, "]")
 	}
-	switch {
-	case len(names) == 0:
+	var names []string
+	match, matchLabel := -1, ""
+	for _, in := range c.Instances {
+		if in.Job != job {
+			continue
+		}
+		if label := paramLabel(in.Param); bracket && match < 0 && in.Param != nil && sameLabel(label, inner) {
+			match, matchLabel = len(names), label
+		}
+		names = append(names, in.Name)
+	}
+	if len(names) == 0 {
 		return ""
-	case len(names) > 5:
+	}
+	if len(names) == 1 && names[0] == job {
+		return "; job " + strconv.Quote(job) + " has no params: its one instance is " + job
+	}
+	var out strings.Builder
+	if match >= 0 {
+		why := "spaces count in instance names"
+		if strings.Join(labelParts(inner), ",") != strings.Join(labelParts(matchLabel), ",") {
+			why = "a map param names its instance with its keys sorted"
+		}
+		fmt.Fprintf(&out, "; did you mean %q? (%s)", names[match], why)
+		names = append(append([]string{names[match]}, names[:match]...), names[match+1:]...)
+	}
+	if len(names) > 5 {
 		names = append(names[:5], fmt.Sprintf("and %d more", len(names)-5))
 	}
-	return "; job " + strconv.Quote(name) + " has the instances " + strings.Join(names, ", ")
+	out.WriteString("; job " + strconv.Quote(job) + " has the instances " + strings.Join(names, ", "))
+	return out.String()
+}
+
+// labelParts splits an instance's param label (or what a user typed for
+// one) at its commas, trimming the spaces around each part.
+func labelParts(label string) []string {
+	parts := strings.Split(label, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
+}
+
+// sameLabel tells whether two param labels differ only in the order of
+// their parts (a map's keys) and the spaces around them.
+func sameLabel(a, b string) bool {
+	pa, pb := labelParts(a), labelParts(b)
+	sort.Strings(pa)
+	sort.Strings(pb)
+	return strings.Join(pa, "\x00") == strings.Join(pb, "\x00")
 }

@@ -184,21 +184,49 @@ jobs:
 	}
 }
 
-// TestSuggest: an unknown instance name that is a job with params is
-// answered with that job's instances.
+// TestSuggest: an unknown instance name whose job is known (the name
+// itself, or the part before "[") is answered with that job's instances;
+// a map param written with its keys in another order is named right.
 func TestSuggest(t *testing.T) {
-	cfg, err := Parse("t.yaml", []byte("jobs:\n  - name: per-user\n    schedule: \"@daily\"\n    params: [alice, bob]\n    command: [\"true\"]\n"))
+	cfg, err := Parse("t.yaml", []byte(`
+jobs:
+  - name: per-user
+    schedule: "@daily"
+    params: [alice, bob]
+    command: ["true"]
+  - name: tenant
+    schedule: "@daily"
+    params: [{tenant: acme, region: eu}, {tenant: bolt, region: us}]
+    command: ["true"]
+  - name: many
+    schedule: "@daily"
+    params: [a, b, c, d, e, f, g]
+    command: ["true"]
+  - name: plain
+    schedule: "@daily"
+    command: ["true"]
+`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct{ name, want string }{
 		{"per-user", `; job "per-user" has the instances per-user[alice], per-user[bob]`},
+		{"per-user[carol]", `; job "per-user" has the instances per-user[alice], per-user[bob]`},
+		{"per-user[]", `; job "per-user" has the instances per-user[alice], per-user[bob]`},
+		{"tenant[tenant=acme,region=eu]", `; did you mean "tenant[region=eu,tenant=acme]"? (a map param names its instance with its keys sorted); job "tenant" has the instances tenant[region=eu,tenant=acme], tenant[region=us,tenant=bolt]`},
+		{"tenant[tenant=bolt, region=us]", `; did you mean "tenant[region=us,tenant=bolt]"? (a map param names its instance with its keys sorted); job "tenant" has the instances tenant[region=us,tenant=bolt], tenant[region=eu,tenant=acme]`},
+		{"tenant[acme]", `; job "tenant" has the instances tenant[region=eu,tenant=acme], tenant[region=us,tenant=bolt]`},
+		{"many[zz]", `; job "many" has the instances many[a], many[b], many[c], many[d], many[e], and 2 more`},
+		{"many[ g ]", `; did you mean "many[g]"? (spaces count in instance names); job "many" has the instances many[g], many[a], many[b], many[c], many[d], and 2 more`},
+		{"plain[x]", `; job "plain" has no params: its one instance is plain`},
 		{"nosuch", ""},
+		{"nosuch[x]", ""},
+		{"[x]", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := cfg.Suggest(tt.name); got != tt.want {
-				t.Fatalf("Suggest(%q) = %q, want %q", tt.name, got, tt.want)
+				t.Fatalf("Suggest(%q) =\n  %q, want\n  %q", tt.name, got, tt.want)
 			}
 		})
 	}

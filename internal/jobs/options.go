@@ -8,8 +8,11 @@ import (
 // loadLocation accepts IANA names only: "Local" would make replicas on
 // differently configured hosts disagree.
 func loadLocation(name string) (*time.Location, error) {
+	if name == "Local" {
+		return nil, fmt.Errorf(`"Local" is refused on purpose: replicas on hosts with different local timezones would disagree on when jobs fire; use an IANA name such as UTC or Europe/Paris`)
+	}
 	loc, err := time.LoadLocation(name)
-	if err != nil || name == "" || name == "Local" {
+	if err != nil || name == "" {
 		return nil, fmt.Errorf("unknown timezone %q (use an IANA name such as UTC or Europe/Paris)", name)
 	}
 	return loc, nil
