@@ -17,15 +17,16 @@ type locker struct{ c *mutex.Client }
 
 // ClaimAndLock claims and locks in one pipeline (one round trip): each
 // claim is the SET NX key of its lock's acquisition. Lost replies are
-// settled by the mutex until ctx ends.
-func (l locker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim) {
+// settled by the mutex until ctx ends; each claim is handed to settled as
+// soon as its outcome is known.
+func (l locker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim, settled func(*scheduler.Claim)) {
 	ms := make([]*mutex.Mutex, len(claims))
 	keys := make([]mutex.SetNX, len(claims))
 	for i, c := range claims {
 		ms[i] = l.c.NewMutex(c.Lock, mutex.WithTTL(c.LockTTL), mutex.WithLabel(c.Label))
 		keys[i] = mutex.SetNX{Key: c.Key, Value: c.Value, TTL: c.TTL, NotBefore: c.NotBefore, NotAfter: c.NotAfter}
 	}
-	for i, err := range l.c.TryLockBatch(ctx, ms, keys) {
+	l.c.TryLockBatch(ctx, ms, keys, mutex.OnSettled(func(i int, err error) {
 		c := claims[i]
 		switch {
 		case err == nil:
@@ -40,7 +41,10 @@ func (l locker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim) {
 		default:
 			c.Err = err
 		}
-	}
+		if settled != nil {
+			settled(c)
+		}
+	}))
 }
 
 // Lock waits for the lock, woken by its release.

@@ -23,7 +23,7 @@ import (
 // config has only a suspended job.
 type unusedLocker struct{ t *testing.T }
 
-func (l unusedLocker) ClaimAndLock(context.Context, []*scheduler.Claim) {
+func (l unusedLocker) ClaimAndLock(context.Context, []*scheduler.Claim, func(*scheduler.Claim)) {
 	l.t.Error("ClaimAndLock called")
 }
 

@@ -40,6 +40,7 @@ type Client struct {
 	events func(Event, string) // optional observer: event, lock name
 
 	scriptsLoaded atomic.Bool // acquire.lua is in Redis's script cache
+	loadedOn      sync.Map    // Redis Cluster: master address -> acquire.lua loaded there
 
 	replicas       int           // WithReplicaWait: replicas that must acknowledge an acquisition
 	replicaTimeout time.Duration // and how long WAIT waits for them

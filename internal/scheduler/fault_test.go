@@ -118,13 +118,15 @@ func TestRedisFaults(t *testing.T) {
 // run path, after the claim was won.
 type panickyLocker struct{ scheduler.Locker }
 
-func (l panickyLocker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim) {
-	l.Locker.ClaimAndLock(ctx, claims)
-	for _, c := range claims {
+func (l panickyLocker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim, settled func(*scheduler.Claim)) {
+	l.Locker.ClaimAndLock(ctx, claims, func(c *scheduler.Claim) {
 		if c.Lease != nil {
 			c.Lease = panickyLease{c.Lease}
 		}
-	}
+		if settled != nil {
+			settled(c)
+		}
+	})
 }
 
 type panickyLease struct{ scheduler.Lease }

@@ -28,9 +28,9 @@ type stoppingLocker struct {
 	lateWon int
 }
 
-func (l *stoppingLocker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim) {
+func (l *stoppingLocker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim, settled func(*scheduler.Claim)) {
 	after := l.stopped.Load()
-	l.Locker.ClaimAndLock(ctx, claims)
+	l.Locker.ClaimAndLock(ctx, claims, settled)
 	if after {
 		l.mu.Lock()
 		l.late += len(claims)
