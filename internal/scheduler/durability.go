@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -24,11 +26,36 @@ import (
 //
 // A setting it may not read (an ACL without CONFIG GET) is a warning too.
 // The error is for Redis being unreachable.
+//
+// On Redis Cluster every master is read (and every warning names its
+// node), since the settings are per node; the INFO and CONFIG GET of one
+// pipeline would otherwise go to one node.
 func (s *Store) Durability(ctx context.Context) ([]string, error) {
+	cc, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return durability(ctx, s.rdb)
+	}
+	var mu sync.Mutex
+	var all []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		w, err := durability(ctx, node)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, msg := range w {
+			all = append(all, node.Options().Addr+": "+msg)
+		}
+		return err
+	})
+	sort.Strings(all)
+	return all, err
+}
+
+// durability reads one node's settings (see Store.Durability).
+func durability(ctx context.Context, rdb redis.Cmdable) ([]string, error) {
 	// One round trip: a replica reads these at every heartbeat, so that a
 	// Redis restarted (or reconfigured) without persistence is noticed
 	// within seconds, even when go-redis's retries hid the restart.
-	pipe := s.rdb.Pipeline()
+	pipe := rdb.Pipeline()
 	infoCmd := pipe.Info(ctx, "persistence")
 	fsyncCmd := pipe.ConfigGet(ctx, "appendfsync")
 	policyCmd := pipe.ConfigGet(ctx, "maxmemory-policy")

@@ -3,10 +3,14 @@ package scheduler_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/jobd/jobd/internal/redistest"
+	"github.com/jobd/jobd/internal/scheduler"
 )
 
 // TestMisfireSeesOtherKeys: misfire: run_once never runs again a tick
@@ -50,4 +54,33 @@ func TestMisfireSeesOtherKeys(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestDurabilityOnCluster: on Redis Cluster every master's settings are
+// read, and a warning names its node: here one master of three keeps
+// appendonly off.
+func TestDurabilityOnCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	masters, err := cl.Masters()
+	if err != nil || len(masters) != 3 {
+		t.Fatalf("masters %v, %v", masters, err)
+	}
+	ctx := context.Background()
+	for _, m := range masters[1:] {
+		node := redis.NewClient(&redis.Options{Addr: m.Addr})
+		if err := node.ConfigSet(ctx, "appendonly", "yes").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := node.ConfigSet(ctx, "appendfsync", "always").Err(); err != nil {
+			t.Fatal(err)
+		}
+		node.Close()
+	}
+	w, err := scheduler.NewStore(newRedis(t, cl.URL()), prefix(t)).Durability(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w) != 1 || !strings.HasPrefix(w[0], masters[0].Addr+": appendonly is off") {
+		t.Fatalf("warnings %q, want one for %s", w, masters[0].Addr)
+	}
 }
