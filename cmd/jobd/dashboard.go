@@ -32,7 +32,8 @@ func dashboardCommand() *cli.Command {
 			"is unreachable the page says so and keeps trying. It changes nothing in Redis.\n" +
 			"It reads the file again when it changes; SIGHUP is ignored. `jobd run --http ADDR`\n" +
 			"serves the same dashboard from a replica.\n\n" +
-			"Exit codes: 0 after SIGINT/SIGTERM, 2 bad flags or --http address.",
+			"Exit codes: 0 after SIGINT/SIGTERM, 1 a schedule file that does not load,\n" +
+			"2 bad flags or --http address (an empty one too: it would listen everywhere).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "http", Value: defaultDashboardAddr,
 				Usage: "serve the dashboard on this address (host:port)"},
@@ -64,6 +65,9 @@ func runDashboard(c *cli.Context) error {
 	fc := &fileConfig{path: path, cfg: cfg, log: log}
 	fc.mod, _ = modTime(path)
 	h := newDashboard(scheduler.NewStore(rdb, target.Prefix), locks, target, fc.get, path, log)
+	if c.String("http") == "" {
+		return usagef("jobd dashboard", "--http is empty: give host:port, such as %s (an empty host would listen on every interface)", defaultDashboardAddr)
+	}
 	ln, err := net.Listen("tcp", c.String("http"))
 	if err != nil {
 		return exitf(exitUsage, "--http %s: %v", c.String("http"), err)

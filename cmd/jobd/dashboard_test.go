@@ -82,8 +82,10 @@ jobs:
 		}
 	})
 	t.Run("bad --http is exit 2", func(t *testing.T) {
-		if r := run(t, url, "-c", cfgPath, "dashboard", "--http", "127.0.0.1:notaport"); r.code != 2 || !strings.Contains(r.stderr, "--http") {
-			t.Errorf("exit %d: %s", r.code, r.stderr)
+		for _, addr := range []string{"127.0.0.1:notaport", ""} {
+			if r := run(t, url, "-c", cfgPath, "dashboard", "--http", addr); r.code != 2 || !strings.Contains(r.stderr, "--http") {
+				t.Errorf("--http %q: exit %d: %s", addr, r.code, r.stderr)
+			}
 		}
 	})
 }

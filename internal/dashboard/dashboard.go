@@ -77,6 +77,8 @@ type Handler struct {
 
 	mu       sync.Mutex
 	redisErr string // the last Redis failure, "" while Redis answers: logged once per outage
+	top      *redisconn.Topology
+	topAt    time.Time // when top was read
 }
 
 // Option configures a Handler.
@@ -170,12 +172,34 @@ func (h *Handler) snapshot(ctx context.Context) (*report.Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h.target != nil {
-		if top, err := h.target.Topology(ctx); err == nil {
-			st.Redis = &top
-		}
-	}
+	st.Redis = h.topology(ctx)
 	return st, nil
+}
+
+// topologyEvery is how long the dashboard reuses the topology it read:
+// asking the sentinels, or a cluster, opens connections of its own.
+const topologyEvery = 10 * time.Second
+
+// topology is the Redis topology, read again at most every topologyEvery
+// (nil without a target, or while it cannot be read).
+func (h *Handler) topology(ctx context.Context) *redisconn.Topology {
+	if h.target == nil {
+		return nil
+	}
+	h.mu.Lock()
+	top, at := h.top, h.topAt
+	h.mu.Unlock()
+	if top != nil && time.Since(at) < topologyEvery {
+		return top
+	}
+	t, err := h.target.Topology(ctx)
+	if err != nil {
+		return top // the last one read, if any
+	}
+	h.mu.Lock()
+	h.top, h.topAt = &t, time.Now()
+	h.mu.Unlock()
+	return &t
 }
 
 // readHistory reads an instance's last runs.
@@ -236,8 +260,16 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, t *template.Tem
 	_, _ = w.Write([]byte(b.String()))
 }
 
+// MaxQuery bounds the ?q= filter: a longer one is refused (400), since
+// every instance name is searched for it.
+const MaxQuery = 256
+
 func (h *Handler) serveOverview(w http.ResponseWriter, r *http.Request) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	if len(q) > MaxQuery {
+		http.Error(w, "dashboard: the filter ?q= is longer than 256 bytes", http.StatusBadRequest)
+		return
+	}
 	p := &overviewPage{page: h.newPage("jobd"), Query: q}
 	code := http.StatusOK
 	st, err := h.snapshot(r.Context())

@@ -171,6 +171,8 @@ func TestDashboardPages(t *testing.T) {
 		{"the filter keeps matching instances", "GET", "/?q=HTML", 200,
 			[]string{`<tr data-name="html-output">`, "1 of 5 match", `value="HTML"`},
 			[]string{`<tr data-name="orphan"`, `<tr data-name="db-backup"`}},
+		{"a filter longer than MaxQuery is refused", "GET", "/?q=" + strings.Repeat("A", dashboard.MaxQuery+1), 400,
+			[]string{"longer than 256 bytes"}, nil},
 		{"a filter matching nothing says so", "GET", "/?q=%3Cscript%3Ex", 200,
 			[]string{"no instance matches “&lt;script&gt;x”"}, []string{"<script>x"}},
 		{"the live part alone", "GET", "/?partial=1", 200,

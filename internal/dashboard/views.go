@@ -107,11 +107,12 @@ func (p *overviewPage) fill(st *report.Status, q string) {
 		p.Locks = append(p.Locks, newLockRow(l))
 	}
 	p.JobsTotal = len(st.Jobs)
+	lq := strings.ToLower(q)
 	for _, j := range st.Jobs {
 		if j.Overdue {
 			p.Overdue++
 		}
-		if q != "" && !strings.Contains(strings.ToLower(j.Instance), strings.ToLower(q)) {
+		if q != "" && !strings.Contains(strings.ToLower(j.Instance), lq) {
 			continue
 		}
 		p.Jobs = append(p.Jobs, newJobRow(j, running[j.Instance], now))

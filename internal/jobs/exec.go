@@ -344,7 +344,7 @@ func streamLines(r io.Reader, tail *tailBuffer, log *slog.Logger, stream string,
 			switch ok, notice := budget.take(); {
 			case ok:
 				log.Info("output", "stream", stream, "line", text)
-			case notice:
+			case notice && budget.limit > 0: // with 0, no line is logged on purpose
 				log.Warn("output: no more lines of this run are logged (log_output_lines); the record keeps the tail",
 					"log_output_lines", budget.limit)
 			}

@@ -215,13 +215,14 @@ func TestNoStart(t *testing.T) {
 func TestOutputLogCap(t *testing.T) {
 	ten, zero := 10, 0
 	tests := []struct {
-		name   string
-		lines  *int
-		logged int
+		name    string
+		lines   *int
+		logged  int
+		notices int // "no more lines" notices: none when no line is logged on purpose
 	}{
-		{"default", nil, DefaultLogOutputLines},
-		{"ten", &ten, 10},
-		{"none", &zero, 0},
+		{"default", nil, DefaultLogOutputLines, 1},
+		{"ten", &ten, 10, 1},
+		{"none", &zero, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -232,8 +233,8 @@ func TestOutputLogCap(t *testing.T) {
 			if got := strings.Count(logs.String(), "msg=output "); got != tt.logged {
 				t.Errorf("%d output lines logged, want %d", got, tt.logged)
 			}
-			if n := strings.Count(logs.String(), "no more lines of this run are logged"); n != 1 {
-				t.Errorf("%d notices, want 1", n)
+			if n := strings.Count(logs.String(), "no more lines of this run are logged"); n != tt.notices {
+				t.Errorf("%d notices, want %d", n, tt.notices)
 			}
 			if !strings.Contains(res.Output, "line-2999\n") {
 				t.Errorf("the tail lacks the last line")

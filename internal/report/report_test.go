@@ -271,3 +271,27 @@ func TestDiffers(t *testing.T) {
 		})
 	}
 }
+
+// TestTableControlCharacters: a newline, a tab or an escape sequence in a
+// value (a lock label, a key, a param) is written as an escape: no fake
+// row, no terminal control.
+func TestTableControlCharacters(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain", "plain"},
+		{"k2\nINJECTED-ROW", `k2\nINJECTED-ROW`},
+		{"a\tb", `a\tb`},
+		{"\x1b]0;PWNED\a\x1b[2Jfake", `\x1b]0;PWNED\a\x1b[2Jfake`},
+		{"日本\u0085語", `日本\u0085語`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			var tab table
+			tab.row("KEY", "X")
+			tab.row(tt.in, "x")
+			lines := tab.lines()
+			if len(lines) != 2 || !strings.HasPrefix(lines[1], tt.want) {
+				t.Errorf("lines %q, want the row to start with %q", lines, tt.want)
+			}
+		})
+	}
+}

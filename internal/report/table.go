@@ -3,7 +3,9 @@ package report
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/mattn/go-runewidth"
 )
@@ -29,9 +31,28 @@ type table struct {
 func (t *table) row(cells ...any) {
 	r := make([]string, len(cells))
 	for i, c := range cells {
-		r[i] = fmt.Sprint(c)
+		r[i] = visible(fmt.Sprint(c))
 	}
 	t.rows = append(t.rows, r)
+}
+
+// visible writes control characters (a newline, a tab, an escape
+// sequence in a lock label or a param) as Go escapes, so that a value can
+// neither break the table into fake rows nor drive the terminal.
+func visible(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // lines returns the rows laid out, without line ends.
