@@ -193,16 +193,22 @@ func (m *Metrics) KeepLastSuccess(ctx context.Context, store *scheduler.Store, c
 	return func() { cancel(); <-done }
 }
 
+// refreshLastSuccess reads every instance's last success in a few
+// pipelines (store.LastSuccesses), not a round trip per instance.
 func (m *Metrics) refreshLastSuccess(ctx context.Context, store *scheduler.Store, cfg *jobs.Config) {
-	for _, in := range cfg.Instances {
-		rec, ok, err := store.LastSuccess(ctx, scheduler.RefOf(in))
-		if err != nil {
-			return
-		}
-		switch {
-		case ok && rec.End != nil:
+	refs := make([]scheduler.Ref, len(cfg.Instances))
+	for i, in := range cfg.Instances {
+		refs[i] = scheduler.RefOf(in)
+	}
+	recs, err := store.LastSuccesses(ctx, refs)
+	if err != nil {
+		return
+	}
+	for i, in := range cfg.Instances {
+		switch rec := recs[i]; {
+		case rec != nil && rec.End != nil:
 			m.lastSuccess.WithLabelValues(in.Name).Set(float64(rec.End.Unix()))
-		case !ok:
+		case rec == nil:
 			// Never succeeded: count from when this replica first saw it.
 			if m.firstSeen == nil {
 				m.firstSeen = map[string]time.Time{}
