@@ -66,6 +66,8 @@ bench-profile: redis ## pprof of one jobd replica: CPU at 200 instances every se
 	  echo "== $$p: flat"; $(GO) tool pprof -top -nodecount=20 bin/profiles/jobd $$p 2>/dev/null | sed 1,5d; \
 	  echo "== $$p: cumulative"; $(GO) tool pprof -top -cum -nodecount=30 bin/profiles/jobd $$p 2>/dev/null | sed 1,5d; \
 	done
+	@echo "== where the CPU goes (each sample in its first matching category: bench/cmd/profcats)"
+	@cd bench && $(GO) run ./cmd/profcats ../bin/profiles/jobd ../bin/profiles/*.cpu
 
 bench-micro: redis ## the mutex's own Go benchmarks (round trips and commands per operation)
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/mutex/
