@@ -129,10 +129,14 @@ func bench(lib, bin, dir string, n int, d time.Duration, profile string) string 
 		_ = c.Wait()
 	}
 	a := analyse(out, began.Add(5*time.Second), began.Add(d-3*time.Second), n)
+	mark := ""
+	if pprofAddr != "" {
+		mark = " pprof=on" // the profiler perturbs the figures
+	}
 	return fmt.Sprintf("bench=scheduler lib=%s replicas=3 instances=%d seconds=%d runs=%d duplicates=%d missed=%d "+
-		"lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f max_share_pct=%.0f cmds_per_run=%.1f cpu_ms_per_1k_runs=%.0f rss_mb=%.0f",
+		"lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f max_share_pct=%.0f cmds_per_run=%.1f cpu_ms_per_1k_runs=%.0f rss_mb=%.0f%s",
 		lib, n, int(d.Seconds()), a.runs, a.dups, a.missed, a.lag(50), a.lag(99), a.lag(100), a.maxShare,
-		float64(cmd1-cmd0)/float64(max(a.allRuns, 1)), cpu*1000/float64(max(a.allRuns, 1))*1000, rss)
+		float64(cmd1-cmd0)/float64(max(a.allRuns, 1)), cpu*1000/float64(max(a.allRuns, 1))*1000, rss, mark)
 }
 
 // replicas starts the three replicas of lib; with pprofAddr, the first
