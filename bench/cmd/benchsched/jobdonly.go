@@ -155,12 +155,22 @@ func (o jobdOnly) dueLag() string {
 		ticks[i] = warm.Add(time.Duration(i+1) * dueEvery)
 	}
 	profiled := func() {}
+	var mem0, mem1 memStats
 	if addr != "" { // from 5 s after the warm-up tick to 5 s after the last
 		profiled = cpuProfile(addr, time.Until(warm.Add(5*time.Second)), time.Duration(o.rounds)*dueEvery,
 			filepath.Join(o.profile, fmt.Sprintf("due-%d.cpu", o.due)))
+		time.Sleep(time.Until(warm.Add(5 * time.Second)))
+		mem0 = readMemStats(addr)
 	}
 	time.Sleep(time.Until(ticks[len(ticks)-1].Add(5 * time.Second)))
 	profiled()
+	allocs := ""
+	if addr != "" {
+		mem1 = readMemStats(addr)
+		runs := float64(o.rounds * o.due)
+		allocs = fmt.Sprintf(" alloc_kb_per_run=%.1f allocs_per_run=%.0f gcs=%d",
+			float64(mem1.totalAlloc-mem0.totalAlloc)/1024/runs, float64(mem1.mallocs-mem0.mallocs)/runs, mem1.numGC-mem0.numGC)
+	}
 	_ = c.Process.Signal(syscall.SIGTERM)
 	check(c.Wait())
 
@@ -208,8 +218,8 @@ func (o jobdOnly) dueLag() string {
 		}
 	}
 	return fmt.Sprintf("bench=scheduler scenario=due lib=jobd replicas=1 instances=%d rounds=%d runs=%d not_run=%d "+
-		"lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f last_started_ms=%s rounds_all_within_250ms=%d/%d warmup_last_started_ms=%.0f%s",
-		o.due, o.rounds, len(lags), notRun, a.lag(50), a.lag(99), a.lag(100), strings.Join(lastS, ","), within, o.rounds, warmLast, o.profiled())
+		"lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f last_started_ms=%s rounds_all_within_250ms=%d/%d warmup_last_started_ms=%.0f%s%s",
+		o.due, o.rounds, len(lags), notRun, a.lag(50), a.lag(99), a.lag(100), strings.Join(lastS, ","), within, o.rounds, warmLast, allocs, o.profiled())
 }
 
 // spawnFloor is what starting o.due processes at once costs Go itself on

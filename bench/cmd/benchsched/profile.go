@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -39,6 +42,45 @@ func fetch(url, path string, timeout time.Duration) {
 	check(err)
 	check(f.Close())
 	fmt.Fprintln(os.Stderr, "benchsched: wrote", path)
+}
+
+// memStats are a replica's allocation counters (runtime.MemStats, exact,
+// not sampled).
+type memStats struct {
+	totalAlloc, mallocs uint64
+	numGC               int
+}
+
+// readMemStats reads the MemStats that the text form of the replica's
+// allocs profile ends with.
+func readMemStats(addr string) memStats {
+	client := http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Get("http://" + addr + "/debug/pprof/allocs?debug=1")
+	check(err)
+	defer resp.Body.Close()
+	var m memStats
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "# "), " = ")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseUint(v, 10, 64)
+		switch k {
+		case "TotalAlloc":
+			m.totalAlloc = n
+		case "Mallocs":
+			m.mallocs = n
+		case "NumGC":
+			m.numGC = int(n)
+		}
+	}
+	check(sc.Err())
+	if m.mallocs == 0 {
+		check(fmt.Errorf("no MemStats in %s's allocs profile", addr))
+	}
+	return m
 }
 
 // freeAddr is a loopback address with a port free a moment ago.
