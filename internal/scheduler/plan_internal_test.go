@@ -1,6 +1,9 @@
 package scheduler
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,5 +62,30 @@ func TestPlan(t *testing.T) {
 	tk.plan(parse("jobs:\n  - {name: b, schedule: \"@every 1m\", timezone: Europe/Paris, command: [\"true\"], enabled: false}\n"), next)
 	if len(next) != 0 {
 		t.Errorf("pending with every instance disabled: %v", next)
+	}
+}
+
+// BenchmarkPlan is the ticker's plan of 10,000 instances with nothing
+// changed, which runs before every tick.
+func BenchmarkPlan(b *testing.B) {
+	var y strings.Builder
+	y.WriteString("jobs:\n")
+	params := make([]string, 100)
+	for i := range params {
+		params[i] = strconv.Itoa(i)
+	}
+	for j := range 100 {
+		fmt.Fprintf(&y, "  - {name: j%03d, schedule: \"@yearly\", command: [\"true\"], params: [%s]}\n", j, strings.Join(params, ", "))
+	}
+	cfg, err := jobs.Parse("plan.yaml", []byte(y.String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tk := &ticker{core: &core{clock: systemClock{}}}
+	next := map[string]pending{}
+	tk.plan(cfg, next)
+	b.ReportAllocs()
+	for b.Loop() {
+		tk.plan(cfg, next)
 	}
 }
