@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help build test test-browser dashboard-screenshot chromium run demo bench bench-mutex bench-scheduler bench-micro fuzz soak chaos lint redis clean
+.PHONY: help build test test-browser dashboard-screenshot chromium run demo bench bench-mutex bench-scheduler bench-profile bench-micro fuzz soak chaos lint redis clean
 
 FUZZTIME  ?= 5m
 SOAKTIME  ?= 10m
@@ -56,8 +56,18 @@ bench: bench-mutex bench-scheduler ## every benchmark against the peers (bench/,
 bench-mutex: redis ## jobd's mutex against redsync, redislock, rueidislock and raw SET NX, in one run: key=value lines
 	cd bench && $(GO) run ./cmd/benchmutex
 
-bench-scheduler: redis ## jobd against gocron v2 + bsm/redislock: 3 replicas, 200 instances every second, 60 s each
+bench-scheduler: redis ## jobd against gocron v2 + bsm/redislock (3 replicas, 200 instances every second, 60 s each); jobd alone: 10,000 instances (validate, idle RSS), 1,000 due at once
 	cd bench && $(GO) run ./cmd/benchsched
+
+bench-profile: redis ## pprof of one jobd replica: CPU at 200 instances every second and with 1,000 due at once, heap and CPU idle with 10,000 instances; under bin/profiles/, with go tool pprof -top summaries
+	rm -rf bin/profiles && mkdir -p bin/profiles
+	cd bench && $(GO) run ./cmd/benchsched -scenario peers,idle,due -lib jobd -duration 40s -profile ../bin/profiles
+	@for p in bin/profiles/*.cpu bin/profiles/*.heap; do \
+	  echo "== $$p: flat"; $(GO) tool pprof -top -nodecount=20 bin/profiles/jobd $$p 2>/dev/null | sed 1,5d; \
+	  echo "== $$p: cumulative"; $(GO) tool pprof -top -cum -nodecount=30 bin/profiles/jobd $$p 2>/dev/null | sed 1,5d; \
+	done
+	@echo "== where the CPU goes (each sample in its first matching category: bench/cmd/profcats)"
+	@cd bench && $(GO) run ./cmd/profcats ../bin/profiles/jobd ../bin/profiles/*.cpu
 
 bench-micro: redis ## the mutex's own Go benchmarks (round trips and commands per operation)
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/mutex/

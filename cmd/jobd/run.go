@@ -39,6 +39,8 @@ func runCommand() *cli.Command {
 				Usage: "serve /metrics, /healthz, /readyz and the read-only dashboard (/) on this address, such as 127.0.0.1:9187 (default: off)"},
 			&cli.DurationFlag{Name: "splay", Value: scheduler.DefaultSplay, EnvVars: []string{"JOBD_SPLAY"},
 				Usage: "a replica not first in line for a tick claims it within this long after the first, in case the first is gone (at most 2s)"},
+			&cli.BoolFlag{Name: "pprof", EnvVars: []string{"JOBD_PPROF"},
+				Usage: "also serve Go's profiler at /debug/pprof/ on the --http listener (needs --http; keep that address private)"},
 		},
 		Action: runDaemon,
 	}
@@ -52,6 +54,9 @@ func runDaemon(c *cli.Context) error {
 	}
 	if d := c.Duration("shutdown-grace"); d < 0 {
 		return usagef("jobd run", "--shutdown-grace %v: must not be negative", d)
+	}
+	if c.Bool("pprof") && c.String("http") == "" {
+		return usagef("jobd run", "--pprof: needs --http ADDR, the listener it is served on")
 	}
 	log, err := newLogger(c)
 	if err != nil {
@@ -95,7 +100,11 @@ func runDaemon(c *cli.Context) error {
 		scheduler.WithObserver(m))
 	if addr := c.String("http"); addr != "" {
 		dash := newDashboard(store, mc, target, sched.Config, cfg.File, rlog)
-		stopHTTP, err := serveHTTP(c.Context, addr, m, rdb, sched.ClockOK, dash, rlog)
+		var opts []metrics.ServeOption
+		if c.Bool("pprof") {
+			opts = append(opts, metrics.WithPprof())
+		}
+		stopHTTP, err := serveHTTP(c.Context, addr, m, rdb, sched.ClockOK, dash, rlog, opts...)
 		if err != nil {
 			return err
 		}
@@ -107,12 +116,12 @@ func runDaemon(c *cli.Context) error {
 }
 
 // newMetrics and serveHTTP wire the daemon's metrics and HTTP endpoints
-// (see the metrics package), and the dashboard at / (nil: none); a bad
-// --http is exit 2.
+// (see the metrics package), and the dashboard at / (nil: none), with
+// opts (the profiler); a bad --http is exit 2.
 func newMetrics(sched func() *scheduler.Scheduler) *metrics.Metrics { return metrics.New(sched) }
 
-func serveHTTP(ctx context.Context, addr string, m *metrics.Metrics, rdb redis.UniversalClient, clockOK func() bool, dash http.Handler, log *slog.Logger) (stop func(), err error) {
-	if stop, err = metrics.Serve(ctx, addr, m, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, clockOK, dash, log); err != nil {
+func serveHTTP(ctx context.Context, addr string, m *metrics.Metrics, rdb redis.UniversalClient, clockOK func() bool, dash http.Handler, log *slog.Logger, opts ...metrics.ServeOption) (stop func(), err error) {
+	if stop, err = metrics.Serve(ctx, addr, m, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, clockOK, dash, log, opts...); err != nil {
 		return nil, exitf(exitUsage, "--http %s: %v", addr, err)
 	}
 	return stop, nil

@@ -248,20 +248,29 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// hashEntry is what hashOf fingerprints of one instance.
+type hashEntry struct {
+	*Instance
+	Spec string `json:"schedule"`
+}
+
 // hashOf fingerprints what the instances do: schedules, locks, commands
-// and options, not comments or layout.
+// and options, not comments or layout. It is the SHA-256 of the JSON
+// array of hashEntry, fed to the hash one entry at a time, so that ten
+// thousand instances never make one large buffer (which encoding/json
+// would also keep in its pool).
 func hashOf(c *Config) string {
-	type entry struct {
-		*Instance
-		Spec string `json:"schedule"`
-	}
-	entries := make([]entry, len(c.Instances))
+	h := sha256.New()
+	h.Write([]byte{'['})
 	for i, in := range c.Instances {
-		entries[i] = entry{in, in.Schedule.Spec}
+		if i > 0 {
+			h.Write([]byte{','})
+		}
+		b, _ := json.Marshal(hashEntry{in, in.Schedule.Spec})
+		h.Write(b)
 	}
-	b, _ := json.Marshal(entries)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	h.Write([]byte{']'})
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Suggest names the instances an unknown instance name may have meant,

@@ -1,6 +1,9 @@
 package jobs
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"os"
@@ -149,6 +152,27 @@ func TestHashIgnoresLayout(t *testing.T) {
 	}
 	if hash(a) != hash(b) || hash(a) == hash(c) {
 		t.Fatalf("hashes: a=%s b=%s c=%s", hash(a), hash(b), hash(c))
+	}
+}
+
+// TestHashUnchanged: the config hash, fed to SHA-256 entry by entry, is
+// still the SHA-256 of the whole JSON array, so that replicas of an older
+// version agree with this one on an unchanged file.
+func TestHashUnchanged(t *testing.T) {
+	for _, file := range []string{"../../jobs.example.yaml", "../../systemd/jobs.yaml"} {
+		cfg, err := Load(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries := make([]hashEntry, len(cfg.Instances))
+		for i, in := range cfg.Instances {
+			entries[i] = hashEntry{in, in.Schedule.Spec}
+		}
+		b, _ := json.Marshal(entries)
+		sum := sha256.Sum256(b)
+		if want := hex.EncodeToString(sum[:]); cfg.Hash != want {
+			t.Errorf("%s (%d instances): hash %s, want %s", file, len(cfg.Instances), cfg.Hash, want)
+		}
 	}
 }
 

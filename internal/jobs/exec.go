@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -331,8 +332,31 @@ func (b *lineBudget) take() (log, notice bool) {
 	return false, false
 }
 
+// lineReaders recycles the maxLine buffers of the output streams of
+// ended runs: a run takes one only once its stream has written something,
+// and gives it back at EOF, so that many short runs (a thousand due in the
+// same second) do not each allocate two.
+var lineReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxLine) }}
+
+// streamLines logs r line by line (lines longer than maxLine are split)
+// into log, with stream, within budget, and keeps its tail, until EOF.
 func streamLines(r io.Reader, tail *tailBuffer, log *slog.Logger, stream string, budget *lineBudget) {
-	br := bufio.NewReaderSize(r, maxLine)
+	// Wait for the first byte without a line buffer: a silent stream
+	// (most runs' stderr) never takes one.
+	var first [1]byte
+	n, err := r.Read(first[:])
+	for n == 0 && err == nil {
+		n, err = r.Read(first[:])
+	}
+	if n == 0 {
+		return
+	}
+	br := lineReaders.Get().(*bufio.Reader)
+	br.Reset(io.MultiReader(bytes.NewReader(first[:n]), r))
+	defer func() {
+		br.Reset(nil) // drop r, keep the buffer
+		lineReaders.Put(br)
+	}()
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {

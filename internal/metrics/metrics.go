@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -192,16 +193,22 @@ func (m *Metrics) KeepLastSuccess(ctx context.Context, store *scheduler.Store, c
 	return func() { cancel(); <-done }
 }
 
+// refreshLastSuccess reads every instance's last success in a few
+// pipelines (store.LastSuccesses), not a round trip per instance.
 func (m *Metrics) refreshLastSuccess(ctx context.Context, store *scheduler.Store, cfg *jobs.Config) {
-	for _, in := range cfg.Instances {
-		rec, ok, err := store.LastSuccess(ctx, scheduler.RefOf(in))
-		if err != nil {
-			return
-		}
-		switch {
-		case ok && rec.End != nil:
+	refs := make([]scheduler.Ref, len(cfg.Instances))
+	for i, in := range cfg.Instances {
+		refs[i] = scheduler.RefOf(in)
+	}
+	recs, err := store.LastSuccesses(ctx, refs)
+	if err != nil {
+		return
+	}
+	for i, in := range cfg.Instances {
+		switch rec := recs[i]; {
+		case rec != nil && rec.End != nil:
 			m.lastSuccess.WithLabelValues(in.Name).Set(float64(rec.End.Unix()))
-		case !ok:
+		case rec == nil:
 			// Never succeeded: count from when this replica first saw it.
 			if m.firstSeen == nil {
 				m.firstSeen = map[string]time.Time{}
@@ -214,17 +221,46 @@ func (m *Metrics) refreshLastSuccess(ctx context.Context, store *scheduler.Store
 	}
 }
 
+// ServeOption adds to what Serve serves.
+type ServeOption func(*serveOptions)
+
+type serveOptions struct{ pprof bool }
+
+// WithPprof mounts Go's profiler (net/http/pprof) under /debug/pprof/:
+// CPU profiles, heap, goroutines, allocations, blocking, traces. Its
+// cmdline endpoint is left out, since jobd's command line may hold a Redis
+// password. Off unless asked for (jobd run --pprof): profiles show the
+// code's internals, so serve them only where the listener is private.
+func WithPprof() ServeOption { return func(o *serveOptions) { o.pprof = true } }
+
+// mountPprof adds the profiler's handlers to mux. Index also serves the
+// named profiles (/debug/pprof/heap, /debug/pprof/goroutine, ...).
+func mountPprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+}
+
 // Serve serves /metrics, /healthz and /readyz on addr until stop is
 // called, and, when root is not nil, every other path with root (the
-// dashboard). /readyz is 200 only while ping (Redis) answers within a
-// second and clockOK says the replica's clock is close enough to Redis's
-// to claim ticks. A listen error is returned as is.
-func Serve(ctx context.Context, addr string, m *Metrics, ping func(context.Context) error, clockOK func() bool, root http.Handler, log *slog.Logger) (stop func(), err error) {
+// dashboard); WithPprof adds /debug/pprof/. /readyz is 200 only while
+// ping (Redis) answers within a second and clockOK says the replica's
+// clock is close enough to Redis's to claim ticks. A listen error is
+// returned as is.
+func Serve(ctx context.Context, addr string, m *Metrics, ping func(context.Context) error, clockOK func() bool, root http.Handler, log *slog.Logger, opts ...ServeOption) (stop func(), err error) {
+	var o serveOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
+	if o.pprof {
+		mountPprof(mux)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -243,6 +279,9 @@ func Serve(ctx context.Context, addr string, m *Metrics, ping func(context.Conte
 	if root != nil {
 		mux.Handle("/", root)
 		served = "/metrics, /healthz, /readyz and the dashboard at /"
+	}
+	if o.pprof {
+		served += "; the profiler at /debug/pprof/"
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})

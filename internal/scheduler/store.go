@@ -260,6 +260,41 @@ func (s *Store) LastSuccess(ctx context.Context, r Ref) (Record, bool, error) {
 	return rec, json.Unmarshal(b, &rec) == nil, nil
 }
 
+// lastSuccessBatch bounds the GETs of one LastSuccesses pipeline.
+const lastSuccessBatch = 1000
+
+// LastSuccesses is LastSuccess for many instances at once, in pipelines
+// of up to a thousand GETs (split by slot on Redis Cluster): recs[i] is
+// the last success of refs[i], nil when it has none.
+func (s *Store) LastSuccesses(ctx context.Context, refs []Ref) (recs []*Record, err error) {
+	recs = make([]*Record, len(refs))
+	for from := 0; from < len(refs); from += lastSuccessBatch {
+		batch := refs[from:min(from+lastSuccessBatch, len(refs))]
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.StringCmd, len(batch))
+		for i, r := range batch {
+			cmds[i] = pipe.Get(ctx, s.lastOKKey(r))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		for i, c := range cmds {
+			b, err := c.Bytes()
+			switch {
+			case errors.Is(err, redis.Nil):
+				continue
+			case err != nil:
+				return nil, err
+			}
+			var rec Record
+			if json.Unmarshal(b, &rec) == nil {
+				recs[from+i] = &rec
+			}
+		}
+	}
+	return recs, nil
+}
+
 // running returns the running indexes of the given locks and of every
 // lock in the running-locks set: run id -> entry. Two round trips, the
 // second a pipeline (split by slot on Redis Cluster). What can be read is

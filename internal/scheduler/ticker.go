@@ -28,10 +28,10 @@ func (t *ticker) wait() {
 }
 
 // pending is an instance's next fire time, and the schedule it was
-// computed with.
+// computed with (the instance's own strings: nothing is allocated per tick).
 type pending struct {
-	at    time.Time
-	sched string // spec and timezone
+	at       time.Time
+	spec, tz string
 }
 
 // run fires ticks until ctx ends. Each instance keeps its pending fire
@@ -61,7 +61,7 @@ func (t *ticker) run(ctx context.Context) {
 		for _, in := range cfg.Instances {
 			if p, ok := next[in.Name]; ok && p.at.Equal(earliest) {
 				due = append(due, in)
-				next[in.Name] = pending{in.Schedule.Next(earliest), p.sched}
+				next[in.Name] = pending{in.Schedule.Next(earliest), p.spec, p.tz}
 			}
 		}
 		t.tickClaims.Add(1)
@@ -74,27 +74,40 @@ func (t *ticker) run(ctx context.Context) {
 }
 
 // plan brings next up to date with cfg (enabled instances only) and
-// returns the earliest fire time (zero: none).
+// returns the earliest fire time (zero: none). It runs before every tick,
+// so it allocates nothing unless the instances changed.
 func (t *ticker) plan(cfg *jobs.Config, next map[string]pending) time.Time {
 	now := t.clock.Now()
 	var earliest time.Time
-	seen := make(map[string]bool, len(cfg.Instances))
+	scheduled := 0
 	for _, in := range cfg.Instances {
 		if !in.Enabled || in.Suspended {
 			continue
 		}
-		seen[in.Name] = true
-		key := in.Schedule.Spec + " " + in.Timezone
-		if p, ok := next[in.Name]; !ok || p.sched != key {
-			next[in.Name] = pending{in.Schedule.Next(now), key}
+		scheduled++
+		p, ok := next[in.Name]
+		if !ok || p.spec != in.Schedule.Spec || p.tz != in.Timezone {
+			p = pending{in.Schedule.Next(now), in.Schedule.Spec, in.Timezone}
+			next[in.Name] = p
 		}
-		if at := next[in.Name].at; !at.IsZero() && (earliest.IsZero() || at.Before(earliest)) {
-			earliest = at
+		if !p.at.IsZero() && (earliest.IsZero() || p.at.Before(earliest)) {
+			earliest = p.at
 		}
 	}
-	for name := range next {
-		if !seen[name] {
-			delete(next, name)
+	// Every scheduled instance has its entry and instance names are
+	// unique, so entries beyond their number belong to instances gone
+	// from cfg (a reload): only then are they looked for.
+	if len(next) > scheduled {
+		keep := make(map[string]bool, scheduled)
+		for _, in := range cfg.Instances {
+			if in.Enabled && !in.Suspended {
+				keep[in.Name] = true
+			}
+		}
+		for name := range next {
+			if !keep[name] {
+				delete(next, name)
+			}
 		}
 	}
 	return earliest

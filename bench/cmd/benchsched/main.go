@@ -6,6 +6,13 @@
 // time to process start, and the share of each replica. Redis commands
 // per run come from INFO stats; the replicas' own CPU (children
 // excluded) and peak RSS from /proc. One key=value line per library.
+//
+// Then, for jobd alone (jobdonly.go): loading and validating 10,000
+// instances (wall time, peak RSS), a replica's idle RSS with 10,000
+// instances, and the lag of 1,000 instances due in the same second on one
+// replica, next to the floor of starting 1,000 processes from Go. With
+// -profile DIR, one jobd replica of each scenario runs with --pprof and
+// its CPU and heap profiles are written to DIR (`make bench-profile`).
 package main
 
 import (
@@ -16,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,40 +32,94 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/jobd/jobd/internal/jobs"
 	"github.com/jobd/jobd/internal/redistest"
+	"github.com/jobd/jobd/internal/scheduler"
 )
 
+// scenarios, in the order they run.
+var scenarios = []string{"peers", "load", "idle", "due"}
+
 func main() {
-	n := flag.Int("n", 200, "instances due every second")
-	d := flag.Duration("duration", 60*time.Second, "how long the replicas run")
-	only := flag.String("lib", "", "jobd or gocron (default: both)")
+	n := flag.Int("n", 200, "peers: instances due every second")
+	d := flag.Duration("duration", 60*time.Second, "peers: how long the replicas run")
+	only := flag.String("lib", "", "peers: jobd or gocron (default: both)")
+	which := flag.String("scenario", strings.Join(scenarios, ","), "the scenarios to run, comma-separated: "+strings.Join(scenarios, ", "))
+	jobdBin := flag.String("jobd", "", "a jobd binary to run (default: build ../cmd/jobd)")
+	profile := flag.String("profile", "", "write pprof profiles of one jobd replica per scenario into this directory")
+	o := jobdOnly{}
+	flag.IntVar(&o.instances, "instances", 10000, "load, idle: instances in the file (100 jobs of instances/100 params)")
+	flag.DurationVar(&o.settle, "settle", 10*time.Second, "idle: how long the replica runs before its RSS is read")
+	flag.IntVar(&o.due, "due", 1000, "due: instances due in the same second")
+	flag.IntVar(&o.rounds, "rounds", 4, "due: rounds measured, 10 s apart, after one warm-up round")
 	flag.Parse()
+	run := map[string]bool{}
+	for _, s := range strings.Split(*which, ",") {
+		if !slices.Contains(scenarios, s) {
+			check(fmt.Errorf("-scenario %q: want some of %s", s, strings.Join(scenarios, ", ")))
+		}
+		run[s] = true
+	}
 	dir, err := os.MkdirTemp("", "benchsched-")
 	check(err)
 	defer os.RemoveAll(dir)
 	bins := map[string]string{"jobd": filepath.Join(dir, "jobd"), "gocron": filepath.Join(dir, "gocronreplica")}
-	check(run("..", "go", "build", "-o", bins["jobd"], "./cmd/jobd")) // jobd's own module, its own go.sum
-	check(run(".", "go", "build", "-o", bins["gocron"], "./cmd/gocronreplica"))
-	for _, lib := range []string{"jobd", "gocron"} {
-		if *only != "" && *only != lib {
-			continue
+	if *jobdBin != "" {
+		bins["jobd"], err = filepath.Abs(*jobdBin)
+		check(err)
+	} else {
+		check(run1("..", "go", "build", "-o", bins["jobd"], "./cmd/jobd")) // jobd's own module, its own go.sum
+	}
+	if *profile != "" {
+		check(os.MkdirAll(*profile, 0o755))
+		o.profile = *profile
+		check(copyFile(bins["jobd"], filepath.Join(*profile, "jobd"))) // for go tool pprof -list
+	}
+	o.bin, o.dir = bins["jobd"], dir
+	if run["peers"] {
+		if *only == "" || *only == "gocron" {
+			check(run1(".", "go", "build", "-o", bins["gocron"], "./cmd/gocronreplica"))
 		}
-		fmt.Println(bench(lib, bins[lib], dir, *n, *d))
+		for _, lib := range []string{"jobd", "gocron"} {
+			if *only != "" && *only != lib {
+				continue
+			}
+			fmt.Println(bench(lib, bins[lib], dir, *n, *d, o.profile))
+		}
+	}
+	if run["load"] {
+		fmt.Println(o.load())
+	}
+	if run["idle"] {
+		fmt.Println(o.idle())
+	}
+	if run["due"] {
+		fmt.Println(o.dueLag())
+		fmt.Println(o.spawnFloor())
 	}
 }
 
-func bench(lib, bin, dir string, n int, d time.Duration) string {
+func bench(lib, bin, dir string, n int, d time.Duration, profile string) string {
 	srv, err := redistest.StartServer()
 	check(err)
 	defer srv.Close()
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer admin.Close()
 	out := filepath.Join(dir, lib+".out")
-	cmds := replicas(lib, bin, dir, srv, out, n)
+	var pprofAddr string
+	if lib == "jobd" && profile != "" {
+		pprofAddr = freeAddr()
+	}
+	cmds := replicas(lib, bin, dir, srv, out, n, pprofAddr)
 	began := time.Now()
+	profiled := func() {}
+	if pprofAddr != "" { // the steady state: from 5 s in to 5 s before the end
+		profiled = cpuProfile(pprofAddr, 5*time.Second, d-10*time.Second, filepath.Join(profile, fmt.Sprintf("sched-%d-per-s.cpu", n)))
+	}
 	cmd0 := commands(admin)
 	time.Sleep(d)
 	cmd1 := commands(admin)
+	profiled()
 	cpu, rss := 0.0, 0.0
 	for _, c := range cmds {
 		u, r := procStats(c.Process.Pid)
@@ -68,15 +130,45 @@ func bench(lib, bin, dir string, n int, d time.Duration) string {
 	for _, c := range cmds {
 		_ = c.Wait()
 	}
-	a := analyse(out, began.Add(5*time.Second), began.Add(d-3*time.Second), n)
+	from, to := began.Add(5*time.Second), began.Add(d-3*time.Second)
+	a := analyse(out, from, to, n)
+	mark := ""
+	if lib == "jobd" {
+		// A missed tick of jobd's is either a tick claimed but skipped
+		// (overlap: skip; its previous run still held the lock) or one
+		// never claimed: the run records tell them apart.
+		mark = fmt.Sprintf(" skipped=%d", skipped(admin, n, from, to))
+	}
+	if pprofAddr != "" {
+		mark += " pprof=on" // the profiler perturbs the figures
+	}
 	return fmt.Sprintf("bench=scheduler lib=%s replicas=3 instances=%d seconds=%d runs=%d duplicates=%d missed=%d "+
-		"lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f max_share_pct=%.0f cmds_per_run=%.1f cpu_ms_per_1k_runs=%.0f rss_mb=%.0f",
+		"lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f max_share_pct=%.0f cmds_per_run=%.1f cpu_ms_per_1k_runs=%.0f rss_mb=%.0f%s",
 		lib, n, int(d.Seconds()), a.runs, a.dups, a.missed, a.lag(50), a.lag(99), a.lag(100), a.maxShare,
-		float64(cmd1-cmd0)/float64(max(a.allRuns, 1)), cpu*1000/float64(max(a.allRuns, 1))*1000, rss)
+		float64(cmd1-cmd0)/float64(max(a.allRuns, 1)), cpu*1000/float64(max(a.allRuns, 1))*1000, rss, mark)
 }
 
-// replicas starts the three replicas of lib.
-func replicas(lib, bin, dir string, srv *redistest.Server, out string, n int) []*exec.Cmd {
+// skipped counts the ticks in [from, to] of jobd's n instances (i[0] to
+// i[n-1]) that were claimed and recorded as skipped.
+func skipped(rdb *redis.Client, n int, from, to time.Time) int {
+	store := scheduler.NewStore(rdb, "jobd")
+	count := 0
+	for i := range n {
+		name := fmt.Sprintf("i[%d]", i)
+		recs, err := store.History(context.Background(), scheduler.Ref{Instance: name, Lock: name}, 1000)
+		check(err)
+		for _, rec := range recs {
+			if rec.Status == jobs.StatusSkipped && !rec.ScheduledAt.Before(from) && !rec.ScheduledAt.After(to) {
+				count++
+			}
+		}
+	}
+	return count
+}
+
+// replicas starts the three replicas of lib; with pprofAddr, the first
+// jobd replica serves its profiler there.
+func replicas(lib, bin, dir string, srv *redistest.Server, out string, n int, pprofAddr string) []*exec.Cmd {
 	var cmds []*exec.Cmd
 	cfg := filepath.Join(dir, "jobs.yaml")
 	if lib == "jobd" {
@@ -93,6 +185,9 @@ func replicas(lib, bin, dir string, srv *redistest.Server, out string, n int) []
 		var c *exec.Cmd
 		if lib == "jobd" {
 			c = exec.Command(bin, "--redis", srv.URL(), "--log-level", "error", "-c", cfg, "run", "--replica-id", id)
+			if id == "r1" && pprofAddr != "" {
+				c.Args = append(c.Args, "--http", pprofAddr, "--pprof")
+			}
 		} else {
 			c = exec.Command(bin, "-addr", srv.Addr, "-n", strconv.Itoa(n), "-out", out, "-id", id)
 		}
@@ -188,7 +283,7 @@ func procStats(pid int) (cpu, rssMB float64) {
 	return cpu, rssMB
 }
 
-func run(dir, name string, args ...string) error {
+func run1(dir, name string, args ...string) error {
 	c := exec.Command(name, args...)
 	c.Dir = dir
 	c.Stdout, c.Stderr = os.Stderr, os.Stderr
