@@ -48,7 +48,7 @@ sleep 8
 bin/jobd status || true
 say "$victim's interrupted run is marked abandoned once its lock expired:"
 bin/jobd history backup -n 6 | grep -E "abandoned|STATUS" || true
-bin/jobd history vacuum -n 6 | grep -E "abandoned|STATUS" || true
+bin/jobd history vacuum -n 6 | grep abandoned || true
 
 if [ "${DEMO_ONCE:-}" = 1 ]; then exit 0; fi
 say "Now watching jobd status (its heartbeat disappears within 15s). Ctrl-C to stop everything."
