@@ -21,7 +21,8 @@ func TestReadyzClock(t *testing.T) {
 	defer rdb.Close()
 	ok := false
 	addr := freeAddr(t)
-	stop, err := serveHTTP(context.Background(), addr, newMetrics(func() *scheduler.Scheduler { return nil }), rdb,
+	ping := func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+	stop, err := serveHTTP(context.Background(), addr, newMetrics(func() *scheduler.Scheduler { return nil }), ping,
 		func() bool { return ok }, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
 
 	"github.com/jobd/jobd/internal/daemon"
@@ -104,7 +103,15 @@ func runDaemon(c *cli.Context) error {
 		if c.Bool("pprof") {
 			opts = append(opts, metrics.WithPprof())
 		}
-		stopHTTP, err := serveHTTP(c.Context, addr, m, rdb, sched.ClockOK, dash, rlog, opts...)
+		// Ready while Redis answers a Ping and the scheduler's own work
+		// with Redis succeeds.
+		ping := func(ctx context.Context) error {
+			if !sched.RedisOK() {
+				return errors.New("the scheduler's last Redis operation failed")
+			}
+			return rdb.Ping(ctx).Err()
+		}
+		stopHTTP, err := serveHTTP(c.Context, addr, m, ping, sched.ClockOK, dash, rlog, opts...)
 		if err != nil {
 			return err
 		}
@@ -120,8 +127,8 @@ func runDaemon(c *cli.Context) error {
 // opts (the profiler); a bad --http is exit 2.
 func newMetrics(sched func() *scheduler.Scheduler) *metrics.Metrics { return metrics.New(sched) }
 
-func serveHTTP(ctx context.Context, addr string, m *metrics.Metrics, rdb redis.UniversalClient, clockOK func() bool, dash http.Handler, log *slog.Logger, opts ...metrics.ServeOption) (stop func(), err error) {
-	if stop, err = metrics.Serve(ctx, addr, m, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, clockOK, dash, log, opts...); err != nil {
+func serveHTTP(ctx context.Context, addr string, m *metrics.Metrics, ping func(context.Context) error, clockOK func() bool, dash http.Handler, log *slog.Logger, opts ...metrics.ServeOption) (stop func(), err error) {
+	if stop, err = metrics.Serve(ctx, addr, m, ping, clockOK, dash, log, opts...); err != nil {
 		return nil, exitf(exitUsage, "--http %s: %v", addr, err)
 	}
 	return stop, nil

@@ -84,6 +84,9 @@ func TestRedisFaults(t *testing.T) {
 			waitFor(t, 10*time.Second, "the long run", func() bool { _, err := os.Stat(flag); return err == nil })
 			longRun := lines(t, out)[0][0]
 			srv.Stop()
+			if tt.down > 0 { // readiness follows the scheduler's own Redis work
+				waitFor(t, 5*time.Second, "RedisOK false while Redis is down", func() bool { return !r.s.RedisOK() })
+			}
 			time.Sleep(tt.down)
 			if err := srv.Start(); err != nil {
 				t.Fatal(err)
@@ -102,6 +105,7 @@ func TestRedisFaults(t *testing.T) {
 				_, ok, _ := store.LastSuccess(context.Background(), scheduler.Named("j00"))
 				return ok
 			})
+			waitFor(t, 5*time.Second, "RedisOK again", r.s.RedisOK)
 			select {
 			case err := <-r.done:
 				t.Fatalf("replica stopped: %v", err)

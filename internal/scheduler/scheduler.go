@@ -200,6 +200,11 @@ func (s *Scheduler) ReplicaID() string { return s.core.replica }
 // (a second signal).
 func (s *Scheduler) TerminateRuns() { s.terminateOnce.Do(func() { close(s.terminateNow) }) }
 
+// RedisOK reports whether this replica's last Redis operation (a claim, a
+// record, a heartbeat) succeeded. A Ping can succeed while claims fail
+// (on Redis Cluster, one shard failing over), so readiness asks this too.
+func (s *Scheduler) RedisOK() bool { return !s.core.health.redisDown.Load() }
+
 // ClockSkew is the local clock minus Redis's, as last measured.
 func (s *Scheduler) ClockSkew() time.Duration { return s.core.health.skewNow() }
 
