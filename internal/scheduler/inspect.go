@@ -152,16 +152,19 @@ func (i *Inspector) RedisWarnings(ctx context.Context) ([]string, error) {
 }
 
 // ParseLabel reads the label the scheduler writes on a job's lock (see
-// label): the instance and the run id, or "" for a lock taken otherwise.
+// label), "instance=NAME run=RUN_ID": the instance and the run id, or ""
+// for a lock taken otherwise. The run id, last, has no space; the
+// instance name may have some (a param with spaces).
 func ParseLabel(s string) (instance, runID string) {
-	for _, f := range strings.Fields(s) {
-		if v, ok := strings.CutPrefix(f, "instance="); ok {
-			instance = v
-		} else if v, ok := strings.CutPrefix(f, "run="); ok {
-			runID = v
-		}
+	rest, ok := strings.CutPrefix(s, "instance=")
+	if !ok {
+		return "", ""
 	}
-	return instance, runID
+	i := strings.LastIndex(rest, " run=")
+	if i < 0 {
+		return "", ""
+	}
+	return rest[:i], rest[i+len(" run="):]
 }
 
 // Errors of Trigger and its waits.

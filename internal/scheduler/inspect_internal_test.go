@@ -13,7 +13,10 @@ func TestParseLabel(t *testing.T) {
 		label, instance, run string
 	}{
 		{label(&jobs.Instance{Name: "backup[db1]"}, "20260101T000000Z-ab"), "backup[db1]", "20260101T000000Z-ab"},
+		{label(&jobs.Instance{Name: "greet[john doe]"}, "20260101T000000Z-cd"), "greet[john doe]", "20260101T000000Z-cd"},
+		{label(&jobs.Instance{Name: "odd[a run=b]"}, "20260101T000000Z-ef"), "odd[a run=b]", "20260101T000000Z-ef"},
 		{"jobd lock sh", "", ""},
+		{"jobd lock sh instance=x run=y", "", ""},
 		{"", "", ""},
 	}
 	for _, tt := range tests {
