@@ -43,31 +43,17 @@ func dashboardCommand() *cli.Command {
 }
 
 func runDashboard(c *cli.Context) error {
-	log, err := newLogger(c)
-	if err != nil {
-		return err
-	}
-	cfg, err := loadConfig(c, true)
-	if err != nil {
-		return err
-	}
-	target, rdb, err := openRedis(c, cfg)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	locks := mutex.New(rdb, mutex.WithPrefix(target.Prefix), mutex.WithLogger(log))
-	defer locks.Close()
-	path := defaultConfig
-	if cfg != nil {
-		path = cfg.File
-	}
-	fc := &fileConfig{path: path, cfg: cfg, log: log}
-	fc.mod, _ = modTime(path)
-	h := newDashboard(scheduler.NewStore(rdb, target.Prefix), locks, target, fc.get, path, log)
 	if c.String("http") == "" {
 		return usagef("jobd dashboard", "--http is empty: give host:port, such as %s (an empty host would listen on every interface)", defaultDashboardAddr)
 	}
+	e, err := openEnv(c, false) // no ping: the page says when Redis is down
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	fc := &fileConfig{path: e.path, cfg: e.cfg, log: e.log}
+	fc.mod, _ = modTime(e.path)
+	h := newDashboard(e.insp, e.locks, e.target, fc.get, e.path, e.log)
 	ln, err := net.Listen("tcp", c.String("http"))
 	if err != nil {
 		return exitf(exitUsage, "--http %s: %v", c.String("http"), err)
@@ -75,15 +61,15 @@ func runDashboard(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	signal.Ignore(syscall.SIGHUP) // the file is re-read when it changes; a HUP must not kill the server
-	log.Info("serving the dashboard", "addr", ln.Addr().String(), "redis", target.String(), "config", path)
-	return dashboard.Serve(ctx, ln, h, log)
+	e.log.Info("serving the dashboard", "addr", ln.Addr().String(), "redis", e.target.String(), "config", e.path)
+	return dashboard.Serve(ctx, ln, h, e.log)
 }
 
-// newDashboard is the dashboard on store and locks, for `jobd dashboard`
-// and `jobd run --http`; cfg is the schedule file as it is now (nil: none,
-// and path names the file that was looked for).
-func newDashboard(store *scheduler.Store, locks *mutex.Client, target redisconn.Target, cfg func() *jobs.Config, path string, log *slog.Logger) *dashboard.Handler {
-	return dashboard.New(scheduler.NewInspector(store), locks, dashboard.WithConfig(cfg), dashboard.WithConfigFile(path),
+// newDashboard is the dashboard reading through insp and locks, for `jobd
+// dashboard` and `jobd run --http`; cfg is the schedule file as it is now
+// (nil: none, and path names the file that was looked for).
+func newDashboard(insp *scheduler.Inspector, locks *mutex.Client, target redisconn.Target, cfg func() *jobs.Config, path string, log *slog.Logger) *dashboard.Handler {
+	return dashboard.New(insp, locks, dashboard.WithConfig(cfg), dashboard.WithConfigFile(path),
 		dashboard.WithTarget(target), dashboard.WithLogger(log))
 }
 

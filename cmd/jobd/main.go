@@ -385,6 +385,20 @@ type env struct {
 // connect loads the schedule file (optional unless needConfig) and
 // connects to Redis: exit 69 if it does not answer, 78 if it refuses jobd.
 func connect(c *cli.Context, needConfig bool) (*env, error) {
+	e, err := openEnv(c, needConfig)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.target.Ping(c.Context, e.rdb); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// openEnv is connect without the check that Redis answers, for a command
+// that starts (and waits) while Redis is down: jobd dashboard.
+func openEnv(c *cli.Context, needConfig bool) (*env, error) {
 	log, err := newLogger(c)
 	if err != nil {
 		return nil, err
@@ -397,10 +411,6 @@ func connect(c *cli.Context, needConfig bool) (*env, error) {
 		e.path = e.cfg.File
 	}
 	if e.target, e.rdb, err = openRedis(c, e.cfg); err != nil {
-		return nil, err
-	}
-	if err := e.target.Ping(c.Context, e.rdb); err != nil {
-		e.rdb.Close()
 		return nil, err
 	}
 	e.locks = mutex.New(e.rdb, mutex.WithPrefix(e.target.Prefix), mutex.WithLogger(log),

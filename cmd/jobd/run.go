@@ -98,7 +98,7 @@ func runDaemon(c *cli.Context) error {
 		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")),
 		scheduler.WithObserver(m))
 	if addr := c.String("http"); addr != "" {
-		dash := newDashboard(store, mc, target, sched.Config, cfg.File, rlog)
+		dash := newDashboard(scheduler.NewInspector(store), mc, target, sched.Config, cfg.File, rlog)
 		var opts []metrics.ServeOption
 		if c.Bool("pprof") {
 			opts = append(opts, metrics.WithPprof())

@@ -236,7 +236,6 @@ func (c *Client) acquireBatch(ctx context.Context, idx []int, ms []*Mutex, token
 		out[j].val, out[j].err = cmds[j].Int64Slice()
 		out[j].sent, out[j].acks = sent, acks
 		if redis.HasErrorPrefix(out[j].err, "NOSCRIPT") { // Redis restarted since loadScripts
-			c.scriptsLoaded.Store(false)
 			c.loadedOn.Clear()
 			keys, args := ms[i].acquireArgs(tokens[i], "", &cls[i])
 			out[j].sent = time.Now()
@@ -261,27 +260,21 @@ func unixMilli(t time.Time) int64 {
 // key's slot only (once per master), so that a shard that does not answer
 // holds back only the batches sent to it.
 func (c *Client) loadScripts(ctx context.Context, key string) error {
+	var node redis.Scripter = c.rdb
+	addr := "" // the one server of a client that is not a cluster's
 	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
-		node, err := cc.MasterForKey(ctx, key)
+		m, err := cc.MasterForKey(ctx, key)
 		if err != nil {
 			return err
 		}
-		addr := node.Options().Addr
-		if _, ok := c.loadedOn.Load(addr); ok {
-			return nil
-		}
-		if err := acquireScript.Load(ctx, node).Err(); err != nil {
-			return err
-		}
-		c.loadedOn.Store(addr, true)
+		node, addr = m, m.Options().Addr
+	}
+	if _, ok := c.loadedOn.Load(addr); ok {
 		return nil
 	}
-	if c.scriptsLoaded.Load() {
-		return nil
-	}
-	if err := acquireScript.Load(ctx, c.rdb).Err(); err != nil {
+	if err := acquireScript.Load(ctx, node).Err(); err != nil {
 		return err
 	}
-	c.scriptsLoaded.Store(true)
+	c.loadedOn.Store(addr, true)
 	return nil
 }

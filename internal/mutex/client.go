@@ -19,7 +19,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -39,8 +38,7 @@ type Client struct {
 	log    *slog.Logger
 	events func(Event, string) // optional observer: event, lock name
 
-	scriptsLoaded atomic.Bool // acquire.lua is in Redis's script cache
-	loadedOn      sync.Map    // Redis Cluster: master address -> acquire.lua loaded there
+	loadedOn sync.Map // server address ("" for a client that is not a cluster's) -> acquire.lua is in its script cache
 
 	replicas       int           // WithReplicaWait: replicas that must acknowledge an acquisition
 	replicaTimeout time.Duration // and how long WAIT waits for them

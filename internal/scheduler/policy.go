@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jobd/jobd/internal/jobs"
@@ -42,7 +41,7 @@ func (r *runner) tracked(next runFunc) runFunc {
 func (r *runner) skipIfLocked(next runFunc) runFunc {
 	return func(ctx context.Context, c *Claim) {
 		if c.Lease == nil {
-			r.skip(c, "lock held", c.guard())
+			r.skip(c, skipLockHeld, "lock held", c.guard())
 			return
 		}
 		next(ctx, c)
@@ -72,10 +71,10 @@ func (r *runner) waitIfLocked(next runFunc) runFunc {
 		cancel()
 		switch {
 		case errors.Is(err, ErrNotReplicated):
-			r.skip(c, notReplicated, c.guard())
+			r.skip(c, skipNotReplicated, notReplicated, c.guard())
 			return
 		case err != nil:
-			r.skip(c, "lock still held after waiting "+limit.Round(time.Millisecond).String(), c.guard())
+			r.skip(c, skipWaitTimeout, "lock still held after waiting "+limit.Round(time.Millisecond).String(), c.guard())
 			return
 		}
 		c.Lease = lease
@@ -99,14 +98,14 @@ func (r *runner) skipIfNotReplicated(next runFunc) runFunc {
 		r.log.Warn("not started: too few Redis replicas acknowledged the claim (min_replicas_acked)",
 			"job", c.in.Name, "run_id", c.rec.RunID, "err", c.Err)
 		c.rec.NeverStarted = true
-		r.skip(c, notReplicated, c.guard())
+		r.skip(c, skipNotReplicated, notReplicated, c.guard())
 	}
 }
 
 // skip records a claimed tick that will not run, naming the lock holder.
 // A tick already recorded as waiting has its record replaced; a new one
 // is pushed only while its claim is still its own (g).
-func (r *runner) skip(c *Claim, why string, g Guard) {
+func (r *runner) skip(c *Claim, kind, why string, g Guard) {
 	in, rec := c.in, c.rec
 	hctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	h, ok, _ := r.locker.Holder(hctx, in.Lock)
@@ -124,18 +123,13 @@ func (r *runner) skip(c *Claim, why string, g Guard) {
 	}
 	rec.Status = jobs.StatusSkipped
 	r.persist("record skip", write)
-	r.observe(func(o Observer) { o.Skipped(in.Name, skipKind(why)) })
+	r.observe(func(o Observer) { o.Skipped(in.Name, kind) })
 	r.finished(*rec, 0)
 }
 
-// skipKind is a skip's reason as a short, fixed metric label: "lock
-// held", "wait timeout" or "not replicated".
-func skipKind(why string) string {
-	switch {
-	case strings.HasPrefix(why, "lock still held after waiting"):
-		return "wait timeout"
-	case why == notReplicated:
-		return "not replicated"
-	}
-	return why
-}
+// Kinds of skip: short, fixed metric labels (jobd_skips_total{reason}).
+const (
+	skipLockHeld      = "lock held"
+	skipWaitTimeout   = "wait timeout"
+	skipNotReplicated = "not replicated"
+)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,6 +20,7 @@ import (
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
+	listed sync.Map // lock name -> when this Store last added it to the running-locks set
 }
 
 // NewStore returns a Store on rdb under prefix.
@@ -150,25 +152,35 @@ func (s *Store) guardKey(r Ref, g Guard) string {
 	return g.Key
 }
 
-// runListed runs a record script and, when it may add to lock's running
-// index (list), adds lock to the running-locks set in the same round trip,
-// so that readers whose config no longer names the lock still find its
-// runs. The SADD is best effort: on Redis Cluster the set lives on one
-// shard, and a run must not wait for that shard (readers also read the
-// running index of every lock in their config). Members are never
-// removed.
+// runListed runs a record script; one that may add to lock's running
+// index (list) first makes sure lock is in the running-locks set, so that
+// readers whose config no longer names the lock still find its runs.
 func (s *Store) runListed(ctx context.Context, sc *redis.Script, list bool, lock string, keys []string, args ...any) (int, error) {
-	if !list {
-		return sc.Run(ctx, s.rdb, keys, args...).Int()
+	if list {
+		s.listLock(ctx, lock)
 	}
-	pipe := s.rdb.Pipeline()
-	pipe.SAdd(ctx, s.runningLocksKey(), lock)
-	cmd := sc.EvalSha(ctx, pipe, keys, args...)
-	_, _ = pipe.Exec(ctx)
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") { // not cached yet, or Redis restarted
-		return sc.Run(ctx, s.rdb, keys, args...).Int()
+	return sc.Run(ctx, s.rdb, keys, args...).Int()
+}
+
+// listAgain is how long a lock this Store added to the running-locks set
+// counts as listed: members are never removed, but a Redis that restarted
+// without persistence lost the set, and the next SADD within listAgain
+// puts the lock back.
+const listAgain = time.Minute
+
+// listLock adds lock to the running-locks set, at most once per listAgain
+// per lock, so that a run's record costs no extra command. It is best
+// effort (an error is tried again at the next record): on Redis Cluster
+// the set lives on one shard, and no run waits for that shard beyond this
+// call (readers also read the running index of every lock in their
+// config).
+func (s *Store) listLock(ctx context.Context, lock string) {
+	if at, ok := s.listed.Load(lock); ok && time.Since(at.(time.Time)) < listAgain {
+		return
 	}
-	return cmd.Int()
+	if s.rdb.SAdd(ctx, s.runningLocksKey(), lock).Err() == nil {
+		s.listed.Store(lock, time.Now())
+	}
 }
 
 // Takeover gives tick t of instance, claimed with value old by a run that
@@ -249,15 +261,11 @@ func (s *Store) Overview(ctx context.Context, instances []Ref, ticks map[string]
 
 // LastSuccess returns an instance's last successful run, if any.
 func (s *Store) LastSuccess(ctx context.Context, r Ref) (Record, bool, error) {
-	b, err := s.rdb.Get(ctx, s.lastOKKey(r)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return Record{}, false, nil
-	}
-	if err != nil {
+	recs, err := s.LastSuccesses(ctx, []Ref{r})
+	if err != nil || recs[0] == nil {
 		return Record{}, false, err
 	}
-	var rec Record
-	return rec, json.Unmarshal(b, &rec) == nil, nil
+	return *recs[0], true, nil
 }
 
 // lastSuccessBatch bounds the GETs of one LastSuccesses pipeline.
@@ -421,8 +429,7 @@ type Heartbeat struct {
 func (s *Store) Beat(ctx context.Context, hb Heartbeat, ttl time.Duration) (prev *Heartbeat, err error) {
 	b, _ := json.Marshal(hb)
 	pipe := s.rdb.Pipeline()
-	old := pipe.Get(ctx, s.replicaKey(hb.ID))
-	pipe.Set(ctx, s.replicaKey(hb.ID), b, ttl)
+	old := pipe.SetArgs(ctx, s.replicaKey(hb.ID), b, redis.SetArgs{TTL: ttl, Get: true})
 	pipe.SAdd(ctx, s.replicasKey(), hb.ID)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
