@@ -91,6 +91,21 @@ func (c *Client) TryLockBatch(ctx context.Context, ms []*Mutex, cls []SetNX, opt
 	if d, ok := ctx.Deadline(); ok {
 		limit = time.Until(d)
 	}
+	if c.quorum() {
+		atts := make([]attempt, len(pending))
+		for j, i := range pending {
+			atts[j] = attempt{m: ms[i], token: tokens[i], cl: &cls[i]}
+		}
+		c.quorumAcquire(ctx, atts, limit, func(j int, err error) {
+			i := pending[j]
+			if err != nil {
+				ms[i].unreserve()
+			}
+			errs[i] = err
+			done(i, err)
+		})
+		return errs
+	}
 	b := batch{c: c, ms: ms, cls: cls, tokens: tokens, errs: errs, done: done}
 	groups := c.byShard(ctx, pending, ms)
 	if len(groups) == 1 {

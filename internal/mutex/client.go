@@ -31,6 +31,7 @@ const DefaultPrefix = "jobd"
 // subscription that all of its waiters share.
 type Client struct {
 	rdb    redis.UniversalClient
+	nodes  []redis.UniversalClient // NewQuorum's masters; nil otherwise
 	prefix string
 	owner  string
 	host   string
@@ -133,7 +134,7 @@ func (c *Client) getNotifier() *notifier {
 		return nil
 	}
 	if c.notifier == nil {
-		c.notifier = newNotifier(c.rdb, c.log)
+		c.notifier = newNotifier(c.subscribers(), c.majority(), c.log)
 	}
 	return c.notifier
 }

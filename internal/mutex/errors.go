@@ -44,6 +44,12 @@ var (
 	// again: a failover could have lost it.
 	ErrNotReplicated = errors.New("mutex: not acknowledged by enough replicas")
 
+	// ErrNoQuorum: on a quorum of independent masters (NewQuorum), fewer
+	// than a majority answered, or the votes split so that no one won a
+	// majority. Nothing was obtained (what a minority gave was taken
+	// back); it may succeed if asked again.
+	ErrNoQuorum = errors.New("mutex: no majority of masters")
+
 	// ErrBadName: the lock name is empty or starts with '}', which would
 	// leave its Redis Cluster hash tag empty (see ValidName).
 	ErrBadName = errors.New("mutex: invalid lock name")

@@ -28,7 +28,9 @@ type Info struct {
 	LeaseTTL   time.Duration `json:"lease_ttl_ns"`
 }
 
-var infoFields = []string{"owner", "host", "pid", "label", "fence", "acquired_at", "ttl"}
+// infoFields are read from a lock hash; the token, last, only to tell
+// holds apart on a quorum: it never leaves the package.
+var infoFields = []string{"owner", "host", "pid", "label", "fence", "acquired_at", "ttl", "token"}
 
 // Inspect reports who holds the lock called name; ok is false when it is
 // free. One round trip.
@@ -62,6 +64,13 @@ func (c *Client) List(ctx context.Context) ([]Info, error) {
 		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 			return scan(ctx, node)
 		})
+	} else if c.quorum() {
+		errs := onEach(ctx, 0, c.nodes, func(ctx context.Context, _ int, rdb redis.UniversalClient) error {
+			return scan(ctx, rdb)
+		})
+		err = c.needMajority("list", errs)
+		slices.Sort(all)
+		all = slices.Compact(all)
 	} else {
 		err = scan(ctx, c.rdb)
 	}
@@ -77,12 +86,71 @@ func (c *Client) List(ctx context.Context) ([]Info, error) {
 }
 
 // inspectKeys reads holder metadata of lock keys in one pipeline; keys
-// that are free (or not lock hashes) are left out.
+// that are free (or not lock hashes) are left out. On a quorum it reads
+// every master and reports a lock as held only by a token that holds it
+// on a majority: its largest fence, its shortest lease left.
 func (c *Client) inspectKeys(ctx context.Context, lockKeys []string) ([]Info, error) {
 	if len(lockKeys) == 0 {
 		return nil, nil
 	}
-	pipe := c.rdb.Pipeline()
+	if !c.quorum() {
+		hs, err := c.readHolds(ctx, c.rdb, lockKeys)
+		out := make([]Info, len(hs))
+		for i, h := range hs {
+			out[i] = h.Info
+		}
+		return out, err
+	}
+	type answer struct {
+		hs  []hold
+		err error
+	}
+	as := onEach(ctx, 0, c.nodes, func(ctx context.Context, _ int, rdb redis.UniversalClient) answer {
+		hs, err := c.readHolds(ctx, rdb, lockKeys)
+		return answer{hs, err}
+	})
+	errs := make([]error, len(as))
+	type id struct{ key, token string }
+	seen := map[id]int{}
+	best := map[id]Info{}
+	var order []id
+	for n, a := range as {
+		errs[n] = a.err
+		for _, h := range a.hs {
+			k := id{h.Key, h.token}
+			b, ok := best[k]
+			switch {
+			case !ok:
+				b = h.Info
+				order = append(order, k)
+			default:
+				b.Fence, b.HeldFor, b.TTL = max(b.Fence, h.Fence), max(b.HeldFor, h.HeldFor), min(b.TTL, h.TTL)
+			}
+			best[k], seen[k] = b, seen[k]+1
+		}
+	}
+	if err := c.needMajority("inspect", errs); err != nil {
+		return nil, fmt.Errorf("mutex: inspect: %w", err)
+	}
+	var out []Info
+	for _, k := range order {
+		if seen[k] >= c.majority() {
+			out = append(out, best[k])
+		}
+	}
+	return out, nil
+}
+
+// hold is a lock hash as one Redis holds it.
+type hold struct {
+	Info
+	token string
+}
+
+// readHolds reads the lock hashes of lockKeys on one Redis, in one
+// pipeline.
+func (c *Client) readHolds(ctx context.Context, rdb redis.Cmdable, lockKeys []string) ([]hold, error) {
+	pipe := rdb.Pipeline()
 	timeCmd := pipe.Time(ctx)
 	type pair struct {
 		meta *redis.SliceCmd
@@ -96,7 +164,7 @@ func (c *Client) inspectKeys(ctx context.Context, lockKeys []string) ([]Info, er
 		return nil, fmt.Errorf("mutex: inspect: %w", err)
 	}
 	now := timeCmd.Val()
-	var out []Info
+	var out []hold
 	for i, k := range lockKeys {
 		vals := cmds[i].meta.Val()
 		if len(vals) != len(infoFields) || vals[4] == nil {
@@ -108,7 +176,7 @@ func (c *Client) inspectKeys(ctx context.Context, lockKeys []string) ([]Info, er
 		at, _ := strconv.ParseInt(s(5), 10, 64)
 		lease, _ := strconv.ParseInt(s(6), 10, 64)
 		acquired := time.UnixMilli(at).UTC()
-		out = append(out, Info{
+		out = append(out, hold{token: s(7), Info: Info{
 			Name:       c.nameOf(k),
 			Key:        k,
 			Owner:      s(0),
@@ -120,7 +188,7 @@ func (c *Client) inspectKeys(ctx context.Context, lockKeys []string) ([]Info, er
 			HeldFor:    now.Sub(acquired).Truncate(time.Millisecond),
 			TTL:        max(cmds[i].pttl.Val(), 0),
 			LeaseTTL:   time.Duration(lease) * time.Millisecond,
-		})
+		}})
 	}
 	return out, nil
 }

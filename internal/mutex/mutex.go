@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -183,6 +184,9 @@ func (m *Mutex) unreserve() {
 
 // acquire runs one attempt; on success it records the hold in m.
 func (m *Mutex) acquire(ctx context.Context, token, waiter string) (ok bool, retry time.Duration, err error) {
+	if m.c.quorum() {
+		return m.acquireQuorum(ctx, token)
+	}
 	sent := time.Now()
 	keys, args := m.acquireArgs(token, waiter, nil)
 	res, acks, err := m.c.runAcquire(ctx, keys, args)
@@ -245,8 +249,8 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	var res int64
 	err := settle(ctx, settleTimeout, func(ctx context.Context) error {
 		var err error
-		res, err = releaseScript.Run(ctx, m.c.rdb, []string{m.k.lock, m.k.queue, m.k.leases, m.k.released},
-			token, m.k.channel, handoffWindow.Milliseconds(), releasedMarkerTTL.Milliseconds()).Int64()
+		res, err = m.c.runLease(ctx, "unlock "+strconv.Quote(m.name), releaseScript, []string{m.k.lock, m.k.queue, m.k.leases, m.k.released},
+			token, m.k.channel, handoffWindow.Milliseconds(), releasedMarkerTTL.Milliseconds(), m.c.broadcast())
 		return err
 	})
 	if err != nil {
@@ -285,7 +289,7 @@ func (m *Mutex) extend(ctx context.Context, token string, ttl time.Duration) err
 	err := settle(ctx, settleTimeout, func(ctx context.Context) error {
 		var err error
 		sent = time.Now()
-		res, err = extendScript.Run(ctx, m.c.rdb, []string{m.k.lock}, token, ttl.Milliseconds()).Int64()
+		res, err = m.c.runLease(ctx, "extend "+strconv.Quote(m.name), extendScript, []string{m.k.lock}, token, ttl.Milliseconds())
 		return err
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package mutex
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -13,11 +14,14 @@ import (
 )
 
 // notifier owns the one pub/sub connection that all waiters of a Client
-// share. A release publishes the id of the waiter whose turn it is; the
-// notifier wakes that waiter only.
+// share (one per master on a quorum). A release publishes the id of the
+// waiter whose turn it is; the notifier wakes that waiter only. On a
+// quorum, where waiters do not queue, a release publishes "*" and every
+// waiter of the lock tries again.
 type notifier struct {
-	ps  *redis.PubSub
-	log *slog.Logger
+	subs []*subscription
+	need int // pongs that confirm a registration: a majority of the connections
+	log  *slog.Logger
 
 	// subMu orders SUBSCRIBE and UNSUBSCRIBE on the wire as the first
 	// waiter and the last waiter of a channel come and go, so that a
@@ -26,24 +30,41 @@ type notifier struct {
 
 	mu       sync.Mutex
 	channels map[string]map[string]chan time.Duration // channel -> waiter id -> wake
-	pings    map[string]chan struct{}                 // pending readiness pings
+	pings    map[string]*pending                      // pending readiness pings
 	seq      uint64
-	broken   bool // the connection failed; wake everyone once it is back
 
 	done chan struct{}
 	wg   sync.WaitGroup
 }
 
-func newNotifier(rdb redis.UniversalClient, log *slog.Logger) *notifier {
+// subscription is one pub/sub connection of a notifier.
+type subscription struct {
+	ps     *redis.PubSub
+	broken bool // the connection failed; wake everyone once it is back (under notifier.mu)
+}
+
+// pending is a registration waiting for its pongs.
+type pending struct {
+	left  int
+	ready chan struct{}
+}
+
+// newNotifier starts a goroutine per connection; need is how many must
+// confirm a registration.
+func newNotifier(pss []*redis.PubSub, need int, log *slog.Logger) *notifier {
 	n := &notifier{
-		ps:       rdb.Subscribe(context.Background()),
+		need:     need,
 		log:      log,
 		channels: map[string]map[string]chan time.Duration{},
-		pings:    map[string]chan struct{}{},
+		pings:    map[string]*pending{},
 		done:     make(chan struct{}),
 	}
-	n.wg.Add(1)
-	go n.run()
+	for _, ps := range pss {
+		s := &subscription{ps: ps}
+		n.subs = append(n.subs, s)
+		n.wg.Add(1)
+		go n.run(s)
+	}
 	return n
 }
 
@@ -53,8 +74,9 @@ const readyTimeout = time.Second
 
 // register subscribes waiter to channel and returns its wake channel. It
 // returns once Redis has confirmed the subscription (a PING sent after the
-// SUBSCRIBE on the same connection came back), so that a release made
-// after the waiter's next attempt cannot be missed.
+// SUBSCRIBE on the same connection came back; on a quorum, from a
+// majority of the masters, which a release also reaches), so that a
+// release made after the waiter's next attempt cannot be missed.
 func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan time.Duration, func()) {
 	wake := make(chan time.Duration, 1)
 	n.subMu.Lock()
@@ -68,7 +90,7 @@ func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan
 	n.seq++
 	payload := "jobd-ready-" + strconv.FormatUint(n.seq, 10)
 	ready := make(chan struct{})
-	n.pings[payload] = ready
+	n.pings[payload] = &pending{left: n.need, ready: ready}
 	n.mu.Unlock()
 
 	unregister := func() {
@@ -85,20 +107,29 @@ func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan
 		n.mu.Unlock()
 		if last {
 			uctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
-			_ = n.ps.Unsubscribe(uctx, channel)
+			for _, s := range n.subs {
+				_ = s.ps.Unsubscribe(uctx, channel)
+			}
 			cancel()
 		}
 	}
 
-	var err error
-	if !ok {
-		err = n.ps.Subscribe(ctx, channel)
+	// A connection that fails is left to go-redis, which resubscribes on
+	// reconnect; timers cover the gap.
+	var live []*subscription
+	for _, s := range n.subs {
+		if ok || s.ps.Subscribe(ctx, channel) == nil {
+			live = append(live, s)
+		}
 	}
 	n.subMu.Unlock()
-	if err != nil {
-		return wake, unregister // go-redis resubscribes on reconnect; timers cover the gap
+	pinged := 0
+	for _, s := range live {
+		if s.ps.Ping(ctx, payload) == nil {
+			pinged++
+		}
 	}
-	if err := n.ps.Ping(ctx, payload); err != nil {
+	if pinged < n.need {
 		return wake, unregister
 	}
 	t := time.NewTimer(readyTimeout)
@@ -111,21 +142,21 @@ func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan
 	return wake, unregister
 }
 
-// run receives the subscription's messages until close; a failed
-// connection is retried with backoff, waiters falling back to their timers
+// run receives a connection's messages until close; a failed connection
+// is retried with backoff, waiters falling back to their timers
 // meanwhile.
-func (n *notifier) run() {
+func (n *notifier) run(s *subscription) {
 	defer n.wg.Done()
 	backoff := 10 * time.Millisecond
 	for {
-		msg, err := n.ps.Receive(context.Background())
+		msg, err := s.ps.Receive(context.Background())
 		select {
 		case <-n.done:
 			return
 		default:
 		}
 		if err != nil {
-			n.failed(err)
+			n.failed(s, err)
 			if !sleepOrDone(n.done, backoff) {
 				return
 			}
@@ -133,41 +164,47 @@ func (n *notifier) run() {
 			continue
 		}
 		backoff = 10 * time.Millisecond
-		n.deliver(msg)
+		n.deliver(s, msg)
 	}
 }
 
 // failed notes a broken subscription (logged once per outage).
-func (n *notifier) failed(err error) {
+func (n *notifier) failed(s *subscription, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if !n.broken {
+	if !s.broken {
 		n.log.Warn("mutex: subscription connection failed; waiters fall back to timers", "err", err)
 	}
-	n.broken = true
+	s.broken = true
 }
 
 // deliver wakes the waiters a message names, or the registration a pong
 // answers. The first message after an outage wakes everyone first.
-func (n *notifier) deliver(msg any) {
+func (n *notifier) deliver(s *subscription, msg any) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.broken {
+	if s.broken {
 		// Releases published while we were away are lost: let every
 		// waiter try again now.
-		n.broken = false
+		s.broken = false
 		for _, ws := range n.channels {
 			for _, w := range ws {
 				signal(w, 0)
 			}
 		}
 		for p, r := range n.pings {
-			close(r)
+			close(r.ready)
 			delete(n.pings, p)
 		}
 	}
 	switch m := msg.(type) {
 	case *redis.Message:
+		if m.Payload == "*" { // a release on a quorum: everyone tries
+			for _, w := range n.channels[m.Channel] {
+				signal(w, 0)
+			}
+			return
+		}
 		// "head [second]": the head tries now, the second after the
 		// handoff window unless the head took the lock.
 		head, second, _ := strings.Cut(m.Payload, " ")
@@ -179,8 +216,10 @@ func (n *notifier) deliver(msg any) {
 		}
 	case *redis.Pong:
 		if r, ok := n.pings[m.Payload]; ok {
-			close(r)
-			delete(n.pings, m.Payload)
+			if r.left--; r.left <= 0 {
+				close(r.ready)
+				delete(n.pings, m.Payload)
+			}
 		}
 	}
 }
@@ -219,7 +258,10 @@ func signal(c chan time.Duration, after time.Duration) {
 
 func (n *notifier) close() error {
 	close(n.done)
-	err := n.ps.Close()
+	var errs []error
+	for _, s := range n.subs {
+		errs = append(errs, s.ps.Close())
+	}
 	n.wg.Wait()
-	return err
+	return errors.Join(errs...)
 }

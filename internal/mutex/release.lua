@@ -5,6 +5,9 @@
 -- KEYS[4] released-token marker (string: the token of the last release)
 -- ARGV[1] token      ARGV[2] release channel  ARGV[3] handoff window ms
 -- ARGV[4] how long the marker lives, ms
+-- ARGV[5] "1" on a quorum of independent masters: waiters do not queue
+--         there, so a release without a queue publishes "*" (every
+--         waiter of the lock tries again)
 --
 -- Returns 1 when released (whether or not a waiter was woken), 0 when
 -- another owner holds the lock (nothing is changed), -1 when the lock is
@@ -28,7 +31,10 @@ end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
 
-if redis.call('EXISTS', KEYS[2]) == 0 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  if ARGV[5] == '1' then redis.call('PUBLISH', ARGV[2], '*') end
+  return 1
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- Drop waiters whose lease ran out (dead or paused processes).

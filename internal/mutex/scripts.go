@@ -15,9 +15,15 @@ var (
 	extendSrc string
 	//go:embed leave.lua
 	leaveSrc string
+	//go:embed raise.lua
+	raiseSrc string
+	//go:embed unclaim.lua
+	unclaimSrc string
 
 	acquireScript = redis.NewScript(acquireSrc)
 	releaseScript = redis.NewScript(releaseSrc)
 	extendScript  = redis.NewScript(extendSrc)
 	leaveScript   = redis.NewScript(leaveSrc)
+	raiseScript   = redis.NewScript(raiseSrc)
+	unclaimScript = redis.NewScript(unclaimSrc)
 )

@@ -98,6 +98,10 @@ func (m *Mutex) sleepUntilWoken(ctx context.Context, wake <-chan time.Duration, 
 // taken without hearing the reply and, if the lock is free, passes the
 // turn on; best effort, since a stale entry (and a lease) expires by itself.
 func (m *Mutex) leave(ctx context.Context, waiter, token string) {
+	if m.c.quorum() { // no queue there: drop the holds
+		m.c.takeBack(ctx, undo{attempt{m: m, token: token}, false})
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
 	defer cancel()
 	_ = leaveScript.Run(ctx, m.c.rdb, []string{m.k.lock, m.k.queue, m.k.leases},
@@ -138,6 +142,9 @@ func settle(ctx context.Context, limit time.Duration, op func(ctx context.Contex
 func unknownOutcome(err error) bool {
 	if err == nil || errors.Is(err, ErrNotReplicated) {
 		return false
+	}
+	if errors.Is(err, ErrNoQuorum) { // masters that did not answer could still make a majority
+		return true
 	}
 	var re redis.Error
 	return !errors.As(err, &re) || notRunYet(err)

@@ -1,0 +1,571 @@
+package mutex
+
+// A quorum of independent masters (the Redlock approach): every operation
+// runs on all masters at once and counts only where a majority agrees.
+// docs/mutex.md ("On a quorum of independent masters") explains the
+// guarantees and their limits.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// quorumNodeTimeout bounds how long one master may take to answer one
+// round before it counts as not answering (Redlock's per-node timeout):
+// small beside a lease (MinTTL is 3s), so that a dead or paused master
+// costs an acquisition little of it.
+const quorumNodeTimeout = 500 * time.Millisecond
+
+// maxSplits is how many times an attempt that won a part of the masters
+// but no majority, while no one else has one either (a split vote), takes
+// back what it won and tries again, after a random pause, before it fails
+// with ErrNoQuorum.
+const maxSplits = 3
+
+// NewQuorum returns a Client on independent masters (an odd number, three
+// or more, with no replication between them): locks and SET NX claims are
+// taken on a majority, with Redlock's elapsed-time check, fences are
+// lifted so that they never go backwards across any majority, and
+// releases go to every master. With one node it is New. The caller keeps
+// ownership of the nodes.
+func NewQuorum(nodes []redis.UniversalClient, opts ...ClientOption) *Client {
+	c := New(nodes[0], opts...)
+	if len(nodes) > 1 {
+		c.nodes = nodes
+	}
+	return c
+}
+
+// quorum reports whether c runs on a quorum of independent masters.
+func (c *Client) quorum() bool { return len(c.nodes) > 1 }
+
+// majority is how many masters must agree.
+func (c *Client) majority() int { return len(c.nodes)/2 + 1 }
+
+// drift is Redlock's allowance for the masters' clocks running at
+// slightly different rates during a lease: 1% of it plus 2ms.
+func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecond }
+
+// onEach runs f on every master at once, each bounded by d (0: by ctx
+// alone), and returns when all have answered.
+func onEach[T any](ctx context.Context, d time.Duration, nodes []redis.UniversalClient, f func(ctx context.Context, i int, rdb redis.UniversalClient) T) []T {
+	out := make([]T, len(nodes))
+	var wg sync.WaitGroup
+	for i, rdb := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nctx, cancel := ctx, context.CancelFunc(func() {})
+			if d > 0 {
+				nctx, cancel = context.WithTimeout(ctx, d)
+			}
+			defer cancel()
+			out[i] = f(nctx, i, rdb)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// errNoMajority is the ErrNoQuorum of an operation that failed on too
+// many masters to make a majority; errs are the masters' errors (nil
+// entries are masters that did not fail).
+func (c *Client) errNoMajority(op string, errs []error) error {
+	n := 0
+	for _, e := range errs {
+		if e != nil {
+			n++
+		}
+	}
+	return fmt.Errorf("%w: %s: failed on %d of %d masters: %w", ErrNoQuorum, op, n, len(c.nodes), errors.Join(errs...))
+}
+
+// attempt is one acquisition in a quorum round.
+type attempt struct {
+	m     *Mutex
+	token string
+	cl    *SetNX // nil for a plain lock
+}
+
+// roundReplies are one round's replies: [attempt][master].
+type roundReplies [][]batchResult
+
+// quorumRound runs acquire.lua for every attempt on every master, one
+// pipeline per master, all masters at once.
+func (c *Client) quorumRound(ctx context.Context, atts []attempt) (roundReplies, time.Time) {
+	sent := time.Now()
+	perNode := onEach(ctx, quorumNodeTimeout, c.nodes, func(ctx context.Context, n int, rdb redis.UniversalClient) []batchResult {
+		out := make([]batchResult, len(atts))
+		if err := c.loadOn(ctx, n, rdb); err != nil {
+			for j := range out {
+				out[j].err = err
+			}
+			return out
+		}
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(atts))
+		for j, a := range atts {
+			keys, args := a.m.acquireArgs(a.token, "", a.cl)
+			cmds[j] = acquireScript.EvalSha(ctx, pipe, keys, args...)
+		}
+		_, _ = pipe.Exec(ctx)
+		for j, a := range atts {
+			out[j].val, out[j].err = cmds[j].Int64Slice()
+			if redis.HasErrorPrefix(out[j].err, "NOSCRIPT") { // the master restarted
+				c.loadedOn.Delete(nodeKey(n))
+				keys, args := a.m.acquireArgs(a.token, "", a.cl)
+				out[j].val, out[j].err = acquireScript.Run(ctx, rdb, keys, args...).Int64Slice()
+			}
+		}
+		return out
+	})
+	replies := make(roundReplies, len(atts))
+	for j := range atts {
+		replies[j] = make([]batchResult, len(c.nodes))
+		for n := range c.nodes {
+			replies[j][n] = perNode[n][j]
+		}
+	}
+	return replies, sent
+}
+
+// nodeKey is a master's entry in Client.loadedOn.
+func nodeKey(n int) string { return "quorum:" + strconv.Itoa(n) }
+
+// loadOn makes sure acquire.lua is in master n's script cache.
+func (c *Client) loadOn(ctx context.Context, n int, rdb redis.UniversalClient) error {
+	if _, ok := c.loadedOn.Load(nodeKey(n)); ok {
+		return nil
+	}
+	if err := acquireScript.Load(ctx, rdb).Err(); err != nil {
+		return err
+	}
+	c.loadedOn.Store(nodeKey(n), true)
+	return nil
+}
+
+// verdict is what a round's replies say about one attempt.
+type verdict int
+
+const (
+	won       verdict = iota // a majority gave it the lock (and its key)
+	busy                     // the key is its own on a majority, or it is a plain lock, but no majority gave it the lock
+	lostKey                  // the key is another attempt's on a majority: someone else won it
+	split                    // no majority either way: take back what was won and try again
+	undecided                // masters whose reply was lost could still make a majority: ask again
+	failed                   // a definite error (an error reply, a clock outside the window)
+)
+
+// tally is the verdict on one attempt's replies; err explains failed and
+// undecided, retry is a busy lock's retry hint, fences are the fences of
+// the masters that gave the lock (0 elsewhere).
+func (c *Client) tally(a attempt, rs []batchResult) (v verdict, retry time.Duration, fences []int64, err error) {
+	var nLock, nKeyOurs, nTaken, nWindow, nUnknown int
+	var errs []error
+	var busyRetry []int64
+	fences = make([]int64, len(rs))
+	for n, r := range rs {
+		switch {
+		case r.err != nil:
+			errs = append(errs, fmt.Errorf("master %d: %w", n+1, r.err))
+			if unknownOutcome(r.err) {
+				nUnknown++
+			} else {
+				err = r.err
+			}
+		case len(r.val) != 2:
+			err = fmt.Errorf("mutex: acquire: unexpected reply %v", r.val)
+		case r.val[0] == 1:
+			nLock++
+			fences[n] = r.val[1]
+		case r.val[0] == 0:
+			nKeyOurs++
+			busyRetry = append(busyRetry, r.val[1])
+		case r.val[0] == -1:
+			nTaken++
+		case r.val[0] == -2:
+			nWindow++
+		}
+	}
+	maj := c.majority()
+	if a.cl == nil { // a plain lock: 0 is "held by another", not "key ours"
+		nTaken += nKeyOurs
+		nKeyOurs = 0
+	}
+	switch {
+	case nLock >= maj:
+		return won, 0, fences, nil
+	case a.cl != nil && nLock+nKeyOurs >= maj:
+		return busy, 0, nil, nil
+	case err != nil:
+		return failed, 0, nil, fmt.Errorf("mutex: lock %q: %w", a.m.name, err)
+	case nLock+nKeyOurs+nUnknown >= maj:
+		return undecided, 0, nil, c.errNoMajority("lock "+strconv.Quote(a.m.name), errs)
+	case nWindow >= maj:
+		return failed, 0, nil, fmt.Errorf("%w: %q: on %d of %d masters", ErrOutsideWindow, a.m.name, nWindow, len(rs))
+	case a.cl != nil && nTaken >= maj:
+		return lostKey, 0, nil, fmt.Errorf("%w: %q", ErrKeyTaken, a.m.name)
+	case a.cl == nil && nTaken >= maj:
+		// Held by another: retry when a majority's leases may have run out.
+		slices.Sort(busyRetry)
+		retry = 50 * time.Millisecond
+		if len(busyRetry) >= maj {
+			retry = time.Duration(busyRetry[maj-1]) * time.Millisecond
+		}
+		return busy, retry, nil, nil
+	}
+	return split, 0, nil, fmt.Errorf("%w: %q: split vote (%d of %d masters)", ErrNoQuorum, a.m.name, nLock+nKeyOurs, len(rs))
+}
+
+// undo is what to take back of an attempt: its holds, and with keys its
+// SET NX key too.
+type undo struct {
+	a    attempt
+	keys bool
+}
+
+// takeBack drops, on every master at once (one pipeline each), what the
+// attempts may hold there. Best effort: a lease and a key expire by
+// themselves.
+func (c *Client) takeBack(ctx context.Context, us ...undo) {
+	if len(us) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
+	defer cancel()
+	onEach(ctx, quorumNodeTimeout, c.nodes, func(ctx context.Context, _ int, rdb redis.UniversalClient) error {
+		pipe := rdb.Pipeline()
+		for _, u := range us {
+			a := u.a
+			leaveScript.Run(ctx, pipe, []string{a.m.k.lock, a.m.k.queue, a.m.k.leases},
+				"", a.m.k.channel, handoffWindow.Milliseconds(), a.token)
+			if u.keys && a.cl != nil {
+				unclaimScript.Run(ctx, pipe, []string{a.cl.Key}, a.cl.Value)
+			}
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+}
+
+// mayHold reports whether a round may have left the attempt anything on
+// some master: a lock, its key, or a reply that was lost. An attempt that
+// every master refused needs nothing taken back.
+func mayHold(a attempt, rs []batchResult) bool {
+	for _, r := range rs {
+		if r.err != nil || len(r.val) == 2 && (r.val[0] == 1 || a.cl != nil && r.val[0] == 0) {
+			return true
+		}
+	}
+	return false
+}
+
+// raise lifts the fence counters so that a majority stands at or above
+// each won attempt's fence: the largest fence its majority handed out.
+// Masters that handed out that very fence need nothing, so a round in
+// which the masters agree (the usual case) costs no second round trip.
+// It returns, per attempt, nil or why its fence could not be made safe.
+func (c *Client) raise(ctx context.Context, atts []attempt, fences [][]int64) []error {
+	errs := make([]error, len(atts))
+	top := make([]int64, len(atts))
+	need := make([][]bool, len(atts)) // [attempt][master]: counter may be below top
+	any := false
+	for j := range atts {
+		top[j] = slices.Max(fences[j])
+		need[j] = make([]bool, len(c.nodes))
+		at := 0
+		for n, f := range fences[j] {
+			if f == top[j] {
+				at++
+			} else {
+				need[j][n] = true
+			}
+		}
+		if at < c.majority() {
+			any = true
+		} else {
+			need[j] = nil // a majority is already there
+		}
+	}
+	if !any {
+		return errs
+	}
+	res := onEach(ctx, quorumNodeTimeout, c.nodes, func(ctx context.Context, n int, rdb redis.UniversalClient) []error {
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(atts))
+		for j, a := range atts {
+			if need[j] != nil && need[j][n] {
+				cmds[j] = raiseScript.Run(ctx, pipe, []string{a.m.k.fence, a.m.k.lock}, top[j], a.token)
+			}
+		}
+		_, _ = pipe.Exec(ctx)
+		out := make([]error, len(atts))
+		for j, cmd := range cmds {
+			if cmd != nil {
+				out[j] = cmd.Err()
+			}
+		}
+		return out
+	})
+	for j := range atts {
+		if need[j] == nil {
+			continue
+		}
+		at := 0
+		var nerrs []error
+		for n := range c.nodes {
+			if !need[j][n] || res[n][j] == nil {
+				at++
+			} else {
+				nerrs = append(nerrs, res[n][j])
+			}
+		}
+		if at < c.majority() {
+			errs[j] = c.errNoMajority("raise the fence of "+strconv.Quote(atts[j].m.name), nerrs)
+		}
+	}
+	return errs
+}
+
+// quorumAcquire runs the attempts until each is settled, calling done(j,
+// err) for each as soon as it is, within limit: one round on every master,
+// then the fences of the winners are made safe, the winners whose round
+// outlasted their lease (minus the clock drift allowance) are taken back,
+// and the attempts still undecided or split go again.
+func (c *Client) quorumAcquire(ctx context.Context, atts []attempt, limit time.Duration, done func(j int, err error)) {
+	deadline := time.Now().Add(limit)
+	pending := make([]int, len(atts))
+	for j := range pending {
+		pending[j] = j
+	}
+	splits := make([]int, len(atts))
+	last := make([]error, len(atts))
+	backoff := 20 * time.Millisecond
+	for len(pending) > 0 {
+		round := make([]attempt, len(pending))
+		for k, j := range pending {
+			round[k] = atts[j]
+		}
+		replies, sent := c.quorumRound(ctx, round)
+		var again, winners []int
+		var wonFences [][]int64
+		var undos []undo
+		var settled []func()
+		for k, j := range pending {
+			v, _, fences, err := c.tally(atts[j], replies[k])
+			last[j] = err
+			hold := mayHold(atts[j], replies[k])
+			switch v {
+			case won:
+				winners, wonFences = append(winners, j), append(wonFences, fences)
+				continue
+			case undecided:
+				again = append(again, j)
+				continue
+			case busy: // the key stays: it is ours
+				err = fmt.Errorf("%w: %q", ErrNotObtained, atts[j].m.name)
+				if hold {
+					undos = append(undos, undo{atts[j], false})
+				}
+			case split:
+				if hold {
+					undos = append(undos, undo{atts[j], true})
+				}
+				if splits[j]++; splits[j] <= maxSplits {
+					again = append(again, j)
+					continue
+				}
+			default: // lostKey, failed
+				if hold {
+					undos = append(undos, undo{atts[j], true})
+				}
+			}
+			settled = append(settled, func() { done(j, err) })
+		}
+		c.takeBack(ctx, undos...) // before the outcomes are told, so that a split's retry finds its keys gone
+		for _, f := range settled {
+			f()
+		}
+		if len(winners) > 0 {
+			wa := make([]attempt, len(winners))
+			for k, j := range winners {
+				wa[k] = atts[j]
+			}
+			for k, err := range c.settleWon(ctx, wa, wonFences, sent) {
+				done(winners[k], err)
+			}
+		}
+		pending = again
+		if len(pending) == 0 {
+			return
+		}
+		d := backoff + rand.N(backoff) // random, so that split voters fall apart
+		if time.Now().Add(d).After(deadline) || !sleep(ctx, d) {
+			undos := make([]undo, len(pending))
+			for k, j := range pending {
+				undos[k] = undo{atts[j], true}
+			}
+			c.takeBack(ctx, undos...)
+			for _, j := range pending {
+				done(j, last[j])
+			}
+			return
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// settleWon finishes the attempts a majority gave the lock: their
+// fences are made safe (raise), and a hold whose round outlasted its lease
+// minus the clock drift allowance is taken back, as Redlock does, since
+// the first masters' leases may already have run out. The others become
+// holds, their lease counted from when the round was sent.
+func (c *Client) settleWon(ctx context.Context, atts []attempt, fences [][]int64, sent time.Time) []error {
+	errs := c.raise(ctx, atts, fences)
+	for j, a := range atts {
+		if errs[j] == nil && time.Since(sent) >= a.m.cfg.ttl-drift(a.m.cfg.ttl) {
+			errs[j] = fmt.Errorf("%w: %q: a majority answered after %v, past the lease", ErrNotObtained, a.m.name, time.Since(sent).Round(time.Millisecond))
+		}
+		if errs[j] != nil {
+			c.takeBack(ctx, undo{a, true})
+			continue
+		}
+		a.m.mu.Lock()
+		a.m.token, a.m.fence, a.m.leaseAt, a.m.leaseTTL = a.token, slices.Max(fences[j]), sent, a.m.cfg.ttl
+		a.m.mu.Unlock()
+	}
+	return errs
+}
+
+// acquireQuorum is acquire on a quorum: one round. A lock held by another
+// is (false, the time a majority's leases have left, nil); a split vote is
+// taken back and tried again after a short random pause; masters that did
+// not answer, but could make a majority, are an ErrNoQuorum error, which
+// settle (or the waiter's backoff) asks again with the same token.
+func (m *Mutex) acquireQuorum(ctx context.Context, token string) (ok bool, retry time.Duration, err error) {
+	a := attempt{m: m, token: token}
+	replies, sent := m.c.quorumRound(ctx, []attempt{a})
+	v, retry, fences, err := m.c.tally(a, replies[0])
+	switch v {
+	case won:
+		if err := m.c.settleWon(ctx, []attempt{a}, [][]int64{fences}, sent)[0]; err != nil {
+			return false, 0, err
+		}
+		return true, 0, nil
+	case undecided:
+		return false, 0, err
+	}
+	if mayHold(a, replies[0]) {
+		m.c.takeBack(ctx, undo{a, false}) // holds won on a minority
+	}
+	switch v {
+	case busy:
+		return false, retry, nil
+	case split:
+		return false, 5*time.Millisecond + rand.N(20*time.Millisecond), nil
+	}
+	return false, 0, err
+}
+
+// quorumScript runs a lease script (release, extend) on every master and
+// returns each master's reply or error.
+func (c *Client) quorumScript(ctx context.Context, sc *redis.Script, keys []string, args ...any) ([]int64, []error) {
+	type reply struct {
+		v   int64
+		err error
+	}
+	rs := onEach(ctx, quorumNodeTimeout, c.nodes, func(ctx context.Context, _ int, rdb redis.UniversalClient) reply {
+		v, err := sc.Run(ctx, rdb, keys, args...).Int64()
+		return reply{v, err}
+	})
+	vals, errs := make([]int64, len(rs)), make([]error, len(rs))
+	for n, r := range rs {
+		vals[n], errs[n] = r.v, r.err
+	}
+	return vals, errs
+}
+
+// leaseTally reads a release's or extension's replies as one: 1 when a
+// majority did it, 0 or -1 (as on one master) when a majority can no
+// longer do it, and an ErrNoQuorum error (settle asks again) when the
+// masters that did not answer could still make a majority.
+func (c *Client) leaseTally(op string, vals []int64, errs []error) (int64, error) {
+	var ok, other, gone, unknown int
+	for n, err := range errs {
+		switch {
+		case err != nil:
+			unknown++
+		case vals[n] == 1:
+			ok++
+		case vals[n] == 0:
+			other++
+		default:
+			gone++
+		}
+	}
+	maj := c.majority()
+	switch {
+	case ok >= maj:
+		return 1, nil
+	case ok+unknown >= maj:
+		return 0, c.errNoMajority(op, errs)
+	case other > 0:
+		return 0, nil
+	}
+	return -1, nil
+}
+
+// runLease runs a lease script (release.lua, extend.lua): on one Redis
+// as it is, on a quorum on every master, read as one by leaseTally.
+func (c *Client) runLease(ctx context.Context, op string, sc *redis.Script, keys []string, args ...any) (int64, error) {
+	if !c.quorum() {
+		return sc.Run(ctx, c.rdb, keys, args...).Int64()
+	}
+	vals, errs := c.quorumScript(ctx, sc, keys, args...)
+	return c.leaseTally(op, vals, errs)
+}
+
+// broadcast is release.lua's ARGV[5]: "1" on a quorum, where waiters do
+// not queue and a release wakes them all.
+func (c *Client) broadcast() string {
+	if c.quorum() {
+		return "1"
+	}
+	return "0"
+}
+
+// subscribers are the connections a Client's waiters listen on: one per
+// master on a quorum (a release publishes on every master it reaches).
+func (c *Client) subscribers() []*redis.PubSub {
+	if !c.quorum() {
+		return []*redis.PubSub{c.rdb.Subscribe(context.Background())}
+	}
+	out := make([]*redis.PubSub, len(c.nodes))
+	for i, rdb := range c.nodes {
+		out[i] = rdb.Subscribe(context.Background())
+	}
+	return out
+}
+
+// needMajority is nil when a majority of the masters' errs are nil, and
+// their ErrNoQuorum otherwise.
+func (c *Client) needMajority(op string, errs []error) error {
+	ok := 0
+	for _, e := range errs {
+		if e == nil {
+			ok++
+		}
+	}
+	if ok >= c.majority() {
+		return nil
+	}
+	return c.errNoMajority(op, errs)
+}
