@@ -5,6 +5,8 @@
 -- KEYS[1] lock hash  KEYS[2] waiter queue  KEYS[3] waiter leases
 -- ARGV[1] waiter id ("" for none)  ARGV[2] release channel
 -- ARGV[3] handoff window ms  ARGV[4] the caller's token
+-- ARGV[5] "1" on a quorum of independent masters, where waiters do not
+--         queue: dropping a hold publishes "*" (every waiter tries again)
 --
 -- Returns 1 when another waiter was woken, 0 otherwise. Safe to run twice.
 if ARGV[1] ~= '' then
@@ -14,6 +16,10 @@ end
 local tok = redis.call('HGET', KEYS[1], 'token')
 if tok and tok == ARGV[4] then
   redis.call('DEL', KEYS[1]) -- an orphaned hold of ours (its reply was lost)
+  if ARGV[5] == '1' then
+    redis.call('PUBLISH', ARGV[2], '*')
+    return 1
+  end
 elseif tok then
   return 0
 end

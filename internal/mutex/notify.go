@@ -199,9 +199,12 @@ func (n *notifier) deliver(s *subscription, msg any) {
 	}
 	switch m := msg.(type) {
 	case *redis.Message:
-		if m.Payload == "*" { // a release on a quorum: everyone tries
+		if m.Payload == "*" {
+			// A release on a quorum: everyone tries, spread over
+			// quorumWakeSpread so that the first usually wins every
+			// master instead of all splitting the vote.
 			for _, w := range n.channels[m.Channel] {
-				signal(w, 0)
+				signal(w, time.Duration(rand.N(quorumWakeSpread)))
 			}
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
@@ -29,6 +30,21 @@ const quorumNodeTimeout = 500 * time.Millisecond
 // back what it won and tries again, after a random pause, before it fails
 // with ErrNoQuorum.
 const maxSplits = 3
+
+// quorumWakeSpread is how far apart the waiters that a release on a
+// quorum wakes (all of them: they do not queue there) try again.
+const quorumWakeSpread = 5 * time.Millisecond
+
+// quorumRetryCap bounds how long a waiter on a quorum sleeps without a
+// wake-up: a hold taken back after a split vote may leave a lock free
+// without a release (the take-back publishes too, but a message can be
+// missed while a master is down).
+const quorumRetryCap = 500 * time.Millisecond
+
+// undecidedRounds is how many rounds in a row an attempt may stay
+// undecided (masters whose reply was lost could make its majority) before
+// it is taken back and tried again as after a split vote.
+const undecidedRounds = 2
 
 // NewQuorum returns a Client on independent masters (an odd number, three
 // or more, with no replication between them): locks and SET NX claims are
@@ -176,9 +192,11 @@ func (c *Client) tally(a attempt, rs []batchResult) (v verdict, retry time.Durat
 		switch {
 		case r.err != nil:
 			errs = append(errs, fmt.Errorf("master %d: %w", n+1, r.err))
-			if unknownOutcome(r.err) {
+			switch {
+			case notSent(r.err): // down: it gave nothing
+			case unknownOutcome(r.err):
 				nUnknown++
-			} else {
+			default:
 				err = r.err
 			}
 		case len(r.val) != 2:
@@ -218,7 +236,7 @@ func (c *Client) tally(a attempt, rs []batchResult) (v verdict, retry time.Durat
 		slices.Sort(busyRetry)
 		retry = 50 * time.Millisecond
 		if len(busyRetry) >= maj {
-			retry = time.Duration(busyRetry[maj-1]) * time.Millisecond
+			retry = min(time.Duration(busyRetry[maj-1])*time.Millisecond, quorumRetryCap)
 		}
 		return busy, retry, nil, nil
 	}
@@ -230,6 +248,13 @@ func (c *Client) tally(a attempt, rs []batchResult) (v verdict, retry time.Durat
 type undo struct {
 	a    attempt
 	keys bool
+}
+
+// notSent reports whether err says the command never left: the master
+// could not be dialled (it is down), so the attempt has nothing there.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // takeBack drops, on every master at once (one pipeline each), what the
@@ -245,10 +270,12 @@ func (c *Client) takeBack(ctx context.Context, us ...undo) {
 		pipe := rdb.Pipeline()
 		for _, u := range us {
 			a := u.a
-			leaveScript.Run(ctx, pipe, []string{a.m.k.lock, a.m.k.queue, a.m.k.leases},
-				"", a.m.k.channel, handoffWindow.Milliseconds(), a.token)
+			// EVAL, not EVALSHA: a pipeline cannot fall back after a
+			// NOSCRIPT, and these run rarely.
+			leaveScript.Eval(ctx, pipe, []string{a.m.k.lock, a.m.k.queue, a.m.k.leases},
+				"", a.m.k.channel, handoffWindow.Milliseconds(), a.token, "1")
 			if u.keys && a.cl != nil {
-				unclaimScript.Run(ctx, pipe, []string{a.cl.Key}, a.cl.Value)
+				unclaimScript.Eval(ctx, pipe, []string{a.cl.Key}, a.cl.Value)
 			}
 		}
 		_, err := pipe.Exec(ctx)
@@ -303,7 +330,7 @@ func (c *Client) raise(ctx context.Context, atts []attempt, fences [][]int64) []
 		cmds := make([]*redis.Cmd, len(atts))
 		for j, a := range atts {
 			if need[j] != nil && need[j][n] {
-				cmds[j] = raiseScript.Run(ctx, pipe, []string{a.m.k.fence, a.m.k.lock}, top[j], a.token)
+				cmds[j] = raiseScript.Eval(ctx, pipe, []string{a.m.k.fence, a.m.k.lock}, top[j], a.token) // rare: see takeBack
 			}
 		}
 		_, _ = pipe.Exec(ctx)
@@ -346,7 +373,7 @@ func (c *Client) quorumAcquire(ctx context.Context, atts []attempt, limit time.D
 	for j := range pending {
 		pending[j] = j
 	}
-	splits := make([]int, len(atts))
+	splits, undecidedRuns := make([]int, len(atts)), make([]int, len(atts))
 	last := make([]error, len(atts))
 	backoff := 20 * time.Millisecond
 	for len(pending) > 0 {
@@ -368,8 +395,21 @@ func (c *Client) quorumAcquire(ctx context.Context, atts []attempt, limit time.D
 				winners, wonFences = append(winners, j), append(wonFences, fences)
 				continue
 			case undecided:
-				again = append(again, j)
-				continue
+				// A master whose reply was lost may hold the attempt's
+				// key. Ask again; after undecidedRounds, take back and go
+				// again as after a split, so that racing attempts that
+				// each hold a part (one master paused) cannot wait for
+				// each other until the limit.
+				if undecidedRuns[j]++; undecidedRuns[j] <= undecidedRounds {
+					again = append(again, j)
+					continue
+				}
+				undecidedRuns[j] = 0
+				undos = append(undos, undo{atts[j], true})
+				if splits[j]++; splits[j] <= maxSplits {
+					again = append(again, j)
+					continue
+				}
 			case busy: // the key stays: it is ours
 				err = fmt.Errorf("%w: %q", ErrNotObtained, atts[j].m.name)
 				if hold {

@@ -105,7 +105,7 @@ func (m *Mutex) leave(ctx context.Context, waiter, token string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
 	defer cancel()
 	_ = leaveScript.Run(ctx, m.c.rdb, []string{m.k.lock, m.k.queue, m.k.leases},
-		waiter, m.k.channel, handoffWindow.Milliseconds(), token).Err()
+		waiter, m.k.channel, handoffWindow.Milliseconds(), token, "0").Err()
 }
 
 func (m *Mutex) notObtained(ctx context.Context, last error) error {
