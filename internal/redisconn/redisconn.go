@@ -138,7 +138,7 @@ func (t Target) Open() (redis.UniversalClient, error) {
 	case err != nil:
 		return nil, err
 	case o.quorum != nil:
-		return nil, fmt.Errorf("%w (%s)", ErrQuorumOpen, t)
+		return nil, ErrQuorumOpen // callers name t
 	}
 	return o.open(), nil
 }
