@@ -389,7 +389,7 @@ func connect(c *cli.Context, needConfig bool) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := e.target.Ping(c.Context, e.rdb); err != nil {
+	if err := e.target.Ping(c.Context, []redis.UniversalClient{e.rdb}); err != nil {
 		e.close()
 		return nil, err
 	}

@@ -384,6 +384,10 @@ var readmeExamples = []struct {
 		// The files it names need not exist for validate.
 		x.validateYAML(t, "readme-cluster.yaml", body)
 	}},
+	{prefix: "redis:\n  quorum:", run: func(t *testing.T, x *readmeEnv, body string) {
+		// The files it names need not exist for validate.
+		x.validateYAML(t, "readme-quorum.yaml", body)
+	}},
 	{prefix: "redis+cluster://", run: func(t *testing.T, x *readmeEnv, body string) {
 		// The URL is the YAML cluster setup above, as go-redis reads it
 		// once jobd has turned the scheme into redis://.

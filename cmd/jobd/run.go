@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
 
 	"github.com/jobd/jobd/internal/daemon"
@@ -78,7 +79,8 @@ func runDaemon(c *cli.Context) error {
 	// A daemon waits for an unreachable Redis (go-redis reconnects, and
 	// the scheduler claims nothing until Redis answers); a refusal of its
 	// user, password, permissions or database will not fix itself: exit 78.
-	startErr := target.Check(c.Context, rdb)
+	nodes := []redis.UniversalClient{rdb} // a quorum: see Target.OpenNodes
+	startErr := target.Check(c.Context, nodes)
 	switch {
 	case errors.Is(startErr, redisconn.ErrRefused):
 		return startErr
@@ -118,7 +120,7 @@ func runDaemon(c *cli.Context) error {
 		defer stopHTTP()
 		defer m.KeepLastSuccess(c.Context, store, sched.Config)()
 	}
-	return daemon.Run(c.Context, sched, target, rdb, startErr, daemon.WithLogger(log),
+	return daemon.Run(c.Context, sched, target, nodes, startErr, daemon.WithLogger(log),
 		daemon.WithReload(func() (*jobs.Config, error) { return jobs.Load(cfg.File) }, m.Reloaded))
 }
 

@@ -47,10 +47,11 @@ func WithReload(load func() (*jobs.Config, error), reloaded func(*jobs.Config)) 
 // Run runs sched until it returns, and returns its error. SIGTERM or
 // SIGINT stops it: it stops claiming and lets runs finish for its grace;
 // a second signal terminates them at once. Redis at t, reached through
-// rdb, is watched for STATUS= (startErr is the Check made at start); a
-// refusal before a Check passed stops the scheduler, and Run returns it
-// (see redisconn.Target.Watch).
-func Run(ctx context.Context, sched *scheduler.Scheduler, t redisconn.Target, rdb redis.UniversalClient, startErr error, opts ...Option) error {
+// nodes (Target.OpenNodes: one client, or a quorum's masters, of which a
+// majority must answer), is watched for STATUS= (startErr is the Check
+// made at start); a refusal before a Check passed stops the scheduler,
+// and Run returns it (see redisconn.Target.Watch).
+func Run(ctx context.Context, sched *scheduler.Scheduler, t redisconn.Target, nodes []redis.UniversalClient, startErr error, opts ...Option) error {
 	o := options{log: slog.Default(), load: func() (*jobs.Config, error) { return nil, nil }, reloaded: func(*jobs.Config) {}}
 	for _, opt := range opts {
 		opt(&o)
@@ -65,7 +66,7 @@ func Run(ctx context.Context, sched *scheduler.Scheduler, t redisconn.Target, rd
 	go func() { done <- sched.Run(ctx) }()
 	status := redisStatus(sched, startErr)
 	notify("STATUS=" + status)
-	refused, stopWatch := t.Watch(ctx, rdb, startErr, o.log, func(err error) {
+	refused, stopWatch := t.Watch(ctx, nodes, startErr, o.log, func(err error) {
 		if s := redisStatus(sched, err); s != status {
 			status = s
 			notify("STATUS=" + status)

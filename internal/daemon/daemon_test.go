@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/jobd/jobd/internal/daemon"
 	"github.com/jobd/jobd/internal/jobs"
 	"github.com/jobd/jobd/internal/redisconn"
@@ -72,7 +74,7 @@ func TestRunLogs(t *testing.T) {
 		scheduler.WithLogger(log), scheduler.WithReplicaID("r1"))
 	done := make(chan error, 1)
 	go func() {
-		done <- daemon.Run(context.Background(), sched, target, rdb, nil, daemon.WithLogger(log),
+		done <- daemon.Run(context.Background(), sched, target, []redis.UniversalClient{rdb}, nil, daemon.WithLogger(log),
 			daemon.WithReload(func() (*jobs.Config, error) { return jobs.Load(path) }, func(*jobs.Config) {}))
 	}()
 	waitLog := func(what string, n int) {

@@ -15,12 +15,14 @@ const DefaultMinReplicasTimeout = time.Second
 
 // checkRedis reports what is wrong in the redis: section: a Sentinel
 // setup needs its master's name and at least one sentinel address, and
-// excludes url; a password comes from password or password_file, not
-// both; min_replicas_acked is not negative.
+// excludes url; a cluster or a quorum excludes the others; a quorum has
+// an odd number, at least 3, of distinct masters; a password comes from
+// password or password_file, not both; min_replicas_acked is not
+// negative, and not given with cluster or quorum.
 func (d *decoder) checkRedis(r *RedisConfig) {
 	if c := r.Cluster; c != nil {
 		if r.URL != "" || r.Sentinel != nil {
-			d.at("redis.cluster", "give only one of redis.url, redis.sentinel and redis.cluster")
+			d.at("redis.cluster", "give only one of redis.url, redis.sentinel, redis.cluster and redis.quorum")
 		}
 		if len(c.Addrs) == 0 {
 			d.at("redis.cluster", "addrs is required: host:port of one or more cluster nodes")
@@ -32,6 +34,9 @@ func (d *decoder) checkRedis(r *RedisConfig) {
 		if r.MinReplicasAcked > 0 {
 			d.at("redis.min_replicas_acked", "not supported with redis.cluster: WAIT answers for one shard only (see docs/failures.md)")
 		}
+	}
+	if r.Quorum != nil {
+		d.checkQuorum(r)
 	}
 	if err := CheckPrefix(r.Prefix); err != nil {
 		d.at("redis.prefix", "%v", err)
@@ -67,6 +72,39 @@ func (d *decoder) checkRedis(r *RedisConfig) {
 	}
 	if t := r.MinReplicasTimeout; t != nil && time.Duration(*t) <= 0 {
 		d.at("redis.min_replicas_timeout", "must be positive")
+	}
+}
+
+// MinQuorum is the fewest masters a quorum may have: with fewer, a
+// majority is all of them, and one master down stops jobd.
+const MinQuorum = 3
+
+// checkQuorum reports what is wrong in redis.quorum.
+func (d *decoder) checkQuorum(r *RedisConfig) {
+	q := r.Quorum
+	if r.URL != "" || r.Sentinel != nil || r.Cluster != nil {
+		d.at("redis.quorum", "give only one of redis.url, redis.sentinel, redis.cluster and redis.quorum")
+	}
+	switch n := len(q.Addrs); {
+	case n < MinQuorum:
+		d.at("redis.quorum.addrs", "%d address(es): a quorum needs at least %d independent masters, host:port each (with fewer, a majority is all of them)", n, MinQuorum)
+	case n%2 == 0:
+		// An even count tolerates no more failures than the odd count
+		// below it, and needs one more master to answer.
+		d.at("redis.quorum.addrs", "%d addresses: give an odd number: %d masters (a majority is %d) tolerate %d down, no more than %d masters (a majority is %d) do",
+			n, n, n/2+1, n/2-1, n-1, n/2)
+	}
+	checkAddrs(d, "redis.quorum.addrs", q.Addrs)
+	seen := make(map[string]bool, len(q.Addrs))
+	for i, a := range q.Addrs {
+		if k := strings.ToLower(a); seen[k] {
+			d.at(fmt.Sprintf("redis.quorum.addrs[%d]", i), "%q is given twice: each master must count once toward the majority", a)
+		} else {
+			seen[k] = true
+		}
+	}
+	if r.MinReplicasAcked > 0 {
+		d.at("redis.min_replicas_acked", "not supported with redis.quorum: its masters are independent, with no replicas to WAIT for; the majority is what survives a master's loss")
 	}
 }
 

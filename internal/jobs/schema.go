@@ -18,16 +18,18 @@ type File struct {
 }
 
 // RedisConfig may name the Redis to use; --redis and JOBD_REDIS_URL win.
-// It names one Redis (url) or a master watched by Sentinel (sentinel);
+// It names one Redis (url), a master watched by Sentinel (sentinel), a
+// Redis Cluster (cluster) or a quorum of independent masters (quorum);
 // see redis.go for the rules and the defaults.
 type RedisConfig struct {
 	URL      string          `yaml:"url"`      // default redis://127.0.0.1:6379/0
 	Prefix   string          `yaml:"prefix"`   // default "jobd"
 	Sentinel *SentinelConfig `yaml:"sentinel"` // instead of url
 	Cluster  *ClusterConfig  `yaml:"cluster"`  // instead of url and sentinel
-	// Credentials, database and TLS of the data nodes behind sentinel: or
-	// cluster: (with url they are part of the URL; tls: applies to a url
-	// too, and turns TLS on with its CA and certificate).
+	Quorum   *QuorumConfig   `yaml:"quorum"`   // instead of url, sentinel and cluster
+	// Credentials, database and TLS of the data nodes behind sentinel:,
+	// cluster: or quorum: (with url they are part of the URL; tls: applies
+	// to a url too, and turns TLS on with its CA and certificate).
 	Username     string     `yaml:"username"`
 	Password     string     `yaml:"password"`
 	PasswordFile string     `yaml:"password_file"` // read at start; instead of password
@@ -36,7 +38,7 @@ type RedisConfig struct {
 	// MinReplicasAcked: after a claim and after a lock is taken, jobd asks
 	// Redis (WAIT) that this many replicas have the write, within
 	// MinReplicasTimeout; if fewer do, the run is not started (fail
-	// closed). Default 0: no WAIT.
+	// closed). Default 0: no WAIT. Not with cluster: or quorum:.
 	MinReplicasAcked   int       `yaml:"min_replicas_acked"`
 	MinReplicasTimeout *Duration `yaml:"min_replicas_timeout"` // default 1s
 }
@@ -45,6 +47,17 @@ type RedisConfig struct {
 // rest, and follows failovers and slot moves, from them.
 type ClusterConfig struct {
 	Addrs []string `yaml:"addrs"` // required: host:port of one or more nodes
+}
+
+// QuorumConfig names independent Redis masters, none a replica of
+// another, on which jobd takes each lock and tick claim on a majority
+// (the Redlock approach): any minority of them may be down, or lose its
+// data, without a tick running twice or a lock having two holders.
+type QuorumConfig struct {
+	// Addrs is required: host:port of each master, an odd number, at
+	// least 3 (a majority of 3 is 2, of 5 is 3). Username,
+	// password/password_file, db and tls apply to every one.
+	Addrs []string `yaml:"addrs"`
 }
 
 // TLSConfig turns TLS on for the data nodes (and the sentinels): its

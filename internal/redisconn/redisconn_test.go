@@ -14,25 +14,29 @@ import (
 func TestResolve(t *testing.T) {
 	file := &jobs.Config{Redis: jobs.RedisConfig{URL: "redis://file:6379/1", Prefix: "file"}}
 	sentinel := &jobs.Config{Redis: jobs.RedisConfig{Sentinel: &jobs.SentinelConfig{Master: "m", Addrs: []string{"s:26379"}}}}
+	quorum := &jobs.Config{Redis: jobs.RedisConfig{Quorum: &jobs.QuorumConfig{Addrs: []string{"a:6379", "b:6379", "c:6379"}}}}
 	tests := []struct {
 		name         string
 		given        Target
 		cfg          *jobs.Config
 		url, prefix  string
 		viaSentinels bool
+		quorum       bool
 	}{
-		{"defaults", Target{}, nil, DefaultURL, "jobd", false},
-		{"file", Target{}, file, "redis://file:6379/1", "file", false},
-		{"given wins", Target{URL: "redis://flag:6379/0", Prefix: "flag"}, file, "redis://flag:6379/0", "flag", false},
-		{"each field on its own", Target{Prefix: "flag"}, file, "redis://file:6379/1", "flag", false},
-		{"the file's sentinel", Target{}, sentinel, "", "jobd", true},
-		{"a given URL wins over the file's sentinel", Target{URL: "redis://flag:6379/0"}, sentinel, "redis://flag:6379/0", "jobd", false},
+		{"defaults", Target{}, nil, DefaultURL, "jobd", false, false},
+		{"file", Target{}, file, "redis://file:6379/1", "file", false, false},
+		{"given wins", Target{URL: "redis://flag:6379/0", Prefix: "flag"}, file, "redis://flag:6379/0", "flag", false, false},
+		{"each field on its own", Target{Prefix: "flag"}, file, "redis://file:6379/1", "flag", false, false},
+		{"the file's sentinel", Target{}, sentinel, "", "jobd", true, false},
+		{"a given URL wins over the file's sentinel", Target{URL: "redis://flag:6379/0"}, sentinel, "redis://flag:6379/0", "jobd", false, false},
+		{"the file's quorum", Target{}, quorum, "", "jobd", false, true},
+		{"a given URL wins over the file's quorum", Target{URL: "redis://flag:6379/0"}, quorum, "redis://flag:6379/0", "jobd", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Resolve(tt.given, tt.cfg)
-			if got.URL != tt.url || got.Prefix != tt.prefix || (got.Redis.Sentinel != nil) != tt.viaSentinels {
-				t.Fatalf("Resolve = %+v, want url %q prefix %q, via sentinels %v", got, tt.url, tt.prefix, tt.viaSentinels)
+			if got.URL != tt.url || got.Prefix != tt.prefix || (got.Redis.Sentinel != nil) != tt.viaSentinels || (got.Redis.Quorum != nil) != tt.quorum {
+				t.Fatalf("Resolve = %+v, want url %q prefix %q, via sentinels %v, quorum %v", got, tt.url, tt.prefix, tt.viaSentinels, tt.quorum)
 			}
 		})
 	}
@@ -125,6 +129,8 @@ func TestTopologyString(t *testing.T) {
 		{Topology{Kind: KindSentinel, Master: "10.0.0.2:6379", Name: "mymaster"}, "sentinel, master 10.0.0.2:6379 (mymaster)"},
 		{Topology{Kind: KindCluster, Masters: []string{"10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"}},
 			"cluster, 3 masters: 10.0.0.1:7000, 10.0.0.2:7000, 10.0.0.3:7000"},
+		{Topology{Kind: KindQuorum, Masters: []string{"10.0.0.1:6379", "10.0.0.2:6379" + Down, "10.0.0.3:6379"}},
+			"quorum, 2 of 3 masters answer: 10.0.0.1:6379, 10.0.0.2:6379 (down), 10.0.0.3:6379"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.top.Kind, func(t *testing.T) {

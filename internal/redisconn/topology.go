@@ -18,11 +18,12 @@ import (
 	"github.com/jobd/jobd/internal/jobs"
 )
 
-// The three topologies, by how they are named in the configuration.
+// The four topologies, by how they are named in the configuration.
 const (
 	KindStandalone = "standalone" // redis.url (redis://, rediss://, unix://)
 	KindSentinel   = "sentinel"   // redis.sentinel, or a URL with master_name
 	KindCluster    = "cluster"    // redis.cluster, or a redis+cluster:// URL
+	KindQuorum     = "quorum"     // redis.quorum: independent masters, a majority decides; no URL form
 )
 
 // isFailoverURL reports whether u is go-redis's Sentinel URL form:
@@ -50,6 +51,7 @@ type clientOptions struct {
 	failover *redis.FailoverOptions
 	cluster  *redis.ClusterOptions
 	plain    *redis.Options
+	quorum   []*redis.Options // one plain client's options per master
 }
 
 // kind is the topology the options are for.
@@ -59,6 +61,8 @@ func (o clientOptions) kind() string {
 		return KindSentinel
 	case o.cluster != nil:
 		return KindCluster
+	case o.quorum != nil:
+		return KindQuorum
 	}
 	return KindStandalone
 }
@@ -70,10 +74,15 @@ func (o clientOptions) kind() string {
 // which keep-alive relies on. An error never shows the password.
 func (t Target) options() (clientOptions, error) {
 	o, err := t.clientOptions()
-	if err == nil && o.cluster != nil && t.Redis.MinReplicasAcked > 0 {
+	switch {
+	case err != nil || t.Redis.MinReplicasAcked <= 0:
+	case o.cluster != nil:
 		// Whichever form named the cluster (the file's cluster:, or a
 		// redis+cluster:// URL from the file, --redis or the environment).
 		return o, errors.New("redis.min_replicas_acked is not supported on Redis Cluster: a WAIT answers for one shard only (see docs/failures.md)")
+	case o.quorum != nil:
+		// Validation refuses it too; a Target built in code may still ask.
+		return o, errors.New("redis.min_replicas_acked is not supported with redis.quorum: its masters are independent, with no replicas to WAIT for")
 	}
 	return o, err
 }
@@ -86,7 +95,7 @@ func (t Target) clientOptions() (clientOptions, error) {
 	}
 	r := t.Redis
 	switch {
-	case r.Sentinel != nil || r.Cluster != nil:
+	case r.Sentinel != nil || r.Cluster != nil || r.Quorum != nil:
 		pw, err := r.ReadPassword()
 		if err != nil {
 			return o, fmt.Errorf("redis.password_file: %w", err)
@@ -98,6 +107,17 @@ func (t Target) clientOptions() (clientOptions, error) {
 		if c := r.Cluster; c != nil {
 			o.cluster = &redis.ClusterOptions{Addrs: c.Addrs, Username: r.Username, Password: pw, TLSConfig: tc}
 			clusterDefaults(o.cluster)
+			return o, nil
+		}
+		if q := r.Quorum; q != nil {
+			if len(q.Addrs) == 0 {
+				return o, errors.New("redis.quorum: addrs is empty")
+			}
+			for _, addr := range q.Addrs {
+				p := &redis.Options{Addr: addr, Username: r.Username, Password: pw, DB: r.DB, TLSConfig: tc}
+				plainDefaults(p)
+				o.quorum = append(o.quorum, p)
+			}
 			return o, nil
 		}
 		o.failover = &redis.FailoverOptions{
@@ -135,7 +155,7 @@ func (t Target) clientOptions() (clientOptions, error) {
 	if o.plain, err = redis.ParseURL(t.URL); err != nil {
 		return o, errors.New(t.Scrub(err.Error()))
 	}
-	o.plain.ContextTimeoutEnabled = true
+	plainDefaults(o.plain)
 	if tc != nil {
 		o.plain.TLSConfig = tc
 	}
@@ -148,6 +168,12 @@ func (t Target) clientOptions() (clientOptions, error) {
 // go-redis's default of a minute: a failover is followed within the
 // cluster's own node timeout plus ClusterReload.
 const ClusterReload = time.Second
+
+// plainDefaults are jobd's settings of every plain client: one Redis
+// named by a URL, and each master of a quorum.
+func plainDefaults(o *redis.Options) {
+	o.ContextTimeoutEnabled = true
+}
 
 // clusterDefaults are jobd's settings of every cluster client.
 func clusterDefaults(o *redis.ClusterOptions) {
@@ -183,18 +209,34 @@ func tlsConfig(c *jobs.TLSConfig) (*tls.Config, error) {
 
 // Topology is what `jobd status` shows of the Redis a command talks to.
 type Topology struct {
-	Kind    string   `json:"kind"`              // standalone, sentinel or cluster
-	Master  string   `json:"master,omitempty"`  // host:port of the current master (standalone, sentinel)
-	Name    string   `json:"name,omitempty"`    // the master's name in Sentinel
-	Masters []string `json:"masters,omitempty"` // the cluster's masters, host:port, sorted
+	Kind   string `json:"kind"`             // standalone, sentinel, cluster or quorum
+	Master string `json:"master,omitempty"` // host:port of the current master (standalone, sentinel)
+	Name   string `json:"name,omitempty"`   // the master's name in Sentinel
+	// Masters are the cluster's masters, host:port, sorted; or the
+	// quorum's, in the configured order, each that did not answer marked
+	// Down ("HOST:PORT (down)").
+	Masters []string `json:"masters,omitempty"`
 }
 
+// Down marks a quorum's master that did not answer in Topology.Masters.
+const Down = " (down)"
+
 // String is the topology as `jobd status` and the dashboard name it:
-// "standalone, master HOST:PORT", "sentinel, master HOST:PORT (NAME)" or
-// "cluster, 3 masters: HOST:PORT, ...".
+// "standalone, master HOST:PORT", "sentinel, master HOST:PORT (NAME)",
+// "cluster, 3 masters: HOST:PORT, ..." or "quorum, 2 of 3 masters
+// answer: HOST:PORT, HOST:PORT (down), ...".
 func (top Topology) String() string {
-	if top.Kind == KindCluster {
+	switch top.Kind {
+	case KindCluster:
 		return fmt.Sprintf("%s, %d masters: %s", top.Kind, len(top.Masters), strings.Join(top.Masters, ", "))
+	case KindQuorum:
+		up := 0
+		for _, m := range top.Masters {
+			if !strings.HasSuffix(m, Down) {
+				up++
+			}
+		}
+		return fmt.Sprintf("%s, %d of %d masters answer: %s", top.Kind, up, len(top.Masters), strings.Join(top.Masters, ", "))
 	}
 	s := top.Kind + ", master " + top.Master
 	if top.Name != "" {
@@ -204,9 +246,11 @@ func (top Topology) String() string {
 }
 
 // Topology tells whether t is a standalone Redis, a Sentinel-watched
-// master or a Redis Cluster, and where the master is now (asked of the
-// sentinels), or which nodes are the cluster's masters (asked of the
-// cluster on a client of its own).
+// master, a Redis Cluster or a quorum, and where the master is now
+// (asked of the sentinels), which nodes are the cluster's masters (asked
+// of the cluster on a client of its own), or which of the quorum's
+// masters answer (pinged on clients of their own; the error is Ping's:
+// nil while a majority answers).
 func (t Target) Topology(ctx context.Context) (Topology, error) {
 	o, err := t.options()
 	switch {
@@ -219,6 +263,8 @@ func (t Target) Topology(ctx context.Context) (Topology, error) {
 		defer cc.Close()
 		top, err := clusterTopology(ctx, cc)
 		return top, t.Fail(err)
+	case o.quorum != nil:
+		return t.quorumTopology(ctx, o.quorum)
 	}
 	opt := o.failover
 	top := Topology{Kind: KindSentinel, Name: opt.MasterName}
@@ -253,4 +299,28 @@ func clusterTopology(ctx context.Context, rdb *redis.ClusterClient) (Topology, e
 	}
 	sort.Strings(top.Masters)
 	return top, nil
+}
+
+// quorumTopology lists the quorum's masters, opts, marking those that do
+// not answer a ping.
+func (t Target) quorumTopology(ctx context.Context, opts []*redis.Options) (Topology, error) {
+	top := Topology{Kind: KindQuorum}
+	nodes := make([]redis.UniversalClient, len(opts))
+	for i, o := range opts {
+		nodes[i] = redis.NewClient(o)
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.Close()
+		}
+	}()
+	errs := eachNode(ctx, nodes, ping, len(nodes)) // every answer, to mark each master
+	for i, o := range opts {
+		m := o.Addr
+		if errs[i] != nil {
+			m += Down
+		}
+		top.Masters = append(top.Masters, m)
+	}
+	return top, t.majorityErr(nodes, errs)
 }
