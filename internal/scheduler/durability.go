@@ -30,10 +30,45 @@ import (
 // On Redis Cluster every master is read (and every warning names its
 // node), since the settings are per node; the INFO and CONFIG GET of one
 // pipeline would otherwise go to one node.
+//
+// On a quorum every node is read, and every warning names its node; a
+// node that does not answer is a warning too (the quorum then tolerates
+// one failure fewer), and the error is for fewer than a majority
+// answering.
 func (s *Store) Durability(ctx context.Context) ([]string, error) {
-	cc, ok := s.rdb.(*redis.ClusterClient)
+	if rdb := s.single(); rdb != nil {
+		return durabilityNode(ctx, rdb)
+	}
+	res := fanOut(ctx, s.nodes, durabilityNode)
+	var all []string
+	answered := 0
+	for i, r := range res {
+		name := nodeName(i, s.nodes[i])
+		if r.err != nil {
+			all = append(all, name+": does not answer: the quorum of Redis masters tolerates one failure fewer until it is back")
+			continue
+		}
+		answered++
+		for _, msg := range r.val {
+			if _, cluster := s.nodes[i].(*redis.ClusterClient); !cluster {
+				msg = name + ": " + msg
+			}
+			all = append(all, msg)
+		}
+	}
+	if answered < s.majority() {
+		return nil, s.noQuorum(errsOf(s, res))
+	}
+	sort.Strings(all)
+	return all, nil
+}
+
+// durabilityNode is Durability on one node (one server, or every master
+// of a Redis Cluster).
+func durabilityNode(ctx context.Context, rdb redis.UniversalClient) ([]string, error) {
+	cc, ok := rdb.(*redis.ClusterClient)
 	if !ok {
-		return durability(ctx, s.rdb)
+		return durability(ctx, rdb)
 	}
 	var mu sync.Mutex
 	var all []string

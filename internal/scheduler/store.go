@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -18,14 +19,39 @@ import (
 // Store is the scheduler's Redis-facing part: tick claim keys, run
 // records, history and replica heartbeats. docs/scheduler.md lists the keys.
 type Store struct {
-	rdb    redis.UniversalClient
+	// nodes are the Redis masters: one (standalone, Sentinel or Cluster),
+	// or the independent masters of a quorum (NewQuorumStore).
+	nodes  []redis.UniversalClient
 	prefix string
 	listed sync.Map // lock name -> when this Store last added it to the running-locks set
 }
 
 // NewStore returns a Store on rdb under prefix.
 func NewStore(rdb redis.UniversalClient, prefix string) *Store {
-	return &Store{rdb: rdb, prefix: prefix}
+	return &Store{nodes: []redis.UniversalClient{rdb}, prefix: prefix}
+}
+
+// NewQuorumStore returns a Store on independent Redis masters (an odd
+// number, usually 3, with no replication between them) under prefix, so
+// that the run records, history, heartbeats and trigger requests survive
+// the loss of any minority of them: every write goes to all and needs a
+// majority, every read asks all, needs a majority of answers and merges
+// them (see quorum.go). With one node it is NewStore. nodes must not be
+// empty.
+func NewQuorumStore(nodes []redis.UniversalClient, prefix string) *Store {
+	if len(nodes) == 0 {
+		panic("scheduler: NewQuorumStore without a node")
+	}
+	return &Store{nodes: slices.Clone(nodes), prefix: prefix}
+}
+
+// single is the one node of a Store that has only one, else nil: the
+// operations then run as they always have, inline.
+func (s *Store) single() redis.UniversalClient {
+	if len(s.nodes) == 1 {
+		return s.nodes[0]
+	}
+	return nil
 }
 
 var (
@@ -155,11 +181,21 @@ func (s *Store) guardKey(r Ref, g Guard) string {
 // runListed runs a record script; one that may add to lock's running
 // index (list) first makes sure lock is in the running-locks set, so that
 // readers whose config no longer names the lock still find its runs.
+//
+// On a quorum the script runs on every node, and the outcome is the one a
+// majority agree on: written (n >= 0, returned as 0) or refused (-1); a
+// node that missed the claim (it was down) refuses, which is fine while a
+// majority agree. Otherwise it is ErrNoQuorum.
 func (s *Store) runListed(ctx context.Context, sc *redis.Script, list bool, lock string, keys []string, args ...any) (int, error) {
 	if list {
 		s.listLock(ctx, lock)
 	}
-	return sc.Run(ctx, s.rdb, keys, args...).Int()
+	if rdb := s.single(); rdb != nil {
+		return sc.Run(ctx, rdb, keys, args...).Int()
+	}
+	return writeMajority(ctx, s, func(n int) int { return min(n, 0) }, func(ctx context.Context, rdb redis.UniversalClient) (int, error) {
+		return sc.Run(ctx, rdb, keys, args...).Int()
+	})
 }
 
 // listAgain is how long a lock this Store added to the running-locks set
@@ -173,12 +209,21 @@ const listAgain = time.Minute
 // effort (an error is tried again at the next record): on Redis Cluster
 // the set lives on one shard, and no run waits for that shard beyond this
 // call (readers also read the running index of every lock in their
-// config).
+// config). On a quorum it is sent to every node, and counts as done once
+// a majority added it (readers take the union of the nodes' sets).
 func (s *Store) listLock(ctx context.Context, lock string) {
 	if at, ok := s.listed.Load(lock); ok && time.Since(at.(time.Time)) < listAgain {
 		return
 	}
-	if s.rdb.SAdd(ctx, s.runningLocksKey(), lock).Err() == nil {
+	if rdb := s.single(); rdb != nil {
+		if rdb.SAdd(ctx, s.runningLocksKey(), lock).Err() == nil {
+			s.listed.Store(lock, time.Now())
+		}
+		return
+	}
+	if _, err := writeMajority(ctx, s, func(int64) bool { return true }, func(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
+		return rdb.SAdd(ctx, s.runningLocksKey(), lock).Result()
+	}); err == nil {
 		s.listed.Store(lock, time.Now())
 	}
 }
@@ -187,21 +232,52 @@ func (s *Store) listLock(ctx context.Context, lock string) {
 // never started, to a new claim value. It returns true when the claim is
 // now new, and false when the old run may have started (or the claim
 // changed): the tick must then not run again. reason is recorded on the
-// old run. Safe to retry.
+// old run. Safe to retry. On a quorum it is true only when a majority of
+// nodes gave the claim to new, false when a majority did not, else
+// ErrNoQuorum.
 func (s *Store) Takeover(ctx context.Context, r Ref, t time.Time, old, new string, oldRec *Record, history int, reason string) (bool, error) {
 	body, _ := json.Marshal(oldRec)
-	n, err := takeover.Run(ctx, s.rdb, []string{s.tickKey(r, t), s.runsKey(r), s.histKey(r)},
-		old, oldRec.RunID, new, body, history, "; "+reason).Int()
-	return n == 1, err
+	keys := []string{s.tickKey(r, t), s.runsKey(r), s.histKey(r)}
+	if rdb := s.single(); rdb != nil {
+		n, err := takeover.Run(ctx, rdb, keys, old, oldRec.RunID, new, body, history, "; "+reason).Int()
+		return n == 1, err
+	}
+	return writeMajority(ctx, s, func(n int) bool { return n == 1 }, func(ctx context.Context, rdb redis.UniversalClient) (int, error) {
+		return takeover.Run(ctx, rdb, keys, old, oldRec.RunID, new, body, history, "; "+reason).Int()
+	})
 }
 
-// History returns up to limit records of an instance, newest first.
+// History returns up to limit records of an instance, newest first. On a
+// quorum it is the union of the nodes' histories, each run as far as any
+// node has it (moreAdvanced), newest first by scheduled time.
 func (s *Store) History(ctx context.Context, r Ref, limit int) ([]Record, error) {
-	ids, err := s.rdb.LRange(ctx, s.histKey(r), 0, int64(limit)-1).Result()
+	if rdb := s.single(); rdb != nil {
+		return s.history(ctx, rdb, r, limit)
+	}
+	lists, err := readAll(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) ([]Record, error) {
+		return s.history(ctx, rdb, r, limit)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := mergeRecords(lists...)
+	sort.Slice(out, func(a, b int) bool { return newer(&out[a], &out[b]) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// history reads one node's history of r (see History).
+func (s *Store) history(ctx context.Context, rdb redis.UniversalClient, r Ref, limit int) ([]Record, error) {
+	ids, err := rdb.LRange(ctx, s.histKey(r), 0, int64(limit)-1).Result()
 	if err != nil || len(ids) == 0 {
 		return nil, err
 	}
-	bodies, err := s.rdb.HMGet(ctx, s.runsKey(r), ids...).Result()
+	bodies, err := rdb.HMGet(ctx, s.runsKey(r), ids...).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -218,9 +294,41 @@ func (s *Store) History(ctx context.Context, r Ref, limit int) ([]Record, error)
 // Overview reads, for many instances at once, each one's last run and
 // whether the given tick of each was claimed: two round trips in all, so
 // that status stays quick with thousands of instances. Instances without
-// a tick in ticks are not checked.
+// a tick in ticks are not checked. On a quorum, last is the newest run of
+// each instance on any node (as far as any node has it), and a tick is
+// claimed when any node that answered has its claim.
 func (s *Store) Overview(ctx context.Context, instances []Ref, ticks map[string]time.Time) (last map[string]Record, claimed map[string]bool, err error) {
-	pipe := s.rdb.Pipeline()
+	if rdb := s.single(); rdb != nil {
+		return s.overview(ctx, rdb, instances, ticks)
+	}
+	type answer struct {
+		last    map[string]Record
+		claimed map[string]bool
+	}
+	all, err := readAll(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) (answer, error) {
+		l, c, err := s.overview(ctx, rdb, instances, ticks)
+		return answer{l, c}, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	last, claimed = map[string]Record{}, map[string]bool{}
+	for _, a := range all {
+		for name, rec := range a.last {
+			if cur, ok := last[name]; !ok || newer(&rec, &cur) {
+				last[name] = rec
+			}
+		}
+		for name, c := range a.claimed {
+			claimed[name] = claimed[name] || c
+		}
+	}
+	return last, claimed, nil
+}
+
+// overview is Overview on one node.
+func (s *Store) overview(ctx context.Context, rdb redis.UniversalClient, instances []Ref, ticks map[string]time.Time) (last map[string]Record, claimed map[string]bool, err error) {
+	pipe := rdb.Pipeline()
 	heads := make([]*redis.StringCmd, len(instances))
 	exists := make(map[string]*redis.IntCmd, len(ticks))
 	for i, r := range instances {
@@ -236,7 +344,7 @@ func (s *Store) Overview(ctx context.Context, instances []Ref, ticks map[string]
 	for name, c := range exists {
 		claimed[name] = c.Val() == 1
 	}
-	pipe = s.rdb.Pipeline()
+	pipe = rdb.Pipeline()
 	bodies := make(map[string]*redis.StringCmd)
 	for i, r := range instances {
 		if id := heads[i].Val(); id != "" {
@@ -273,12 +381,35 @@ const lastSuccessBatch = 1000
 
 // LastSuccesses is LastSuccess for many instances at once, in pipelines
 // of up to a thousand GETs (split by slot on Redis Cluster): recs[i] is
-// the last success of refs[i], nil when it has none.
+// the last success of refs[i], nil when it has none. On a quorum it is
+// the one that ended last among the nodes.
 func (s *Store) LastSuccesses(ctx context.Context, refs []Ref) (recs []*Record, err error) {
+	if rdb := s.single(); rdb != nil {
+		return s.lastSuccesses(ctx, rdb, refs)
+	}
+	all, err := readAll(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) ([]*Record, error) {
+		return s.lastSuccesses(ctx, rdb, refs)
+	})
+	if err != nil {
+		return nil, err
+	}
+	recs = make([]*Record, len(refs))
+	for _, a := range all {
+		for i, rec := range a {
+			if rec != nil && (recs[i] == nil || endOf(rec).After(endOf(recs[i]))) {
+				recs[i] = rec
+			}
+		}
+	}
+	return recs, nil
+}
+
+// lastSuccesses is LastSuccesses on one node.
+func (s *Store) lastSuccesses(ctx context.Context, rdb redis.UniversalClient, refs []Ref) (recs []*Record, err error) {
 	recs = make([]*Record, len(refs))
 	for from := 0; from < len(refs); from += lastSuccessBatch {
 		batch := refs[from:min(from+lastSuccessBatch, len(refs))]
-		pipe := s.rdb.Pipeline()
+		pipe := rdb.Pipeline()
 		cmds := make([]*redis.StringCmd, len(batch))
 		for i, r := range batch {
 			cmds[i] = pipe.Get(ctx, s.lastOKKey(r))
@@ -308,10 +439,107 @@ func (s *Store) LastSuccesses(ctx context.Context, refs []Ref) (recs []*Record, 
 // second a pipeline (split by slot on Redis Cluster). What can be read is
 // returned: a lock whose index (or the set) is on a shard that does not
 // answer is left out, and err is set only when nothing could be read.
+//
+// On a quorum it is the union of the nodes' indexes (read as above on
+// each; a majority of nodes must answer), less the runs that have ended:
+// a node that was down when a run ended still lists it. An entry that not
+// every node holds is checked against the run's record on every node (one
+// pipeline per node), and one whose record is final on any node is left
+// out and removed from the indexes that hold it (read repair, best
+// effort).
 func (s *Store) running(ctx context.Context, locks []string) (map[string]runningEntry, error) {
-	listed, lerr := s.rdb.SMembers(ctx, s.runningLocksKey()).Result()
+	if rdb := s.single(); rdb != nil {
+		return s.runningOn(ctx, rdb, locks)
+	}
+	idx, all, err := readAllNodes(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) (map[string]runningEntry, error) {
+		return s.runningOn(ctx, rdb, locks)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]runningEntry{}
+	holders := map[string][]int{} // run id -> the nodes whose index has it
+	for k, m := range all {
+		for id, e := range m {
+			out[id] = e
+			holders[id] = append(holders[id], idx[k])
+		}
+	}
+	var check []string
+	for id := range out {
+		if len(holders[id]) < len(s.nodes) {
+			check = append(check, id)
+		}
+	}
+	if len(check) == 0 {
+		return out, nil
+	}
+	sort.Strings(check)
+	// Best effort: a node that does not answer has no say.
+	res := fanOut(ctx, s.nodes, func(ctx context.Context, rdb redis.UniversalClient) ([]*redis.StringCmd, error) {
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.StringCmd, len(check))
+		for i, id := range check {
+			cmds[i] = pipe.HGet(ctx, s.runsKey(Ref{Instance: out[id].Instance, Lock: out[id].Lock}), id)
+		}
+		_, err := pipe.Exec(ctx)
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		return cmds, nil
+	})
+	stale := map[int][]runningEntryID{} // node -> the ended runs its index still has
+	for i, id := range check {
+		var recs [][]Record
+		for _, r := range res {
+			if r.err != nil {
+				continue
+			}
+			var rec Record
+			if b, err := r.val[i].Bytes(); err == nil && json.Unmarshal(b, &rec) == nil && rec.RunID == id {
+				recs = append(recs, []Record{rec})
+			}
+		}
+		if m := mergeRecords(recs...); len(m) == 1 && m[0].Status.Final() {
+			for _, n := range holders[id] {
+				stale[n] = append(stale[n], runningEntryID{id, out[id].Lock})
+			}
+			delete(out, id)
+		}
+	}
+	if len(stale) > 0 {
+		s.repairRunning(ctx, stale)
+	}
+	return out, nil
+}
+
+// runningEntryID names an entry of a lock's running index.
+type runningEntryID struct{ id, lock string }
+
+// repairRunning removes, on each node, the entries of ended runs that its
+// running index still has (a quorum's read repair; best effort). The
+// record scripts only ever remove an entry once its run has ended, so
+// removing it again is harmless.
+func (s *Store) repairRunning(ctx context.Context, stale map[int][]runningEntryID) {
+	_ = fanOutNodes(ctx, s.nodes, func(ctx context.Context, i int, rdb redis.UniversalClient) (struct{}, error) {
+		entries := stale[i]
+		if len(entries) == 0 {
+			return struct{}{}, nil
+		}
+		pipe := rdb.Pipeline()
+		for _, e := range entries {
+			pipe.HDel(ctx, s.runningKey(e.lock), e.id)
+		}
+		_, err := pipe.Exec(ctx)
+		return struct{}{}, err
+	})
+}
+
+// runningOn is running on one node.
+func (s *Store) runningOn(ctx context.Context, rdb redis.UniversalClient, locks []string) (map[string]runningEntry, error) {
+	listed, lerr := rdb.SMembers(ctx, s.runningLocksKey()).Result()
 	seen := make(map[string]bool, len(locks)+len(listed))
-	pipe := s.rdb.Pipeline()
+	pipe := rdb.Pipeline()
 	var cmds []*redis.MapStringStringCmd
 	for _, l := range append(locks, listed...) {
 		if !seen[l] {
@@ -343,15 +571,23 @@ func (s *Store) running(ctx context.Context, locks []string) (map[string]running
 	return nil, errors.Join(lerr, err)
 }
 
-// abandon marks a run abandoned if it is still in the running index.
+// abandon marks a run abandoned if it is still in the running index. On
+// a quorum the record is read as Record merges it, and the mark is true
+// only when a majority of nodes made it.
 func (s *Store) abandon(ctx context.Context, id string, e runningEntry, reason string, neverStarted bool) (bool, error) {
 	r := Ref{Instance: e.Instance, Lock: e.Lock}
-	recs, err := s.rdb.HGet(ctx, s.runsKey(r), id).Bytes()
 	var rec Record
-	if err == nil {
-		_ = json.Unmarshal(recs, &rec)
-	} else if !errors.Is(err, redis.Nil) {
+	if rdb := s.single(); rdb != nil {
+		recs, err := rdb.HGet(ctx, s.runsKey(r), id).Bytes()
+		if err == nil {
+			_ = json.Unmarshal(recs, &rec)
+		} else if !errors.Is(err, redis.Nil) {
+			return false, err
+		}
+	} else if got, _, err := s.Record(ctx, r, id); err != nil {
 		return false, err
+	} else {
+		rec = got
 	}
 	if rec.RunID == "" {
 		rec = Record{RunID: id, Instance: e.Instance, Lock: e.Lock, Fence: e.Fence, Replica: e.Replica}
@@ -359,13 +595,47 @@ func (s *Store) abandon(ctx context.Context, id string, e runningEntry, reason s
 	now := time.Now().UTC()
 	rec.Status, rec.Reason, rec.End, rec.NeverStarted = jobs.StatusAbandoned, reason, &now, neverStarted
 	body, _ := json.Marshal(rec)
-	n, err := recordAbandon.Run(ctx, s.rdb, []string{s.runningKey(r.Lock), s.runsKey(r)}, id, body).Int()
-	return n == 1, err
+	keys := []string{s.runningKey(r.Lock), s.runsKey(r)}
+	if rdb := s.single(); rdb != nil {
+		n, err := recordAbandon.Run(ctx, rdb, keys, id, body).Int()
+		return n == 1, err
+	}
+	return writeMajority(ctx, s, func(n int) bool { return n == 1 }, func(ctx context.Context, rdb redis.UniversalClient) (int, error) {
+		return recordAbandon.Run(ctx, rdb, keys, id, body).Int()
+	})
 }
 
 // claims returns, for each tick, its claim's value ("" when unclaimed).
+// On a quorum it is the value most of the nodes that answered hold (a
+// majority must answer); "" when none holds one.
 func (s *Store) claims(ctx context.Context, r Ref, ticks []time.Time) ([]string, error) {
-	pipe := s.rdb.Pipeline()
+	if rdb := s.single(); rdb != nil {
+		return s.claimsOn(ctx, rdb, r, ticks)
+	}
+	all, err := readAll(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) ([]string, error) {
+		return s.claimsOn(ctx, rdb, r, ticks)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ticks))
+	for i := range ticks {
+		counts := map[string]int{}
+		for _, a := range all {
+			if v := a[i]; v != "" {
+				counts[v]++
+				if c, best := counts[v], counts[out[i]]; c > best || (c == best && v < out[i]) {
+					out[i] = v
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// claimsOn is claims on one node.
+func (s *Store) claimsOn(ctx context.Context, rdb redis.UniversalClient, r Ref, ticks []time.Time) ([]string, error) {
+	pipe := rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(ticks))
 	for i, t := range ticks {
 		cmds[i] = pipe.Get(ctx, s.tickKey(r, t))
@@ -383,9 +653,34 @@ func (s *Store) claims(ctx context.Context, r Ref, ticks []time.Time) ([]string,
 // claimedElsewhere reports whether tick t of the instance was claimed
 // under a key other than its current lock's: under one of its former
 // locks, or in the layout of jobd versions before the lock's hash tag.
-// One round trip (a pipeline, split by slot on Redis Cluster).
+// One round trip (a pipeline, split by slot on Redis Cluster). On a
+// quorum it is true when any node that answered has such a claim; false
+// needs a majority of answers.
 func (s *Store) claimedElsewhere(ctx context.Context, instance string, former []string, t time.Time) (bool, error) {
-	pipe := s.rdb.Pipeline()
+	if rdb := s.single(); rdb != nil {
+		return s.claimedElsewhereOn(ctx, rdb, instance, former, t)
+	}
+	res := fanOut(ctx, s.nodes, func(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
+		return s.claimedElsewhereOn(ctx, rdb, instance, former, t)
+	})
+	answered := 0
+	for _, r := range res {
+		if r.err == nil {
+			if r.val {
+				return true, nil
+			}
+			answered++
+		}
+	}
+	if answered < s.majority() {
+		return false, s.noQuorum(errsOf(s, res))
+	}
+	return false, nil
+}
+
+// claimedElsewhereOn is claimedElsewhere on one node.
+func (s *Store) claimedElsewhereOn(ctx context.Context, rdb redis.UniversalClient, instance string, former []string, t time.Time) (bool, error) {
+	pipe := rdb.Pipeline()
 	cmds := []*redis.IntCmd{pipe.Exists(ctx, s.legacyTickKey(instance, t))}
 	for _, l := range former {
 		cmds = append(cmds, pipe.Exists(ctx, s.tickKey(Ref{Instance: instance, Lock: l}, t)))
@@ -426,9 +721,36 @@ type Heartbeat struct {
 // Beat writes a heartbeat that expires after ttl, and returns the one it
 // replaced, if any (one round trip): a replaced heartbeat of another
 // incarnation means another process writes under the same id.
+//
+// On a quorum it is written on every node and needs a majority; prev is
+// a replaced heartbeat of any node, one of another incarnation first.
 func (s *Store) Beat(ctx context.Context, hb Heartbeat, ttl time.Duration) (prev *Heartbeat, err error) {
+	if rdb := s.single(); rdb != nil {
+		return s.beat(ctx, rdb, hb, ttl)
+	}
+	res := fanOut(ctx, s.nodes, func(ctx context.Context, rdb redis.UniversalClient) (*Heartbeat, error) {
+		return s.beat(ctx, rdb, hb, ttl)
+	})
+	ok := 0
+	for _, r := range res {
+		if r.err != nil {
+			continue
+		}
+		ok++
+		if p := r.val; p != nil && (prev == nil || (prev.Incarnation == hb.Incarnation && p.Incarnation != hb.Incarnation)) {
+			prev = p
+		}
+	}
+	if ok < s.majority() {
+		return nil, s.noQuorum(errsOf(s, res))
+	}
+	return prev, nil
+}
+
+// beat is Beat on one node.
+func (s *Store) beat(ctx context.Context, rdb redis.UniversalClient, hb Heartbeat, ttl time.Duration) (prev *Heartbeat, err error) {
 	b, _ := json.Marshal(hb)
-	pipe := s.rdb.Pipeline()
+	pipe := rdb.Pipeline()
 	old := pipe.SetArgs(ctx, s.replicaKey(hb.ID), b, redis.SetArgs{TTL: ttl, Get: true})
 	pipe.SAdd(ctx, s.replicasKey(), hb.ID)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -443,9 +765,21 @@ func (s *Store) Beat(ctx context.Context, hb Heartbeat, ttl time.Duration) (prev
 
 // RemoveBeat deletes a replica's heartbeat (clean shutdown), unless
 // another incarnation wrote it last: a process started under an id
-// already in use must not hide the live replica that has it.
+// already in use must not hide the live replica that has it. On a quorum
+// each node checks its own heartbeat so, and a majority must answer.
 func (s *Store) RemoveBeat(ctx context.Context, id, incarnation string) error {
-	b, err := s.rdb.Get(ctx, s.replicaKey(id)).Bytes()
+	if rdb := s.single(); rdb != nil {
+		return s.removeBeat(ctx, rdb, id, incarnation)
+	}
+	_, err := writeMajority(ctx, s, func(struct{}) bool { return true }, func(ctx context.Context, rdb redis.UniversalClient) (struct{}, error) {
+		return struct{}{}, s.removeBeat(ctx, rdb, id, incarnation)
+	})
+	return err
+}
+
+// removeBeat is RemoveBeat on one node.
+func (s *Store) removeBeat(ctx context.Context, rdb redis.UniversalClient, id, incarnation string) error {
+	b, err := rdb.Get(ctx, s.replicaKey(id)).Bytes()
 	var hb Heartbeat
 	switch {
 	case errors.Is(err, redis.Nil):
@@ -454,7 +788,7 @@ func (s *Store) RemoveBeat(ctx context.Context, id, incarnation string) error {
 	case json.Unmarshal(b, &hb) == nil && hb.Incarnation != "" && hb.Incarnation != incarnation:
 		return nil // another live process's heartbeat
 	}
-	pipe := s.rdb.Pipeline()
+	pipe := rdb.Pipeline()
 	pipe.Del(ctx, s.replicaKey(id))
 	pipe.SRem(ctx, s.replicasKey(), id)
 	_, err = pipe.Exec(ctx)
@@ -463,21 +797,81 @@ func (s *Store) RemoveBeat(ctx context.Context, id, incarnation string) error {
 
 // Replicas returns the live replicas' heartbeats, sorted by id. Liveness
 // is the heartbeat key's own TTL, so no clock is compared.
+//
+// On a quorum it is the union of the nodes' live heartbeats (a majority
+// must answer), the newest of each replica; an id is pruned from a node's
+// set when no node that answered has its heartbeat.
 func (s *Store) Replicas(ctx context.Context) ([]Heartbeat, error) {
-	ids, err := s.rdb.SMembers(ctx, s.replicasKey()).Result()
-	if err != nil || len(ids) == 0 {
+	if rdb := s.single(); rdb != nil {
+		beats, dead, err := s.replicas(ctx, rdb)
+		if len(dead) > 0 {
+			_ = rdb.SRem(ctx, s.replicasKey(), dead...).Err() // best effort
+		}
+		return beats, err
+	}
+	type answer struct {
+		beats []Heartbeat
+		dead  []any
+	}
+	idx, all, err := readAllNodes(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) (answer, error) {
+		b, d, err := s.replicas(ctx, rdb)
+		return answer{b, d}, err
+	})
+	if err != nil {
 		return nil, err
+	}
+	newest := map[string]Heartbeat{}
+	for _, a := range all {
+		for _, hb := range a.beats {
+			if cur, ok := newest[hb.ID]; !ok || hb.BeatAt.After(cur.BeatAt) {
+				newest[hb.ID] = hb
+			}
+		}
+	}
+	dead := map[int][]any{}
+	for k, a := range all {
+		for _, id := range a.dead {
+			if _, live := newest[id.(string)]; !live {
+				dead[idx[k]] = append(dead[idx[k]], id)
+			}
+		}
+	}
+	if len(dead) > 0 {
+		_ = fanOutNodes(ctx, s.nodes, func(ctx context.Context, i int, rdb redis.UniversalClient) (struct{}, error) {
+			if len(dead[i]) == 0 {
+				return struct{}{}, nil
+			}
+			return struct{}{}, rdb.SRem(ctx, s.replicasKey(), dead[i]...).Err() // best effort
+		})
+	}
+	if len(newest) == 0 {
+		return nil, nil
+	}
+	out := make([]Heartbeat, 0, len(newest))
+	for _, hb := range newest {
+		out = append(out, hb)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	return out, nil
+}
+
+// replicas reads one node's live heartbeats, sorted by id, and the ids
+// of its set whose heartbeat expired (see Replicas).
+func (s *Store) replicas(ctx context.Context, rdb redis.UniversalClient) ([]Heartbeat, []any, error) {
+	ids, err := rdb.SMembers(ctx, s.replicasKey()).Result()
+	if err != nil || len(ids) == 0 {
+		return nil, nil, err
 	}
 	sort.Strings(ids)
 	// GETs in a pipeline, not one MGET: the heartbeats live in many
 	// slots of a Redis Cluster.
-	pipe := s.rdb.Pipeline()
+	pipe := rdb.Pipeline()
 	vals := make([]*redis.StringCmd, len(ids))
 	for i, id := range ids {
 		vals[i] = pipe.Get(ctx, s.replicaKey(id))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []Heartbeat
 	var dead []any
@@ -489,13 +883,89 @@ func (s *Store) Replicas(ctx context.Context) ([]Heartbeat, error) {
 			out = append(out, hb)
 		}
 	}
-	if len(dead) > 0 {
-		_ = s.rdb.SRem(ctx, s.replicasKey(), dead...).Err() // best effort
-	}
-	return out, nil
+	return out, dead, nil
 }
 
-// Time is Redis's clock.
+// Time is Redis's clock. On a quorum it is the median of the clocks of
+// the nodes that answered (a majority must), so that one node's wrong
+// clock does not move it.
 func (s *Store) Time(ctx context.Context) (time.Time, error) {
-	return s.rdb.Time(ctx).Result()
+	if rdb := s.single(); rdb != nil {
+		return rdb.Time(ctx).Result()
+	}
+	all, err := readAll(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) (time.Time, error) {
+		return rdb.Time(ctx).Result()
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	slices.SortFunc(all, time.Time.Compare)
+	return all[(len(all)-1)/2], nil
+}
+
+// statusRank orders a run's statuses as it passes through them.
+func statusRank(st jobs.Status) int {
+	switch {
+	case st == "":
+		return 0
+	case st == jobs.StatusWaiting:
+		return 1
+	case st == jobs.StatusRunning:
+		return 2
+	}
+	return 3 // final
+}
+
+// moreAdvanced reports whether a is a later state of a run than b, as two
+// nodes of a quorum may hold it (one was down for the later write): a
+// later status, else an end where b has none, else a later end.
+func moreAdvanced(a, b *Record) bool {
+	if ra, rb := statusRank(a.Status), statusRank(b.Status); ra != rb {
+		return ra > rb
+	}
+	switch {
+	case a.End == nil:
+		return false
+	case b.End == nil:
+		return true
+	}
+	return a.End.After(*b.End)
+}
+
+// newer orders records newest first: by scheduled time, then run id; two
+// states of one run are ordered by moreAdvanced.
+func newer(a, b *Record) bool {
+	if a.RunID == b.RunID {
+		return moreAdvanced(a, b)
+	}
+	if !a.ScheduledAt.Equal(b.ScheduledAt) {
+		return a.ScheduledAt.After(b.ScheduledAt)
+	}
+	return a.RunID > b.RunID
+}
+
+// mergeRecords is the union by run id of the nodes' records, each run in
+// its most advanced state, in no particular order.
+func mergeRecords(lists ...[]Record) []Record {
+	var out []Record
+	at := map[string]int{}
+	for _, l := range lists {
+		for _, rec := range l {
+			if i, ok := at[rec.RunID]; !ok {
+				at[rec.RunID] = len(out)
+				out = append(out, rec)
+			} else if moreAdvanced(&rec, &out[i]) {
+				out[i] = rec
+			}
+		}
+	}
+	return out
+}
+
+// endOf is when a run ended, or was scheduled when it has no end.
+func endOf(rec *Record) time.Time {
+	if rec.End != nil {
+		return *rec.End
+	}
+	return rec.ScheduledAt
 }

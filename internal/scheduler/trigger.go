@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,32 +20,94 @@ type TriggerRequest struct {
 // triggerTTL: a request nobody picked up in this long is dropped.
 const triggerTTL = time.Minute
 
-// RequestTrigger files a request and nudges the replicas (one round trip).
+// RequestTrigger files a request and nudges the replicas (one round trip;
+// on a quorum, on every node, and a majority must take it).
 func (s *Store) RequestTrigger(ctx context.Context, req TriggerRequest) error {
 	b, _ := json.Marshal(req)
-	// A plain pipeline: both commands are safe to repeat, and MULTI would
-	// need one more ACL permission.
-	pipe := s.rdb.Pipeline()
-	pipe.HSet(ctx, s.triggersKey(), req.RunID, b)
-	pipe.Publish(ctx, s.triggersKey(), req.RunID)
-	_, err := pipe.Exec(ctx)
+	return s.writeAll(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
+		// A plain pipeline: both commands are safe to repeat, and MULTI
+		// would need one more ACL permission.
+		pipe := rdb.Pipeline()
+		pipe.HSet(ctx, s.triggersKey(), req.RunID, b)
+		pipe.Publish(ctx, s.triggersKey(), req.RunID)
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+}
+
+// CancelTrigger withdraws a request nobody picked up, and removes one
+// that was picked up (on a quorum, from every node; a majority must
+// answer).
+func (s *Store) CancelTrigger(ctx context.Context, runID string) error {
+	return s.writeAll(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
+		return rdb.HDel(ctx, s.triggersKey(), runID).Err()
+	})
+}
+
+// writeAll runs a write that has no outcome but its error on every node:
+// done when a majority did it.
+func (s *Store) writeAll(ctx context.Context, f func(ctx context.Context, rdb redis.UniversalClient) error) error {
+	if rdb := s.single(); rdb != nil {
+		return f(ctx, rdb)
+	}
+	_, err := writeMajority(ctx, s, func(struct{}) bool { return true }, func(ctx context.Context, rdb redis.UniversalClient) (struct{}, error) {
+		return struct{}{}, f(ctx, rdb)
+	})
 	return err
 }
 
-// CancelTrigger withdraws a request nobody picked up.
-func (s *Store) CancelTrigger(ctx context.Context, runID string) error {
-	return s.rdb.HDel(ctx, s.triggersKey(), runID).Err()
-}
-
 // TriggerPending reports whether a request is still waiting to be picked
-// up: once a replica has claimed it, the request is removed.
+// up: once a replica has claimed it, the request is removed. On a quorum
+// it is true when any node that answered has it (a node that was down
+// when it was picked up may still have it: see docs/scheduler.md); false
+// needs a majority of answers.
 func (s *Store) TriggerPending(ctx context.Context, runID string) (bool, error) {
-	return s.rdb.HExists(ctx, s.triggersKey(), runID).Result()
+	if rdb := s.single(); rdb != nil {
+		return rdb.HExists(ctx, s.triggersKey(), runID).Result()
+	}
+	res := fanOut(ctx, s.nodes, func(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
+		return rdb.HExists(ctx, s.triggersKey(), runID).Result()
+	})
+	answered := 0
+	for _, r := range res {
+		if r.err == nil {
+			if r.val {
+				return true, nil
+			}
+			answered++
+		}
+	}
+	if answered < s.majority() {
+		return false, s.noQuorum(errsOf(s, res))
+	}
+	return false, nil
 }
 
-// Record returns one run's record, if it exists.
+// Record returns one run's record, if it exists. On a quorum it is the
+// most advanced state any node that answered has (a majority must).
 func (s *Store) Record(ctx context.Context, r Ref, runID string) (Record, bool, error) {
-	b, err := s.rdb.HGet(ctx, s.runsKey(r), runID).Bytes()
+	if rdb := s.single(); rdb != nil {
+		return s.record(ctx, rdb, r, runID)
+	}
+	all, err := readAll(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) ([]Record, error) {
+		rec, found, err := s.record(ctx, rdb, r, runID)
+		if !found {
+			return nil, err
+		}
+		return []Record{rec}, err
+	})
+	if err != nil {
+		return Record{}, false, err
+	}
+	if m := mergeRecords(all...); len(m) == 1 {
+		return m[0], true, nil
+	}
+	return Record{}, false, nil
+}
+
+// record is Record on one node.
+func (s *Store) record(ctx context.Context, rdb redis.UniversalClient, r Ref, runID string) (Record, bool, error) {
+	b, err := rdb.HGet(ctx, s.runsKey(r), runID).Bytes()
 	if err == redis.Nil {
 		return Record{}, false, nil
 	}
@@ -55,8 +118,32 @@ func (s *Store) Record(ctx context.Context, r Ref, runID string) (Record, bool, 
 	return rec, json.Unmarshal(b, &rec) == nil, nil
 }
 
+// pendingTriggers are the requests waiting to be picked up; on a quorum,
+// the union of the nodes' (a majority must answer).
 func (s *Store) pendingTriggers(ctx context.Context) ([]TriggerRequest, error) {
-	all, err := s.rdb.HGetAll(ctx, s.triggersKey()).Result()
+	if rdb := s.single(); rdb != nil {
+		return s.pendingTriggersOn(ctx, rdb)
+	}
+	all, err := readAll(ctx, s, s.pendingTriggersOn)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []TriggerRequest
+	for _, reqs := range all {
+		for _, r := range reqs {
+			if !seen[r.RunID] {
+				seen[r.RunID] = true
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}
+
+// pendingTriggersOn is pendingTriggers on one node.
+func (s *Store) pendingTriggersOn(ctx context.Context, rdb redis.UniversalClient) ([]TriggerRequest, error) {
+	all, err := rdb.HGetAll(ctx, s.triggersKey()).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +155,52 @@ func (s *Store) pendingTriggers(ctx context.Context) ([]TriggerRequest, error) {
 		}
 	}
 	return out, nil
+}
+
+// subscribeTriggers subscribes to the trigger nudges: on one node its
+// channel as it is; on a quorum, every node's merged into one, by a
+// goroutine per node. stop ends the subscriptions and waits for those
+// goroutines; the caller (the triggers component) must call it.
+func (s *Store) subscribeTriggers(ctx context.Context) (msgs <-chan *redis.Message, stop func()) {
+	if rdb := s.single(); rdb != nil {
+		ps := rdb.Subscribe(ctx, s.triggersKey())
+		return ps.Channel(), func() { ps.Close() }
+	}
+	out := make(chan *redis.Message, len(s.nodes))
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	subs := make([]*redis.PubSub, len(s.nodes))
+	for i, rdb := range s.nodes {
+		// A node that is down is subscribed to when it comes back: the
+		// PubSub reconnects on its own.
+		subs[i] = rdb.Subscribe(ctx, s.triggersKey())
+		ch := subs[i].Channel()
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				case m, ok := <-ch:
+					if !ok {
+						return
+					}
+					select {
+					case out <- m:
+					case <-done:
+						return
+					default: // a nudge is pending already: one is enough
+					}
+				}
+			}
+		})
+	}
+	return out, func() {
+		close(done)
+		for _, ps := range subs {
+			ps.Close()
+		}
+		wg.Wait()
+	}
 }
 
 // triggers is the component that picks up trigger requests: woken by
@@ -83,9 +216,8 @@ type triggers struct {
 func (tr *triggers) start(ctx context.Context) { tr.loop.start(func() { tr.run(ctx) }) }
 
 func (tr *triggers) run(ctx context.Context) {
-	ps := tr.store.rdb.Subscribe(ctx, tr.store.triggersKey())
-	defer ps.Close()
-	msgs := ps.Channel()
+	msgs, stop := tr.store.subscribeTriggers(ctx)
+	defer stop()
 	t := time.NewTicker(tr.maintEvery)
 	defer t.Stop()
 	for {
