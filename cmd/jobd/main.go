@@ -346,11 +346,12 @@ func loadConfig(c *cli.Context, optional bool) (*jobs.Config, error) {
 	return cfg, nil
 }
 
-// openRedis returns a client, which has not talked to Redis yet, for the
-// Redis and key prefix of every command: --redis and --prefix (or their
-// environment variables), then cfg's redis:, then the defaults (see
-// redisconn.Resolve). A bad URL is exit 2.
-func openRedis(c *cli.Context, cfg *jobs.Config) (redisconn.Target, redis.UniversalClient, error) {
+// openRedis returns the clients, which have not talked to Redis yet, for
+// the Redis and key prefix of every command: --redis and --prefix (or
+// their environment variables), then cfg's redis:, then the defaults (see
+// redisconn.Resolve). There is one client, or one per master of a
+// quorum. A bad URL is exit 2.
+func openRedis(c *cli.Context, cfg *jobs.Config) (redisconn.Target, nodes, error) {
 	given := func(flag string) string {
 		if c.IsSet(flag) {
 			return c.String(flag)
@@ -358,7 +359,7 @@ func openRedis(c *cli.Context, cfg *jobs.Config) (redisconn.Target, redis.Univer
 		return ""
 	}
 	t := redisconn.Resolve(redisconn.Target{URL: given("redis"), Prefix: given("prefix")}, cfg)
-	rdb, err := t.Open()
+	ns, err := t.OpenNodes()
 	if err != nil {
 		from := "--redis (or JOBD_REDIS_URL)"
 		if given("redis") == "" {
@@ -366,7 +367,28 @@ func openRedis(c *cli.Context, cfg *jobs.Config) (redisconn.Target, redis.Univer
 		}
 		return t, nil, exitf(exitUsage, "%s: %s: %v", from, t, err)
 	}
-	return t, rdb, nil
+	return t, ns, nil
+}
+
+// nodes are the clients of a Target: one, or one per master of a quorum.
+type nodes []redis.UniversalClient
+
+// locks is the mutex client on the nodes (a quorum's when there are
+// several), with the options every command gives it.
+func (ns nodes) locks(t redisconn.Target, log *slog.Logger, opts ...mutex.ClientOption) *mutex.Client {
+	return mutex.NewQuorum(ns, append([]mutex.ClientOption{mutex.WithPrefix(t.Prefix), mutex.WithLogger(log),
+		mutex.WithReplicaWait(t.Redis.ReplicaWait())}, opts...)...)
+}
+
+// store is the scheduler's store on the nodes.
+func (ns nodes) store(t redisconn.Target) *scheduler.Store {
+	return scheduler.NewQuorumStore(ns, t.Prefix)
+}
+
+func (ns nodes) close() {
+	for _, rdb := range ns {
+		rdb.Close()
+	}
 }
 
 // env is what the commands that talk to Redis (lock, status, history,
@@ -377,7 +399,7 @@ type env struct {
 	cfg    *jobs.Config
 	path   string
 	target redisconn.Target
-	rdb    redis.UniversalClient
+	nodes  nodes
 	locks  *mutex.Client
 	insp   *scheduler.Inspector
 }
@@ -389,7 +411,7 @@ func connect(c *cli.Context, needConfig bool) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := e.target.Ping(c.Context, []redis.UniversalClient{e.rdb}); err != nil {
+	if err := e.target.Ping(c.Context, e.nodes); err != nil {
 		e.close()
 		return nil, err
 	}
@@ -410,18 +432,17 @@ func openEnv(c *cli.Context, needConfig bool) (*env, error) {
 	if e.cfg != nil {
 		e.path = e.cfg.File
 	}
-	if e.target, e.rdb, err = openRedis(c, e.cfg); err != nil {
+	if e.target, e.nodes, err = openRedis(c, e.cfg); err != nil {
 		return nil, err
 	}
-	e.locks = mutex.New(e.rdb, mutex.WithPrefix(e.target.Prefix), mutex.WithLogger(log),
-		mutex.WithReplicaWait(e.target.Redis.ReplicaWait()))
-	e.insp = scheduler.NewInspector(scheduler.NewStore(e.rdb, e.target.Prefix))
+	e.locks = e.nodes.locks(e.target, log)
+	e.insp = scheduler.NewInspector(e.nodes.store(e.target))
 	return e, nil
 }
 
 func (e *env) close() {
 	e.locks.Close()
-	e.rdb.Close()
+	e.nodes.close()
 }
 
 // printJSON writes v as indented JSON: the --json output of every command.

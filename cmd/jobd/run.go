@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
 
 	"github.com/jobd/jobd/internal/daemon"
@@ -66,11 +65,11 @@ func runDaemon(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	target, rdb, err := openRedis(c, cfg)
+	target, nodes, err := openRedis(c, cfg)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
+	defer nodes.close()
 	// The scheduler and the daemon add the replica to their own lines;
 	// rlog adds it to the others' (the mutex's, the HTTP server's, this
 	// function's).
@@ -79,7 +78,6 @@ func runDaemon(c *cli.Context) error {
 	// A daemon waits for an unreachable Redis (go-redis reconnects, and
 	// the scheduler claims nothing until Redis answers); a refusal of its
 	// user, password, permissions or database will not fix itself: exit 78.
-	nodes := []redis.UniversalClient{rdb} // a quorum: see Target.OpenNodes
 	startErr := target.Check(c.Context, nodes)
 	switch {
 	case errors.Is(startErr, redisconn.ErrRefused):
@@ -91,10 +89,9 @@ func runDaemon(c *cli.Context) error {
 	var sched *scheduler.Scheduler
 	m := newMetrics(func() *scheduler.Scheduler { return sched })
 	m.SetConfig(cfg)
-	mc := mutex.New(rdb, mutex.WithPrefix(target.Prefix), mutex.WithOwner(id), mutex.WithLogger(rlog), mutex.WithEvents(m.LeaseEvent),
-		mutex.WithReplicaWait(cfg.Redis.ReplicaWait()))
+	mc := nodes.locks(target, rlog, mutex.WithOwner(id), mutex.WithEvents(m.LeaseEvent))
 	defer mc.Close()
-	store := scheduler.NewStore(rdb, target.Prefix)
+	store := nodes.store(target)
 	sched = scheduler.New(cfg, store, locker{mc},
 		scheduler.WithLogger(log), scheduler.WithReplicaID(mc.Owner()), scheduler.WithVersion(version),
 		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")),
@@ -111,7 +108,7 @@ func runDaemon(c *cli.Context) error {
 			if !sched.RedisOK() {
 				return errors.New("the scheduler's last Redis operation failed")
 			}
-			return rdb.Ping(ctx).Err()
+			return target.Ping(ctx, nodes)
 		}
 		stopHTTP, err := serveHTTP(c.Context, addr, m, ping, sched.ClockOK, dash, rlog, opts...)
 		if err != nil {
