@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -38,7 +39,14 @@ func fanOut[T any](ctx context.Context, nodes []redis.UniversalClient, f func(ct
 	return fanOutNodes(ctx, nodes, func(ctx context.Context, _ int, rdb redis.UniversalClient) (T, error) { return f(ctx, rdb) })
 }
 
+// quorumNodeTimeout bounds each node's part of an operation on a quorum:
+// a paused (or unreachable) master then costs an operation this long, not
+// go-redis's read timeout or its dial retries, while the other masters
+// make the majority.
+const quorumNodeTimeout = time.Second
+
 // fanOutNodes is fanOut that also tells f which node (index) it runs on.
+// On a quorum each node's call is bounded by quorumNodeTimeout.
 func fanOutNodes[T any](ctx context.Context, nodes []redis.UniversalClient, f func(ctx context.Context, i int, rdb redis.UniversalClient) (T, error)) []nodeResult[T] {
 	out := make([]nodeResult[T], len(nodes))
 	if len(nodes) == 1 {
@@ -47,7 +55,11 @@ func fanOutNodes[T any](ctx context.Context, nodes []redis.UniversalClient, f fu
 	}
 	var wg sync.WaitGroup
 	for i, n := range nodes {
-		wg.Go(func() { out[i].val, out[i].err = f(ctx, i, n) })
+		wg.Go(func() {
+			nctx, cancel := context.WithTimeout(ctx, quorumNodeTimeout)
+			defer cancel()
+			out[i].val, out[i].err = f(nctx, i, n)
+		})
 	}
 	wg.Wait()
 	return out

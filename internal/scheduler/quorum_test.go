@@ -408,3 +408,25 @@ func TestQuorumDurability(t *testing.T) {
 		}
 	}
 }
+
+// TestQuorumPausedNode: a master that is paused (SIGSTOP: connections
+// open, nothing answers) costs an operation on the quorum about a node's
+// timeout, not go-redis's read timeout, and the other two make it.
+func TestQuorumPausedNode(t *testing.T) {
+	q := startQuorum(t, false)
+	ctx := opCtx(t)
+	q.servers[2].Pause()
+	defer q.servers[2].Resume()
+	r := scheduler.Ref{Instance: "p", Lock: "p"}
+	rec := &scheduler.Record{RunID: "r1", Instance: "p", Lock: "p", Status: jobs.StatusSucceeded, ScheduledAt: time.Now().UTC()}
+	start := time.Now()
+	if err := q.store.Push(ctx, rec, 10, "inc", scheduler.Guard{}); err != nil {
+		t.Fatalf("push with a paused node: %v", err)
+	}
+	if _, ok, err := q.store.Record(ctx, r, "r1"); err != nil || !ok {
+		t.Fatalf("record with a paused node: %v %v", ok, err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("two operations with a paused node took %v", d)
+	}
+}
