@@ -75,7 +75,7 @@ bench-micro: redis ## the mutex's own Go benchmarks (round trips and commands pe
 fuzz: ## fuzz the schedule-file loader for FUZZTIME (default 5m; CI runs 30s)
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/jobs/
 
-soak: redis ## three replicas, ten jobs every second, for SOAKTIME (default 10m): every tick exactly once
+soak: redis ## three replicas, ten jobs every second, for SOAKTIME (default 10m) on each topology (standalone, cluster, quorum): every tick exactly once
 	JOBD_SOAK=$(SOAKTIME) $(GO) test -race -count=1 -timeout 0 -run '^TestExactlyOnce$$' -v ./internal/scheduler/ | grep -E '^(---|ok|FAIL)|ticks in the window'
 
 chaos: redis ## 3 replicas behind fault proxies, CHAOSTIME (default 180s) of cuts, stalls, lost replies, SIGSTOP, kill -9, Redis crashes, reloads; full output in bin/chaos.log, JOBD_CHAOS_SEED=N replays

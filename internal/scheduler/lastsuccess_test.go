@@ -17,7 +17,7 @@ func TestLastSuccesses(t *testing.T) {
 	for _, top := range topologies {
 		t.Run(top.name, func(t *testing.T) {
 			ctx := context.Background()
-			store := scheduler.NewStore(newRedis(t, top.url(t)), prefix(t))
+			store := newStore(t, top.url(t))
 			const n = 2500
 			refs := make([]scheduler.Ref, n)
 			for i := range refs {

@@ -52,14 +52,43 @@ func newRedis(t *testing.T, url string) redis.UniversalClient {
 }
 
 // topologies are the Redis setups the scheduler's main guarantees are
-// tested on: the package's shared standalone server, and a 3-master,
-// 3-replica Redis Cluster started for the test.
+// tested on: the package's shared standalone server, a 3-master,
+// 3-replica Redis Cluster started for the test, and a quorum of three
+// independent masters started for the test (a "quorum:URL,URL,URL" of
+// this file's own, which newNodes reads).
 var topologies = []struct {
 	name string
 	url  func(t *testing.T) string
 }{
 	{"standalone", func(t *testing.T) string { return redistest.SharedURL(t) }},
 	{"cluster", func(t *testing.T) string { return redistest.StartCluster(t).URL() }},
+	{"quorum", func(t *testing.T) string {
+		var urls []string
+		for range 3 {
+			urls = append(urls, redistest.Start(t).URL())
+		}
+		return "quorum:" + strings.Join(urls, ",")
+	}},
+}
+
+// newNodes are the clients of url: one, or one per master of a
+// "quorum:" list (see topologies).
+func newNodes(t *testing.T, url string) []redis.UniversalClient {
+	t.Helper()
+	rest, ok := strings.CutPrefix(url, "quorum:")
+	if !ok {
+		return []redis.UniversalClient{newRedis(t, url)}
+	}
+	var out []redis.UniversalClient
+	for _, u := range strings.Split(rest, ",") {
+		out = append(out, newRedis(t, u))
+	}
+	return out
+}
+
+// newStore is a Store on url's nodes (see newNodes).
+func newStore(t *testing.T, url string) *scheduler.Store {
+	return scheduler.NewQuorumStore(newNodes(t, url), prefix(t))
 }
 
 // skewClock is a replica clock off by d.
@@ -88,15 +117,15 @@ type replica struct {
 
 func startReplica(t *testing.T, url string, cfg *jobs.Config, id string, opts ...scheduler.Option) *replica {
 	t.Helper()
-	rdb := newRedis(t, url)
+	nodes := newNodes(t, url)
 	logs := &redistest.Buffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	mc := mutex.New(rdb, mutex.WithPrefix(prefix(t)), mutex.WithOwner(id), mutex.WithLogger(log),
+	mc := mutex.NewQuorum(nodes, mutex.WithPrefix(prefix(t)), mutex.WithOwner(id), mutex.WithLogger(log),
 		mutex.WithReplicaWait(cfg.Redis.ReplicaWait()))
 	t.Cleanup(func() { mc.Close() })
 	base := []scheduler.Option{scheduler.WithLogger(log), scheduler.WithReplicaID(id),
 		scheduler.WithIntervals(500*time.Millisecond, 500*time.Millisecond), scheduler.WithShutdownGrace(5 * time.Second)}
-	s := scheduler.New(cfg, scheduler.NewStore(rdb, prefix(t)), locker{mc}, append(base, opts...)...)
+	s := scheduler.New(cfg, scheduler.NewQuorumStore(nodes, prefix(t)), locker{mc}, append(base, opts...)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &replica{s: s, cancel: cancel, done: make(chan error, 1), logs: logs}
 	go func() { r.done <- s.Run(ctx) }()

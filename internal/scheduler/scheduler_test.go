@@ -33,7 +33,8 @@ func soakTime(t *testing.T) time.Duration {
 // TestExactlyOnce: three replicas, one started late and one with a clock
 // 1.5s fast; ten jobs every second for 16s (JOBD_SOAK for longer). Every
 // fire time in the window runs exactly once, counted from what the jobs
-// wrote. On a standalone Redis and on a Redis Cluster.
+// wrote. On a standalone Redis, a Redis Cluster and a quorum of three
+// independent masters.
 func TestExactlyOnce(t *testing.T) {
 	for _, top := range topologies {
 		t.Run(top.name, func(t *testing.T) { exactlyOnce(t, top.url(t)) })
@@ -161,7 +162,7 @@ func sharedLockNeverOverlaps(t *testing.T, url string) {
 	if len(spans) < 4 {
 		t.Fatalf("only %d runs", len(spans))
 	}
-	store := scheduler.NewStore(newRedis(t, url), prefix(t))
+	store := newStore(t, url)
 	skipped := 0
 	for _, name := range []string{"j00", "j01"} {
 		recs, err := store.History(context.Background(), scheduler.Ref{Instance: name, Lock: "shared"}, 100)
@@ -271,7 +272,7 @@ func TestReloadStorm(t *testing.T) {
 // the benchmarks).
 func lagOf(t *testing.T, url string, cfg *jobs.Config) string {
 	t.Helper()
-	store := scheduler.NewStore(newRedis(t, url), prefix(t))
+	store := newStore(t, url)
 	var lags []time.Duration
 	for _, in := range cfg.Instances {
 		recs, _ := store.History(context.Background(), scheduler.Named(in.Name), 100)

@@ -541,7 +541,7 @@ func (s *Store) runningOn(ctx context.Context, rdb redis.UniversalClient, locks 
 	seen := make(map[string]bool, len(locks)+len(listed))
 	pipe := rdb.Pipeline()
 	var cmds []*redis.MapStringStringCmd
-	for _, l := range append(locks, listed...) {
+	for _, l := range slices.Concat(locks, listed) { // not append: locks is shared by the nodes' reads
 		if !seen[l] {
 			seen[l] = true
 			cmds = append(cmds, pipe.HGetAll(ctx, s.runningKey(l)))
