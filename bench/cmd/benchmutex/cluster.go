@@ -71,10 +71,8 @@ func runCluster(only string, ops, rounds int, limit time.Duration) {
 // per second and the batch's p50 and max.
 func claims(ctx context.Context, addr string, admins ...*redis.Client) string {
 	const claimBatch, claimRounds = 200, 20
-	rdb := dial(addr)
-	defer rdb.Close()
-	c := mutex.New(rdb, mutex.WithPrefix("benchclaims"))
-	defer c.Close()
+	c, closeFn := newJobd(addr, mutex.WithPrefix("benchclaims"))
+	defer closeFn()
 	var lat []time.Duration
 	var m *meter
 	var busy time.Duration              // in TryLockBatch; the releases are not counted

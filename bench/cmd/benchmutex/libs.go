@@ -10,6 +10,7 @@ import (
 
 	"github.com/bsm/redislock"
 	"github.com/go-redsync/redsync/v4"
+	redsyncredis "github.com/go-redsync/redsync/v4/redis"
 	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
@@ -35,7 +36,8 @@ func libs() []lib {
 }
 
 // dial is a client on addr: host:port, or "cluster:" and the nodes of a
-// Redis Cluster, comma-separated.
+// Redis Cluster, comma-separated. A quorum's addr ("quorum:" and its
+// masters) is several clients: see dialQuorum.
 func dial(addr string) redis.UniversalClient {
 	if nodes, ok := strings.CutPrefix(addr, "cluster:"); ok {
 		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(nodes, ","),
@@ -52,32 +54,77 @@ func initAddress(addr string) []string {
 	return []string{addr}
 }
 
+// quorumAddrs are the masters of addr when it is "quorum:" and the
+// addresses of independent masters, comma-separated.
+func quorumAddrs(addr string) ([]string, bool) {
+	nodes, ok := strings.CutPrefix(addr, "quorum:")
+	if !ok {
+		return nil, false
+	}
+	return strings.Split(nodes, ","), true
+}
+
+// dialQuorum is one client per master of addr, or dial(addr) alone when
+// addr is not a quorum.
+func dialQuorum(addr string) []redis.UniversalClient {
+	masters, ok := quorumAddrs(addr)
+	if !ok {
+		return []redis.UniversalClient{dial(addr)}
+	}
+	out := make([]redis.UniversalClient, len(masters))
+	for i, a := range masters {
+		out[i] = dial(a)
+	}
+	return out
+}
+
+func closeAll(rdbs []redis.UniversalClient) {
+	for _, r := range rdbs {
+		r.Close()
+	}
+}
+
+// newJobd is jobd's mutex client on addr: mutex.New on one Redis or a
+// cluster, mutex.NewQuorum on a quorum's masters; closeFn closes both.
+func newJobd(addr string, opts ...mutex.ClientOption) (c *mutex.Client, closeFn func()) {
+	rdbs := dialQuorum(addr)
+	if len(rdbs) > 1 {
+		c = mutex.NewQuorum(rdbs, opts...)
+	} else {
+		c = mutex.New(rdbs[0], opts...)
+	}
+	return c, func() {
+		c.Close()
+		closeAll(rdbs)
+	}
+}
+
 func openJobd(addr string) (lockFn, func()) {
-	rdb := dial(addr)
-	c := mutex.New(rdb, mutex.WithPrefix("bench"))
+	c, closeFn := newJobd(addr, mutex.WithPrefix("bench"))
 	return func(ctx context.Context, key string) (func() error, error) {
-			m := c.NewMutex(key, mutex.WithTTL(ttl))
-			if err := m.Lock(ctx); err != nil {
-				return nil, err
-			}
-			return func() error { return m.Unlock(context.Background()) }, nil
-		}, func() {
-			c.Close()
-			rdb.Close()
+		m := c.NewMutex(key, mutex.WithTTL(ttl))
+		if err := m.Lock(ctx); err != nil {
+			return nil, err
 		}
+		return func() error { return m.Unlock(context.Background()) }, nil
+	}, closeFn
 }
 
 func openRedsync(opts ...redsync.Option) func(string) (lockFn, func()) {
 	return func(addr string) (lockFn, func()) {
-		rdb := dial(addr)
-		rs := redsync.New(goredis.NewPool(rdb))
+		rdbs := dialQuorum(addr) // a quorum: redsync's own Redlock, one pool per master
+		pools := make([]redsyncredis.Pool, len(rdbs))
+		for i, r := range rdbs {
+			pools[i] = goredis.NewPool(r)
+		}
+		rs := redsync.New(pools...)
 		return func(ctx context.Context, key string) (func() error, error) {
 			m := rs.NewMutex(key, append([]redsync.Option{redsync.WithExpiry(ttl)}, opts...)...)
 			if err := m.LockContext(ctx); err != nil {
 				return nil, err
 			}
 			return func() error { _, err := m.UnlockContext(context.Background()); return err }, nil
-		}, func() { rdb.Close() }
+		}, func() { closeAll(rdbs) }
 	}
 }
 

@@ -5,8 +5,9 @@
 // (`make bench-mutex`). Figures from different runs are not comparable;
 // compare the ratios within a run. Rows with topology=cluster are measured
 // on a 3-master, 3-replica Redis Cluster in the same run (-cluster=false
-// skips them); scenario=claims is a replica's tick: 200 claims with their
-// locks in one TryLockBatch.
+// skips them), and rows with topology=quorum on 3 independent masters,
+// for jobd and redsync (-quorum=false skips them); scenario=claims is a
+// replica's tick: 200 claims with their locks in one TryLockBatch.
 package main
 
 import (
@@ -45,6 +46,7 @@ func main() {
 	worker := flag.String("herd-worker", "", "internal: run herd waiters for this library against -addr")
 	addr := flag.String("addr", "", "internal: the Redis of a herd worker")
 	cluster := flag.Bool("cluster", true, "also run uncontended, handoff and claims on a 3-master, 3-replica Redis Cluster")
+	quorum := flag.Bool("quorum", true, "also run uncontended, handoff and claims on a quorum of 3 independent masters (jobd and redsync)")
 	flag.Parse()
 	if *worker != "" {
 		os.Exit(herdWorker(*worker, *addr, *limit))
@@ -87,6 +89,9 @@ func main() {
 	}
 	if *cluster {
 		runCluster(*only, *ops, *rounds, *limit)
+	}
+	if *quorum {
+		runQuorum(*only, *ops, *rounds, *limit)
 	}
 }
 
