@@ -170,6 +170,12 @@ func (t Target) OpenNodes() ([]redis.UniversalClient, error) {
 	}
 	nodes := make([]redis.UniversalClient, len(o.quorum))
 	for i, p := range o.quorum {
+		// One dial per attempt: a master that is down must cost an
+		// operation nothing (the others make the majority), not
+		// go-redis's default five dials with backoff (about 1.7s) until
+		// the per-master timeout cuts them. Commands are still retried
+		// as usual after a lost connection.
+		p.DialerRetries = 1
 		nodes[i] = redis.NewClient(p)
 	}
 	return nodes, nil
