@@ -401,6 +401,7 @@ type env struct {
 	target redisconn.Target
 	nodes  nodes
 	locks  *mutex.Client
+	store  *scheduler.Store
 	insp   *scheduler.Inspector
 }
 
@@ -436,12 +437,14 @@ func openEnv(c *cli.Context, needConfig bool) (*env, error) {
 		return nil, err
 	}
 	e.locks = e.nodes.locks(e.target, log)
-	e.insp = scheduler.NewInspector(e.nodes.store(e.target))
+	e.store = e.nodes.store(e.target)
+	e.insp = scheduler.NewInspector(e.store)
 	return e, nil
 }
 
 func (e *env) close() {
 	e.locks.Close()
+	e.store.Close()
 	e.nodes.close()
 }
 

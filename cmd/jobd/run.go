@@ -92,6 +92,7 @@ func runDaemon(c *cli.Context) error {
 	mc := nodes.locks(target, rlog, mutex.WithOwner(id), mutex.WithEvents(m.LeaseEvent))
 	defer mc.Close()
 	store := nodes.store(target)
+	defer store.Close()
 	sched = scheduler.New(cfg, store, locker{mc},
 		scheduler.WithLogger(log), scheduler.WithReplicaID(mc.Owner()), scheduler.WithVersion(version),
 		scheduler.WithShutdownGrace(c.Duration("shutdown-grace")), scheduler.WithSplay(c.Duration("splay")),

@@ -44,6 +44,8 @@ type Client struct {
 	replicas       int           // WithReplicaWait: replicas that must acknowledge an acquisition
 	replicaTimeout time.Duration // and how long WAIT waits for them
 
+	bg sync.WaitGroup // calls to slow masters of a quorum that operations left behind (onEach)
+
 	mu       sync.Mutex
 	notifier *notifier // started on the first wait; stopped by Close
 	closed   bool
@@ -118,6 +120,7 @@ func (c *Client) Close() error {
 	c.notifier = nil
 	c.closed = true
 	c.mu.Unlock()
+	defer c.bg.Wait()
 	if n != nil {
 		return n.close()
 	}

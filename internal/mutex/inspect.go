@@ -65,12 +65,7 @@ func (c *Client) List(ctx context.Context) ([]Info, error) {
 			return scan(ctx, node)
 		})
 	} else if c.quorum() {
-		errs := onEach(ctx, 0, c.nodes, func(ctx context.Context, _ int, rdb redis.UniversalClient) error {
-			return scan(ctx, rdb)
-		})
-		err = c.needMajority("list", errs)
-		slices.Sort(all)
-		all = slices.Compact(all)
+		all, err = c.listQuorum(ctx, pattern)
 	} else {
 		err = scan(ctx, c.rdb)
 	}
@@ -105,7 +100,14 @@ func (c *Client) inspectKeys(ctx context.Context, lockKeys []string) ([]Info, er
 		hs  []hold
 		err error
 	}
-	as := onEach(ctx, 0, c.nodes, func(ctx context.Context, _ int, rdb redis.UniversalClient) answer {
+	answered := func(as []answer) bool {
+		errs := make([]error, len(as))
+		for n, a := range as {
+			errs[n] = a.err
+		}
+		return c.needMajority("", errs) == nil
+	}
+	as := onEach(ctx, c, quorumReadTimeout, answer{err: errNoAnswer}, answered, func(ctx context.Context, _ int, rdb redis.UniversalClient) answer {
 		hs, err := c.readHolds(ctx, rdb, lockKeys)
 		return answer{hs, err}
 	})
@@ -208,4 +210,43 @@ func escapeGlob(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// quorumReadTimeout bounds each master's part of a status read on a
+// quorum (Inspect, List), which may read many keys.
+const quorumReadTimeout = 2 * time.Second
+
+// listQuorum is List's scan on a quorum: every master's lock keys, their
+// union once a majority has answered.
+func (c *Client) listQuorum(ctx context.Context, pattern string) ([]string, error) {
+	type answer struct {
+		keys []string
+		err  error
+	}
+	answered := func(as []answer) bool {
+		errs := make([]error, len(as))
+		for n, a := range as {
+			errs[n] = a.err
+		}
+		return c.needMajority("", errs) == nil
+	}
+	as := onEach(ctx, c, quorumReadTimeout, answer{err: errNoAnswer}, answered, func(ctx context.Context, _ int, rdb redis.UniversalClient) answer {
+		var a answer
+		it := rdb.ScanType(ctx, 0, pattern, 256, "hash").Iterator()
+		for it.Next(ctx) {
+			a.keys = append(a.keys, it.Val())
+		}
+		a.err = it.Err()
+		return a
+	})
+	var all []string
+	errs := make([]error, len(as))
+	for n, a := range as {
+		all, errs[n] = append(all, a.keys...), a.err
+	}
+	if err := c.needMajority("list", errs); err != nil {
+		return nil, err
+	}
+	slices.Sort(all)
+	return slices.Compact(all), nil
 }

@@ -13,7 +13,6 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -70,24 +69,58 @@ func (c *Client) majority() int { return len(c.nodes)/2 + 1 }
 // slightly different rates during a lease: 1% of it plus 2ms.
 func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecond }
 
+// quorumGrace is how long an operation on a quorum still waits for the
+// other masters once its outcome is settled: long enough for a healthy
+// master on the same network, short beside a paused one's timeout.
+const quorumGrace = 10 * time.Millisecond
+
+// errNoAnswer is the reply of a master that had not answered when the
+// operation's outcome was settled and its grace had passed.
+var errNoAnswer = errors.New("mutex: no answer in time (the other masters settled the outcome)")
+
 // onEach runs f on every master at once, each bounded by d (0: by ctx
-// alone), and returns when all have answered.
-func onEach[T any](ctx context.Context, d time.Duration, nodes []redis.UniversalClient, f func(ctx context.Context, i int, rdb redis.UniversalClient) T) []T {
-	out := make([]T, len(nodes))
-	var wg sync.WaitGroup
-	for i, rdb := range nodes {
-		wg.Add(1)
+// alone), and returns when all have answered, or quorumGrace after
+// settled(replies so far) first holds (nil: never); a master that has not
+// answered by then has miss as its reply, and its call goes on in the
+// background, bounded by d, owned by the Client (Close waits for it). So
+// a paused master costs an operation quorumGrace, not d.
+func onEach[T any](ctx context.Context, c *Client, d time.Duration, miss T, settled func([]T) bool, f func(ctx context.Context, i int, rdb redis.UniversalClient) T) []T {
+	type answer struct {
+		i int
+		v T
+	}
+	ch := make(chan answer, len(c.nodes)) // buffered: a late answer never blocks
+	for i, rdb := range c.nodes {
+		c.bg.Add(1)
 		go func() {
-			defer wg.Done()
-			nctx, cancel := ctx, context.CancelFunc(func() {})
+			defer c.bg.Done()
+			nctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 			if d > 0 {
-				nctx, cancel = context.WithTimeout(ctx, d)
+				nctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), d)
 			}
 			defer cancel()
-			out[i] = f(nctx, i, rdb)
+			stop := context.AfterFunc(ctx, cancel) // the caller's end still ends it
+			defer stop()
+			ch <- answer{i, f(nctx, i, rdb)}
 		}()
 	}
-	wg.Wait()
+	out := make([]T, len(c.nodes))
+	for i := range out {
+		out[i] = miss
+	}
+	var grace <-chan time.Time
+	for left := len(c.nodes); left > 0; {
+		select {
+		case a := <-ch:
+			out[a.i] = a.v
+			left--
+			if grace == nil && settled != nil && settled(out) {
+				grace = time.After(quorumGrace)
+			}
+		case <-grace:
+			return out
+		}
+	}
 	return out
 }
 
@@ -118,7 +151,25 @@ type roundReplies [][]batchResult
 // pipeline per master, all masters at once.
 func (c *Client) quorumRound(ctx context.Context, atts []attempt) (roundReplies, time.Time) {
 	sent := time.Now()
-	perNode := onEach(ctx, quorumNodeTimeout, c.nodes, func(ctx context.Context, n int, rdb redis.UniversalClient) []batchResult {
+	miss := make([]batchResult, len(atts))
+	for j := range miss {
+		miss[j].err = errNoAnswer
+	}
+	// Settled once no attempt's verdict depends on the masters that have
+	// not answered (counted as unknown).
+	settled := func(perNode [][]batchResult) bool {
+		for j, a := range atts {
+			rs := make([]batchResult, len(perNode))
+			for n := range perNode {
+				rs[n] = perNode[n][j]
+			}
+			if v, _, _, _ := c.tally(a, rs); v == undecided || v == split {
+				return false
+			}
+		}
+		return true
+	}
+	perNode := onEach(ctx, c, quorumNodeTimeout, miss, settled, func(ctx context.Context, n int, rdb redis.UniversalClient) []batchResult {
 		out := make([]batchResult, len(atts))
 		if err := c.loadOn(ctx, n, rdb); err != nil {
 			for j := range out {
@@ -182,7 +233,8 @@ const (
 
 // tally is the verdict on one attempt's replies; err explains failed and
 // undecided, retry is a busy lock's retry hint, fences are the fences of
-// the masters that gave the lock (0 elsewhere).
+// the masters that gave the lock (-1 where a master answered without it,
+// 0 where it did not answer).
 func (c *Client) tally(a attempt, rs []batchResult) (v verdict, retry time.Duration, fences []int64, err error) {
 	var nLock, nKeyOurs, nTaken, nWindow, nUnknown int
 	var errs []error
@@ -206,11 +258,14 @@ func (c *Client) tally(a attempt, rs []batchResult) (v verdict, retry time.Durat
 			fences[n] = r.val[1]
 		case r.val[0] == 0:
 			nKeyOurs++
+			fences[n] = -1
 			busyRetry = append(busyRetry, r.val[1])
 		case r.val[0] == -1:
 			nTaken++
+			fences[n] = -1
 		case r.val[0] == -2:
 			nWindow++
+			fences[n] = -1
 		}
 	}
 	maj := c.majority()
@@ -266,7 +321,7 @@ func (c *Client) takeBack(ctx context.Context, us ...undo) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
 	defer cancel()
-	onEach(ctx, quorumNodeTimeout, c.nodes, func(ctx context.Context, _ int, rdb redis.UniversalClient) error {
+	onEach(ctx, c, quorumNodeTimeout, nil, nil, func(ctx context.Context, _ int, rdb redis.UniversalClient) error {
 		pipe := rdb.Pipeline()
 		for _, u := range us {
 			a := u.a
@@ -297,39 +352,59 @@ func mayHold(a attempt, rs []batchResult) bool {
 
 // raise lifts the fence counters so that a majority stands at or above
 // each won attempt's fence: the largest fence its majority handed out.
-// Masters that handed out that very fence need nothing, so a round in
-// which the masters agree (the usual case) costs no second round trip.
-// It returns, per attempt, nil or why its fence could not be made safe.
+// Every master that answered with another fence (or without the lock) is
+// lifted, not only enough of them for a majority, so that a master that
+// lagged (it was down) catches up as soon as it answers again; the hold
+// is trusted once a majority stands at or above its fence (the others are
+// left to finish in the background). Masters that handed out that very
+// fence need nothing, so a round in which the masters agree (the usual
+// case) costs no second round trip. It returns, per attempt, nil or why
+// its fence could not be made safe.
 func (c *Client) raise(ctx context.Context, atts []attempt, fences [][]int64) []error {
 	errs := make([]error, len(atts))
 	top := make([]int64, len(atts))
-	need := make([][]bool, len(atts)) // [attempt][master]: counter may be below top
+	need := make([][]bool, len(atts)) // [attempt][master]: answered, and its counter may be below top
 	any := false
 	for j := range atts {
 		top[j] = slices.Max(fences[j])
 		need[j] = make([]bool, len(c.nodes))
-		at := 0
 		for n, f := range fences[j] {
-			if f == top[j] {
-				at++
-			} else {
-				need[j][n] = true
+			if f != top[j] && f != 0 {
+				need[j][n], any = true, true
 			}
-		}
-		if at < c.majority() {
-			any = true
-		} else {
-			need[j] = nil // a majority is already there
 		}
 	}
 	if !any {
 		return errs
 	}
-	res := onEach(ctx, quorumNodeTimeout, c.nodes, func(ctx context.Context, n int, rdb redis.UniversalClient) []error {
+	missRaise := make([]error, len(atts))
+	for j := range missRaise {
+		missRaise[j] = errNoAnswer
+	}
+	// atTop counts the masters known to stand at or above attempt j's
+	// fence: those that handed it out, and those raised to it.
+	atTop := func(j int, res [][]error) int {
+		at := 0
+		for n, f := range fences[j] {
+			if f == top[j] || need[j][n] && res[n][j] == nil {
+				at++
+			}
+		}
+		return at
+	}
+	raised := func(res [][]error) bool { // every attempt has its majority at or above its fence
+		for j := range atts {
+			if atTop(j, res) < c.majority() {
+				return false
+			}
+		}
+		return true
+	}
+	res := onEach(ctx, c, quorumNodeTimeout, missRaise, raised, func(ctx context.Context, n int, rdb redis.UniversalClient) []error {
 		pipe := rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(atts))
 		for j, a := range atts {
-			if need[j] != nil && need[j][n] {
+			if need[j][n] {
 				cmds[j] = raiseScript.Eval(ctx, pipe, []string{a.m.k.fence, a.m.k.lock}, top[j], a.token) // rare: see takeBack
 			}
 		}
@@ -343,19 +418,13 @@ func (c *Client) raise(ctx context.Context, atts []attempt, fences [][]int64) []
 		return out
 	})
 	for j := range atts {
-		if need[j] == nil {
-			continue
-		}
-		at := 0
-		var nerrs []error
-		for n := range c.nodes {
-			if !need[j][n] || res[n][j] == nil {
-				at++
-			} else {
-				nerrs = append(nerrs, res[n][j])
+		if atTop(j, res) < c.majority() {
+			var nerrs []error
+			for n := range c.nodes {
+				if need[j][n] && res[n][j] != nil {
+					nerrs = append(nerrs, res[n][j])
+				}
 			}
-		}
-		if at < c.majority() {
 			errs[j] = c.errNoMajority("raise the fence of "+strconv.Quote(atts[j].m.name), nerrs)
 		}
 	}
@@ -522,15 +591,23 @@ func (c *Client) quorumScript(ctx context.Context, sc *redis.Script, keys []stri
 		v   int64
 		err error
 	}
-	rs := onEach(ctx, quorumNodeTimeout, c.nodes, func(ctx context.Context, _ int, rdb redis.UniversalClient) reply {
+	unpack := func(rs []reply) ([]int64, []error) {
+		vals, errs := make([]int64, len(rs)), make([]error, len(rs))
+		for n, r := range rs {
+			vals[n], errs[n] = r.v, r.err
+		}
+		return vals, errs
+	}
+	settled := func(rs []reply) bool { // a majority did it, or can no longer
+		vals, errs := unpack(rs)
+		_, err := c.leaseTally("", vals, errs)
+		return err == nil
+	}
+	rs := onEach(ctx, c, quorumNodeTimeout, reply{err: errNoAnswer}, settled, func(ctx context.Context, _ int, rdb redis.UniversalClient) reply {
 		v, err := sc.Run(ctx, rdb, keys, args...).Int64()
 		return reply{v, err}
 	})
-	vals, errs := make([]int64, len(rs)), make([]error, len(rs))
-	for n, r := range rs {
-		vals[n], errs[n] = r.v, r.err
-	}
-	return vals, errs
+	return unpack(rs)
 }
 
 // leaseTally reads a release's or extension's replies as one: 1 when a

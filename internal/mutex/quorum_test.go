@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -21,11 +23,11 @@ type quorum struct {
 	servers []*redistest.Server
 }
 
-func startQuorum(t *testing.T) *quorum {
+func startQuorum(t *testing.T, args ...string) *quorum {
 	t.Helper()
 	q := &quorum{}
 	for range 3 {
-		q.servers = append(q.servers, redistest.Start(t))
+		q.servers = append(q.servers, redistest.StartWith(t, args...))
 	}
 	return q
 }
@@ -146,6 +148,50 @@ func TestQuorum(t *testing.T) {
 		take("A down, C empty")
 		take("A down again")
 		if err := q.servers[0].Start(); err != nil { // A comes back empty too
+			t.Fatal(err)
+		}
+		q.servers[1].Stop()
+		take("B down, A empty")
+	})
+
+	t.Run("a master that lagged is lifted when it answers again", func(t *testing.T) {
+		// The review's case: C misses fences while down, comes back with
+		// its data, and must be lifted then; otherwise A restarted empty
+		// and C, a majority once B dies, would hand out old fences.
+		q := startQuorum(t, "--appendonly", "yes", "--appendfsync", "always")
+		c := q.client(t)
+		ctx := ctxT(t, 60*time.Second)
+		var last int64
+		take := func(step string) {
+			t.Helper()
+			var m *mutex.Mutex
+			waitFor(t, 10*time.Second, func() error {
+				m = c.NewMutex("lag", mutex.WithTTL(3*time.Second))
+				return m.TryLock(ctx)
+			})
+			if m.Fence() <= last {
+				t.Fatalf("%s: fence %d after %d", step, m.Fence(), last)
+			}
+			last = m.Fence()
+			if err := m.Unlock(ctx); err != nil {
+				t.Fatalf("%s: unlock: %v", step, err)
+			}
+		}
+		take("all up")
+		q.servers[2].Stop()
+		for i := range 5 {
+			take("C down " + strconv.Itoa(i))
+		}
+		if err := q.servers[2].Start(); err != nil { // with its data, behind
+			t.Fatal(err)
+		}
+		take("C back")
+		take("C back again")
+		q.servers[0].Stop() // A loses its data
+		if err := os.RemoveAll(filepath.Join(q.servers[0].Dir(), "appendonlydir")); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.servers[0].Start(); err != nil {
 			t.Fatal(err)
 		}
 		q.servers[1].Stop()

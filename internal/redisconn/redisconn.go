@@ -31,6 +31,11 @@ const DefaultURL = "redis://127.0.0.1:6379/0"
 // PingTimeout bounds each check that Redis answers.
 const PingTimeout = 5 * time.Second
 
+// QuorumNodeTimeout bounds each master's part of a check of a quorum: a
+// paused master (its connection open, nothing answering) costs a check
+// this long, while the others make the majority.
+const QuorumNodeTimeout = time.Second
+
 // Kinds of failure; every *Error matches one of them with errors.Is.
 var (
 	// ErrRefused: Redis answered, and refused jobd's configuration (ACL
@@ -170,12 +175,6 @@ func (t Target) OpenNodes() ([]redis.UniversalClient, error) {
 	}
 	nodes := make([]redis.UniversalClient, len(o.quorum))
 	for i, p := range o.quorum {
-		// One dial per attempt: a master that is down must cost an
-		// operation nothing (the others make the majority), not
-		// go-redis's default five dials with backoff (about 1.7s) until
-		// the per-master timeout cuts them. Commands are still retried
-		// as usual after a lost connection.
-		p.DialerRetries = 1
 		nodes[i] = redis.NewClient(p)
 	}
 	return nodes, nil
@@ -256,7 +255,15 @@ func eachNode(ctx context.Context, nodes []redis.UniversalClient, f func(context
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results <- result{i, f(ctx, n)}
+			nctx := ctx
+			if len(nodes) > 1 {
+				// A canceled call to a paused master does not return
+				// until its deadline: keep that short.
+				var cancel context.CancelFunc
+				nctx, cancel = context.WithTimeout(ctx, QuorumNodeTimeout)
+				defer cancel()
+			}
+			results <- result{i, f(nctx, n)}
 		}()
 	}
 	errs := make([]error, len(nodes))

@@ -115,7 +115,7 @@ func (t Target) clientOptions() (clientOptions, error) {
 			}
 			for _, addr := range q.Addrs {
 				p := &redis.Options{Addr: addr, Username: r.Username, Password: pw, DB: r.DB, TLSConfig: tc}
-				plainDefaults(p)
+				quorumDefaults(p)
 				o.quorum = append(o.quorum, p)
 			}
 			return o, nil
@@ -173,6 +173,19 @@ const ClusterReload = time.Second
 // named by a URL, and each master of a quorum.
 func plainDefaults(o *redis.Options) {
 	o.ContextTimeoutEnabled = true
+}
+
+// quorumDefaults are jobd's settings of a client of one master of a
+// quorum. A master that is down must cost an operation nothing (the
+// others make the majority): one dial per attempt, not go-redis's five
+// with backoff (1.7 s), and no retry of a command after a failed dial or
+// a lost connection (up to about 200 ms a command, with backoff). The
+// quorum code asks again by itself, with the same token, when a
+// majority's outcome is unknown.
+func quorumDefaults(o *redis.Options) {
+	plainDefaults(o)
+	o.DialerRetries = 1
+	o.MaxRetries = -1
 }
 
 // clusterDefaults are jobd's settings of every cluster client.

@@ -168,6 +168,10 @@ func ping(addr string) error {
 	return nil
 }
 
+// Dir is the server's data directory (its AOF and RDB files), which a
+// test may empty to make a restart lose the data.
+func (s *Server) Dir() string { return s.dir }
+
 // Socket is the server's unix socket path.
 func (s *Server) Socket() string { return s.dir + "/redis-" + strconv.Itoa(s.Port) + ".sock" }
 

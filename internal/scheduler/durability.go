@@ -39,7 +39,7 @@ func (s *Store) Durability(ctx context.Context) ([]string, error) {
 	if rdb := s.single(); rdb != nil {
 		return durabilityNode(ctx, rdb)
 	}
-	res := fanOut(ctx, s.nodes, durabilityNode)
+	res := fanOut(ctx, s, durabilityNode)
 	var all []string
 	answered := 0
 	for i, r := range res {

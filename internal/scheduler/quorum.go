@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,37 +32,92 @@ type nodeResult[T any] struct {
 }
 
 // fanOut runs f on every node, in parallel (inline when there is only one),
-// and returns each node's result in node order. Each call is bounded by
-// ctx; fanOut returns once every call has, so that no goroutine outlives it.
-func fanOut[T any](ctx context.Context, nodes []redis.UniversalClient, f func(ctx context.Context, rdb redis.UniversalClient) (T, error)) []nodeResult[T] {
-	return fanOutNodes(ctx, nodes, func(ctx context.Context, _ int, rdb redis.UniversalClient) (T, error) { return f(ctx, rdb) })
+// and returns each node's result in node order (see fanOutNodes).
+func fanOut[T any](ctx context.Context, s *Store, f func(ctx context.Context, rdb redis.UniversalClient) (T, error)) []nodeResult[T] {
+	return fanOutNodes(ctx, s, nil, func(ctx context.Context, _ int, rdb redis.UniversalClient) (T, error) { return f(ctx, rdb) })
 }
 
 // quorumNodeTimeout bounds each node's part of an operation on a quorum:
-// a paused (or unreachable) master then costs an operation this long, not
-// go-redis's read timeout or its dial retries, while the other masters
-// make the majority.
+// a paused (or unreachable) master's call ends after this long at the
+// latest, not after go-redis's read timeout.
 const quorumNodeTimeout = time.Second
 
-// fanOutNodes is fanOut that also tells f which node (index) it runs on.
-// On a quorum each node's call is bounded by quorumNodeTimeout.
-func fanOutNodes[T any](ctx context.Context, nodes []redis.UniversalClient, f func(ctx context.Context, i int, rdb redis.UniversalClient) (T, error)) []nodeResult[T] {
+// quorumGrace is how long an operation on a quorum still waits for the
+// other nodes once enough have answered: long enough for a healthy node
+// on the same network, short beside a paused one's quorumNodeTimeout.
+const quorumGrace = 10 * time.Millisecond
+
+// errNoAnswer is the result of a node that had not answered when the
+// operation had enough answers and its grace had passed.
+var errNoAnswer = errors.New("no answer in time (the other nodes made the majority)")
+
+// fanOutNodes is fanOut that also tells f which node (index) it runs on,
+// and returns once enough(results so far) holds (nil: a majority of the
+// nodes answered without error) and quorumGrace has passed, or once every
+// node has answered. A node that has not answered by then has errNoAnswer;
+// its call goes on in the background, bounded by quorumNodeTimeout, owned
+// by the Store (Close waits for it), so that a paused master costs an
+// operation quorumGrace, not quorumNodeTimeout.
+func fanOutNodes[T any](ctx context.Context, s *Store, enough func([]nodeResult[T]) bool, f func(ctx context.Context, i int, rdb redis.UniversalClient) (T, error)) []nodeResult[T] {
+	nodes := s.nodes
 	out := make([]nodeResult[T], len(nodes))
 	if len(nodes) == 1 {
 		out[0].val, out[0].err = f(ctx, 0, nodes[0])
 		return out
 	}
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		wg.Go(func() {
-			nctx, cancel := context.WithTimeout(ctx, quorumNodeTimeout)
-			defer cancel()
-			out[i].val, out[i].err = f(nctx, i, n)
-		})
+	if enough == nil {
+		enough = func(rs []nodeResult[T]) bool {
+			ok := 0
+			for _, r := range rs {
+				if r.err == nil {
+					ok++
+				}
+			}
+			return ok >= s.majority()
+		}
 	}
-	wg.Wait()
+	type answer struct {
+		i int
+		r nodeResult[T]
+	}
+	ch := make(chan answer, len(nodes)) // buffered: a late answer never blocks
+	for i, n := range nodes {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), quorumNodeTimeout)
+			defer cancel()
+			stop := context.AfterFunc(ctx, cancel) // the caller's end still ends it
+			defer stop()
+			var a answer
+			a.i = i
+			a.r.val, a.r.err = f(nctx, i, n)
+			ch <- a
+		}()
+	}
+	for i := range out {
+		out[i].err = errNoAnswer
+	}
+	var grace <-chan time.Time
+	for left := len(nodes); left > 0; {
+		select {
+		case a := <-ch:
+			out[a.i] = a.r
+			left--
+			if grace == nil && enough(out) {
+				grace = time.After(quorumGrace)
+			}
+		case <-grace:
+			return out
+		}
+	}
 	return out
 }
+
+// Close waits for the calls to slow nodes that operations on a quorum
+// left behind (each ends within quorumNodeTimeout). A Store on one node
+// has none.
+func (s *Store) Close() { s.bg.Wait() }
 
 // majority is how many nodes make a quorum.
 func (s *Store) majority() int { return len(s.nodes)/2 + 1 }
@@ -98,7 +152,18 @@ func errsOf[T any](s *Store, res []nodeResult[T]) []error {
 // outcome. When no outcome has a majority it is ErrNoQuorum (on one node:
 // that node's error).
 func writeMajority[T any, K comparable](ctx context.Context, s *Store, key func(T) K, f func(ctx context.Context, rdb redis.UniversalClient) (T, error)) (K, error) {
-	res := fanOut(ctx, s.nodes, f)
+	agreed := func(rs []nodeResult[T]) bool { // some outcome has a majority
+		counts := map[K]int{}
+		for _, r := range rs {
+			if r.err == nil {
+				if counts[key(r.val)]++; counts[key(r.val)] >= s.majority() {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	res := fanOutNodes(ctx, s, agreed, func(ctx context.Context, _ int, rdb redis.UniversalClient) (T, error) { return f(ctx, rdb) })
 	if len(res) == 1 {
 		if res[0].err != nil {
 			var zero K
@@ -134,7 +199,7 @@ func readAll[T any](ctx context.Context, s *Store, f func(ctx context.Context, r
 // readAllNodes is readAll that also says which node gave each answer (an
 // index into s.nodes), for the reads that repair what they find.
 func readAllNodes[T any](ctx context.Context, s *Store, f func(ctx context.Context, rdb redis.UniversalClient) (T, error)) ([]int, []T, error) {
-	res := fanOut(ctx, s.nodes, f)
+	res := fanOut(ctx, s, f)
 	var idx []int
 	var out []T
 	for i, r := range res {
@@ -156,3 +221,7 @@ func nodeName(i int, rdb redis.UniversalClient) string {
 	}
 	return fmt.Sprintf("node %d", i)
 }
+
+// waitAll is fanOutNodes's enough for best-effort writes to particular
+// nodes (read repair): each is waited for, within quorumNodeTimeout.
+func waitAll([]nodeResult[struct{}]) bool { return false }

@@ -23,7 +23,8 @@ type Store struct {
 	// or the independent masters of a quorum (NewQuorumStore).
 	nodes  []redis.UniversalClient
 	prefix string
-	listed sync.Map // lock name -> when this Store last added it to the running-locks set
+	listed sync.Map       // lock name -> when this Store last added it to the running-locks set
+	bg     sync.WaitGroup // calls to slow nodes of a quorum that operations left behind (fanOutNodes)
 }
 
 // NewStore returns a Store on rdb under prefix.
@@ -476,7 +477,7 @@ func (s *Store) running(ctx context.Context, locks []string) (map[string]running
 	}
 	sort.Strings(check)
 	// Best effort: a node that does not answer has no say.
-	res := fanOut(ctx, s.nodes, func(ctx context.Context, rdb redis.UniversalClient) ([]*redis.StringCmd, error) {
+	res := fanOut(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) ([]*redis.StringCmd, error) {
 		pipe := rdb.Pipeline()
 		cmds := make([]*redis.StringCmd, len(check))
 		for i, id := range check {
@@ -521,7 +522,7 @@ type runningEntryID struct{ id, lock string }
 // record scripts only ever remove an entry once its run has ended, so
 // removing it again is harmless.
 func (s *Store) repairRunning(ctx context.Context, stale map[int][]runningEntryID) {
-	_ = fanOutNodes(ctx, s.nodes, func(ctx context.Context, i int, rdb redis.UniversalClient) (struct{}, error) {
+	_ = fanOutNodes(ctx, s, waitAll, func(ctx context.Context, i int, rdb redis.UniversalClient) (struct{}, error) {
 		entries := stale[i]
 		if len(entries) == 0 {
 			return struct{}{}, nil
@@ -660,7 +661,7 @@ func (s *Store) claimedElsewhere(ctx context.Context, instance string, former []
 	if rdb := s.single(); rdb != nil {
 		return s.claimedElsewhereOn(ctx, rdb, instance, former, t)
 	}
-	res := fanOut(ctx, s.nodes, func(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
+	res := fanOut(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
 		return s.claimedElsewhereOn(ctx, rdb, instance, former, t)
 	})
 	answered := 0
@@ -728,7 +729,7 @@ func (s *Store) Beat(ctx context.Context, hb Heartbeat, ttl time.Duration) (prev
 	if rdb := s.single(); rdb != nil {
 		return s.beat(ctx, rdb, hb, ttl)
 	}
-	res := fanOut(ctx, s.nodes, func(ctx context.Context, rdb redis.UniversalClient) (*Heartbeat, error) {
+	res := fanOut(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) (*Heartbeat, error) {
 		return s.beat(ctx, rdb, hb, ttl)
 	})
 	ok := 0
@@ -837,7 +838,7 @@ func (s *Store) Replicas(ctx context.Context) ([]Heartbeat, error) {
 		}
 	}
 	if len(dead) > 0 {
-		_ = fanOutNodes(ctx, s.nodes, func(ctx context.Context, i int, rdb redis.UniversalClient) (struct{}, error) {
+		_ = fanOutNodes(ctx, s, waitAll, func(ctx context.Context, i int, rdb redis.UniversalClient) (struct{}, error) {
 			if len(dead[i]) == 0 {
 				return struct{}{}, nil
 			}

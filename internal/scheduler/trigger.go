@@ -65,7 +65,7 @@ func (s *Store) TriggerPending(ctx context.Context, runID string) (bool, error) 
 	if rdb := s.single(); rdb != nil {
 		return rdb.HExists(ctx, s.triggersKey(), runID).Result()
 	}
-	res := fanOut(ctx, s.nodes, func(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
+	res := fanOut(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
 		return rdb.HExists(ctx, s.triggersKey(), runID).Result()
 	})
 	answered := 0
