@@ -298,7 +298,7 @@ const defaultConfig = "/etc/jobd/jobs.yaml"
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "redis", Value: redisconn.DefaultURL, EnvVars: []string{"JOBD_REDIS_URL"},
-			Usage: "Redis URL: redis://, rediss:// (TLS), unix://, a Sentinel URL (?master_name=) or redis+cluster://, with user and password if needed"},
+			Usage: "Redis URL: redis://, rediss:// (TLS), unix://, a Sentinel URL (?master_name=) or redis+cluster://, with user and password if needed; wins over the schedule file's redis: section (refused when that names a quorum)"},
 		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: defaultConfig, EnvVars: []string{"JOBD_CONFIG"},
 			Usage: "the schedule file (see jobs.example.yaml)"},
 		&cli.StringFlag{Name: "prefix", Value: mutex.DefaultPrefix, EnvVars: []string{"JOBD_PREFIX"},
@@ -357,6 +357,12 @@ func openRedis(c *cli.Context, cfg *jobs.Config) (redisconn.Target, nodes, error
 			return c.String(flag)
 		}
 		return ""
+	}
+	if given("redis") != "" && cfg != nil && cfg.Redis.Quorum != nil {
+		// A URL would reach one of the masters (or another Redis) alone:
+		// replicas started with it and without it would each claim every
+		// tick on their own.
+		return redisconn.Target{}, nil, exitf(exitUsage, "--redis (or JOBD_REDIS_URL) is set, and %s names a quorum of masters (redis.quorum): a URL would bypass the quorum and let this process claim ticks and locks apart from the other replicas; unset one of them", cfg.File)
 	}
 	t := redisconn.Resolve(redisconn.Target{URL: given("redis"), Prefix: given("prefix")}, cfg)
 	ns, err := t.OpenNodes()

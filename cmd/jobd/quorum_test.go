@@ -129,6 +129,14 @@ func TestQuorumFailover(t *testing.T) {
 			t.Fatalf("jobd lock exit %d: %s", r.code, r.stderr)
 		}
 	})
+	t.Run("a URL does not bypass the quorum", func(t *testing.T) {
+		// One master's URL would let this process claim apart from the
+		// replicas on the quorum.
+		r := wait(t, jobd(t, masters[2].URL(), "-c", cfg, "status"))
+		if r.code != exitUsage || !strings.Contains(r.stderr, "names a quorum of masters") {
+			t.Fatalf("status --redis URL with a quorum file: exit %d: %s", r.code, r.stderr)
+		}
+	})
 	end := time.Now()
 	for _, d := range daemons {
 		d.term()

@@ -87,12 +87,12 @@ func (d *decoder) checkQuorum(r *RedisConfig) {
 	}
 	switch n := len(q.Addrs); {
 	case n < MinQuorum:
-		d.at("redis.quorum.addrs", "%d address(es): a quorum needs at least %d independent masters, host:port each (with fewer, a majority is all of them)", n, MinQuorum)
+		d.at("redis.quorum.addrs", "%d given: a quorum needs at least %d independent masters, host:port each (with fewer, a majority is all of them)", n, MinQuorum)
 	case n%2 == 0:
 		// An even count tolerates no more failures than the odd count
 		// below it, and needs one more master to answer.
-		d.at("redis.quorum.addrs", "%d addresses: give an odd number: %d masters (a majority is %d) tolerate %d down, no more than %d masters (a majority is %d) do",
-			n, n, n/2+1, n/2-1, n-1, n/2)
+		d.at("redis.quorum.addrs", "%d given: give an odd number. %d masters need %d to answer and so survive %d down; %d masters survive as many with one master less",
+			n, n, n/2+1, n/2-1, n-1)
 	}
 	checkAddrs(d, "redis.quorum.addrs", q.Addrs)
 	seen := make(map[string]bool, len(q.Addrs))
@@ -105,6 +105,9 @@ func (d *decoder) checkQuorum(r *RedisConfig) {
 	}
 	if r.MinReplicasAcked > 0 {
 		d.at("redis.min_replicas_acked", "not supported with redis.quorum: its masters are independent, with no replicas to WAIT for; the majority is what survives a master's loss")
+	}
+	if r.MinReplicasTimeout != nil {
+		d.at("redis.min_replicas_timeout", "not supported with redis.quorum (see min_replicas_acked)")
 	}
 }
 

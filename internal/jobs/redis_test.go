@@ -23,11 +23,11 @@ func TestQuorumConfig(t *testing.T) {
   password_file: /etc/jobd/redis-password
   db: 3
   tls: {ca_file: /etc/jobd/ca.pem}`, ""},
-		{"none", "quorum: {}", "redis.quorum.addrs: 0 address(es): a quorum needs at least 3"},
-		{"one", `quorum: {addrs: ["a:1"]}`, "1 address(es): a quorum needs at least 3"},
-		{"even", `quorum: {addrs: ["a:1", "b:1", "c:1", "d:1"]}`, "4 addresses: give an odd number"},
+		{"none", "quorum: {}", "redis.quorum.addrs: 0 given: a quorum needs at least 3"},
+		{"one", `quorum: {addrs: ["a:1"]}`, "1 given: a quorum needs at least 3"},
+		{"even", `quorum: {addrs: ["a:1", "b:1", "c:1", "d:1"]}`, "4 given: give an odd number"},
 		{"six", `quorum: {addrs: ["a:1", "b:1", "c:1", "d:1", "e:1", "f:1"]}`,
-			"6 masters (a majority is 4) tolerate 2 down, no more than 5 masters (a majority is 3) do"},
+			"6 masters need 4 to answer and so survive 2 down; 5 masters survive as many"},
 		{"twice", `quorum: {addrs: ["a:1", "b:1", "A:1"]}`, `redis.quorum.addrs[2]: "A:1" is given twice`},
 		{"no port", `quorum: {addrs: ["a:1", "b", "c:1"]}`, `redis.quorum.addrs[1]: "b": want host:port`},
 		{"with url", "url: redis://h:6379/0\n  quorum: {addrs: " + three + "}", "redis.quorum: give only one of"},

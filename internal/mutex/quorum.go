@@ -13,6 +13,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -90,10 +91,17 @@ func onEach[T any](ctx context.Context, c *Client, d time.Duration, miss T, sett
 		v T
 	}
 	ch := make(chan answer, len(c.nodes)) // buffered: a late answer never blocks
+	c.mu.Lock()
+	track := !c.closed // after Close, nothing waits: the caller misuses the Client
+	c.mu.Unlock()
 	for i, rdb := range c.nodes {
-		c.bg.Add(1)
+		if track {
+			c.bg.Add(1)
+		}
 		go func() {
-			defer c.bg.Done()
+			if track {
+				defer c.bg.Done()
+			}
 			nctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 			if d > 0 {
 				nctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), d)
@@ -134,7 +142,7 @@ func (c *Client) errNoMajority(op string, errs []error) error {
 			n++
 		}
 	}
-	return fmt.Errorf("%w: %s: failed on %d of %d masters: %w", ErrNoQuorum, op, n, len(c.nodes), errors.Join(errs...))
+	return fmt.Errorf("%w: %s: failed on %d of %d masters: %w", ErrNoQuorum, op, n, len(c.nodes), oneLine(errs))
 }
 
 // attempt is one acquisition in a quorum round.
@@ -294,6 +302,9 @@ func (c *Client) tally(a attempt, rs []batchResult) (v verdict, retry time.Durat
 			retry = min(time.Duration(busyRetry[maj-1])*time.Millisecond, quorumRetryCap)
 		}
 		return busy, retry, nil, nil
+	}
+	if len(rs)-len(errs) < maj { // not a split: too few masters answered
+		return failed, 0, nil, c.errNoMajority("lock "+strconv.Quote(a.m.name), errs)
 	}
 	return split, 0, nil, fmt.Errorf("%w: %q: split vote (%d of %d masters)", ErrNoQuorum, a.m.name, nLock+nKeyOurs, len(rs))
 }
@@ -686,3 +697,27 @@ func (c *Client) needMajority(op string, errs []error) error {
 	}
 	return c.errNoMajority(op, errs)
 }
+
+// oneLine joins errs as errors.Join does (errors.Is and As see each),
+// but on one line, separated by "; ", so that a log line stays one line.
+func oneLine(errs []error) error {
+	var j joined
+	for _, e := range errs {
+		if e != nil {
+			j = append(j, e)
+		}
+	}
+	return j
+}
+
+type joined []error
+
+func (j joined) Error() string {
+	s := make([]string, len(j))
+	for i, e := range j {
+		s[i] = strings.ReplaceAll(e.Error(), "\n", "; ")
+	}
+	return strings.Join(s, "; ")
+}
+
+func (j joined) Unwrap() []error { return j }

@@ -280,15 +280,18 @@ func TestQuorum(t *testing.T) {
 		if err := m.Lock(ctx); err != nil {
 			t.Fatal(err)
 		}
-		got := make(chan time.Time, 1)
+		got, done := make(chan time.Time, 1), make(chan struct{})
+		wc := q.client(t)
 		go func() {
-			w := q.client(t).NewMutex("w", mutex.WithTTL(20*time.Second))
+			defer close(done)
+			w := wc.NewMutex("w", mutex.WithTTL(20*time.Second))
 			if err := w.Lock(ctx); err != nil {
 				t.Error(err)
 			}
 			got <- time.Now()
 			_ = w.Unlock(ctx)
 		}()
+		defer func() { <-done }()
 		time.Sleep(300 * time.Millisecond) // the waiter is subscribed and asleep
 		released := time.Now()
 		if err := m.Unlock(ctx); err != nil {

@@ -45,7 +45,7 @@ func (s *Store) Durability(ctx context.Context) ([]string, error) {
 	for i, r := range res {
 		name := nodeName(i, s.nodes[i])
 		if r.err != nil {
-			all = append(all, name+": does not answer: the quorum of Redis masters tolerates one failure fewer until it is back")
+			all = append(all, fmt.Sprintf("%s: does not answer (%v): the quorum of Redis masters tolerates one failure fewer until it is back", name, r.err))
 			continue
 		}
 		answered++
@@ -95,8 +95,11 @@ func durability(ctx context.Context, rdb redis.Cmdable) ([]string, error) {
 	fsyncCmd := pipe.ConfigGet(ctx, "appendfsync")
 	policyCmd := pipe.ConfigGet(ctx, "maxmemory-policy")
 	limitCmd := pipe.ConfigGet(ctx, "maxmemory")
-	_, _ = pipe.Exec(ctx)
+	_, execErr := pipe.Exec(ctx)
 	info, err := infoCmd.Result()
+	if err == nil && info == "" && execErr != nil {
+		err = execErr // a connection refused at its start (WRONGPASS) leaves the replies empty
+	}
 	if err != nil {
 		var re redis.Error
 		if errors.As(err, &re) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -128,7 +129,7 @@ func (s *Store) noQuorum(errs []error) error {
 	if len(s.nodes) == 1 && len(errs) == 1 {
 		return errs[0]
 	}
-	return fmt.Errorf("%w (%d of %d needed): %w", ErrNoQuorum, s.majority(), len(s.nodes), errors.Join(errs...))
+	return fmt.Errorf("%w (%d of %d needed): %w", ErrNoQuorum, s.majority(), len(s.nodes), oneLine(errs))
 }
 
 // errsOf are the errors of the nodes that failed, each naming its node
@@ -225,3 +226,17 @@ func nodeName(i int, rdb redis.UniversalClient) string {
 // waitAll is fanOutNodes's enough for best-effort writes to particular
 // nodes (read repair): each is waited for, within quorumNodeTimeout.
 func waitAll([]nodeResult[struct{}]) bool { return false }
+
+// oneLine joins errs as errors.Join does (errors.Is and As see each), on
+// one line separated by "; ", so that a log line stays one line.
+type oneLine []error
+
+func (j oneLine) Error() string {
+	s := make([]string, len(j))
+	for i, e := range j {
+		s[i] = strings.ReplaceAll(e.Error(), "\n", "; ")
+	}
+	return strings.Join(s, "; ")
+}
+
+func (j oneLine) Unwrap() []error { return j }
