@@ -361,3 +361,19 @@ func TestQuorumWatch(t *testing.T) {
 		}
 	}
 }
+
+// TestQuorumSameServer: two addresses of one redis-server (127.0.0.1 and
+// localhost) would count it twice toward the majority: Check refuses it.
+func TestQuorumSameServer(t *testing.T) {
+	srvs := startQuorum(t, 2)
+	_, port, _ := net.SplitHostPort(srvs[0].Addr)
+	tg := quorumTarget(0, srvs[0].Addr, "localhost:"+port, srvs[1].Addr)
+	err := tg.Check(context.Background(), openNodes(t, tg))
+	if !errors.Is(err, ErrRefused) || !errors.Is(err, ErrSameServer) || !strings.Contains(err.Error(), "localhost:"+port) {
+		t.Fatalf("Check = %v, want the same server refused", err)
+	}
+	tg = quorumTarget(0, srvs[0].Addr, srvs[1].Addr, deadAddr(t))
+	if err := tg.Check(context.Background(), openNodes(t, tg)); err != nil {
+		t.Fatalf("three distinct addresses, one down: %v", err)
+	}
+}

@@ -201,8 +201,49 @@ func ping(ctx context.Context, rdb redis.UniversalClient) error {
 // write keys, run scripts, publish, read the time; on the one node, or
 // on a majority of nodes, in parallel. A failure is an *Error, as Ping's.
 func (t Target) Check(ctx context.Context, nodes []redis.UniversalClient) error {
-	return t.majority(ctx, nodes, t.check)
+	if err := t.majority(ctx, nodes, t.check); err != nil {
+		return err
+	}
+	return t.distinct(ctx, nodes)
 }
+
+// distinct refuses (ErrRefused) a quorum two of whose addresses reach the
+// same server ("127.0.0.1:6379" and "localhost:6379"), known by its
+// run_id: that server would count twice toward the majority, and its
+// loss would cost two votes. Masters that do not answer are not compared.
+func (t Target) distinct(ctx context.Context, nodes []redis.UniversalClient) error {
+	if len(nodes) < 2 {
+		return nil
+	}
+	ids := make([]string, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			nctx, cancel := context.WithTimeout(ctx, QuorumNodeTimeout)
+			defer cancel()
+			if info, err := n.Info(nctx, "server").Result(); err == nil {
+				for _, line := range strings.Split(info, "\n") {
+					if id, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
+						ids[i] = id
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range ids {
+		for j := range i {
+			if ids[i] != "" && ids[i] == ids[j] {
+				return &Error{Kind: ErrRefused, Target: t, Err: fmt.Errorf("%w: %s and %s are the same redis-server (run_id %s): each master must be a server of its own, counted once toward the majority",
+					ErrSameServer, nodeAddr(nodes, j), nodeAddr(nodes, i), ids[i])}
+			}
+		}
+	}
+	return nil
+}
+
+// ErrSameServer: two addresses of a quorum reach one redis-server.
+var ErrSameServer = errors.New("redisconn: two quorum addresses reach the same server")
 
 // check is Check on one node, its error not yet classified.
 func (t Target) check(ctx context.Context, rdb redis.UniversalClient) error {
