@@ -100,14 +100,7 @@ func (c *Client) inspectKeys(ctx context.Context, lockKeys []string) ([]Info, er
 		hs  []hold
 		err error
 	}
-	answered := func(as []answer) bool {
-		errs := make([]error, len(as))
-		for n, a := range as {
-			errs[n] = a.err
-		}
-		return c.needMajority("", errs) == nil
-	}
-	as := onEach(ctx, c, quorumReadTimeout, answer{err: errNoAnswer}, answered, func(ctx context.Context, _ int, rdb redis.UniversalClient) answer {
+	as := onEach(ctx, c, quorumReadTimeout, answer{err: errNoAnswer}, majorityAnswered(c, func(a answer) error { return a.err }), func(ctx context.Context, _ int, rdb redis.UniversalClient) answer {
 		hs, err := c.readHolds(ctx, rdb, lockKeys)
 		return answer{hs, err}
 	})
@@ -223,14 +216,7 @@ func (c *Client) listQuorum(ctx context.Context, pattern string) ([]string, erro
 		keys []string
 		err  error
 	}
-	answered := func(as []answer) bool {
-		errs := make([]error, len(as))
-		for n, a := range as {
-			errs[n] = a.err
-		}
-		return c.needMajority("", errs) == nil
-	}
-	as := onEach(ctx, c, quorumReadTimeout, answer{err: errNoAnswer}, answered, func(ctx context.Context, _ int, rdb redis.UniversalClient) answer {
+	as := onEach(ctx, c, quorumReadTimeout, answer{err: errNoAnswer}, majorityAnswered(c, func(a answer) error { return a.err }), func(ctx context.Context, _ int, rdb redis.UniversalClient) answer {
 		var a answer
 		it := rdb.ScanType(ctx, 0, pattern, 256, "hash").Iterator()
 		for it.Next(ctx) {
@@ -249,4 +235,16 @@ func (c *Client) listQuorum(ctx context.Context, pattern string) ([]string, erro
 	}
 	slices.Sort(all)
 	return slices.Compact(all), nil
+}
+
+// majorityAnswered is onEach's settled for a read: a majority of the
+// masters answered without error (errOf tells a reply's error).
+func majorityAnswered[T any](c *Client, errOf func(T) error) func([]T) bool {
+	return func(as []T) bool {
+		errs := make([]error, len(as))
+		for n, a := range as {
+			errs[n] = errOf(a)
+		}
+		return c.needMajority("", errs) == nil
+	}
 }

@@ -96,6 +96,7 @@ type Mutex struct {
 	fence    int64         // fence of the current or last hold
 	leaseAt  time.Time     // when the last successful acquire/extend was sent
 	leaseTTL time.Duration // the lease length that request set in Redis
+	qgen     int           // on a quorum: take-backs so far, each of which retires an attempt's token
 	// extended wakes keep-alive after an Extend, so that it trusts the
 	// lease that Extend set rather than the one it set itself.
 	extended chan struct{}

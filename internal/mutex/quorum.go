@@ -147,9 +147,10 @@ func (c *Client) errNoMajority(op string, errs []error) error {
 
 // attempt is one acquisition in a quorum round.
 type attempt struct {
-	m     *Mutex
-	token string
-	cl    *SetNX // nil for a plain lock
+	m        *Mutex
+	token    string
+	cl       *SetNX // nil for a plain lock
+	excluded []bool // per master: not asked again (errExcluded); nil: none
 }
 
 // roundReplies are one round's replies: [attempt][master].
@@ -188,11 +189,18 @@ func (c *Client) quorumRound(ctx context.Context, atts []attempt) (roundReplies,
 		pipe := rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(atts))
 		for j, a := range atts {
+			if a.excluded != nil && a.excluded[n] {
+				continue
+			}
 			keys, args := a.m.acquireArgs(a.token, "", a.cl)
 			cmds[j] = acquireScript.EvalSha(ctx, pipe, keys, args...)
 		}
 		_, _ = pipe.Exec(ctx)
 		for j, a := range atts {
+			if cmds[j] == nil {
+				out[j].err = errExcluded
+				continue
+			}
 			out[j].val, out[j].err = cmds[j].Int64Slice()
 			if redis.HasErrorPrefix(out[j].err, "NOSCRIPT") { // the master restarted
 				c.loadedOn.Delete(nodeKey(n))
@@ -320,19 +328,32 @@ type undo struct {
 // could not be dialled (it is down), so the attempt has nothing there.
 func notSent(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	return errors.Is(err, errExcluded) || errors.As(err, &op) && op.Op == "dial"
 }
+
+// errExcluded is the reply of a master that an attempt no longer asks: a
+// take-back sent to it was not confirmed, and may still run there after a
+// new acquisition, which it would undo (a SET NX key keeps its value from
+// round to round, and a late unclaim would delete it).
+var errExcluded = errors.New("mutex: not asked: an earlier take-back there is unconfirmed")
 
 // takeBack drops, on every master at once (one pipeline each), what the
 // attempts may hold there. Best effort: a lease and a key expire by
-// themselves.
-func (c *Client) takeBack(ctx context.Context, us ...undo) {
+// themselves. It returns quorumGrace after the first master answered,
+// with the masters that confirmed; on the others it may still run later,
+// so an attempt that goes on must not use them again (see excluded).
+func (c *Client) takeBack(ctx context.Context, us ...undo) (confirmed []bool) {
+	confirmed = make([]bool, len(c.nodes))
 	if len(us) == 0 {
-		return
+		return confirmed
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
 	defer cancel()
-	onEach(ctx, c, quorumNodeTimeout, nil, nil, func(ctx context.Context, _ int, rdb redis.UniversalClient) error {
+	// Settled at the first answer: a paused master's part finishes in
+	// the background (within leaveTimeout) instead of holding back the
+	// outcomes that wait for this take-back.
+	anyAnswer := func([]error) bool { return true }
+	errs := onEach(ctx, c, quorumNodeTimeout, errNoAnswer, anyAnswer, func(ctx context.Context, _ int, rdb redis.UniversalClient) error {
 		pipe := rdb.Pipeline()
 		for _, u := range us {
 			a := u.a
@@ -347,6 +368,10 @@ func (c *Client) takeBack(ctx context.Context, us ...undo) {
 		_, err := pipe.Exec(ctx)
 		return err
 	})
+	for n, err := range errs {
+		confirmed[n] = err == nil
+	}
+	return confirmed
 }
 
 // mayHold reports whether a round may have left the attempt anything on
@@ -466,6 +491,7 @@ func (c *Client) quorumAcquire(ctx context.Context, atts []attempt, limit time.D
 		var wonFences [][]int64
 		var undos []undo
 		var settled []func()
+		var retried []int // attempts taken back that go again
 		for k, j := range pending {
 			v, _, fences, err := c.tally(atts[j], replies[k])
 			last[j] = err
@@ -487,7 +513,7 @@ func (c *Client) quorumAcquire(ctx context.Context, atts []attempt, limit time.D
 				undecidedRuns[j] = 0
 				undos = append(undos, undo{atts[j], true})
 				if splits[j]++; splits[j] <= maxSplits {
-					again = append(again, j)
+					again, retried = append(again, j), append(retried, j)
 					continue
 				}
 			case busy: // the key stays: it is ours
@@ -501,6 +527,9 @@ func (c *Client) quorumAcquire(ctx context.Context, atts []attempt, limit time.D
 				}
 				if splits[j]++; splits[j] <= maxSplits {
 					again = append(again, j)
+					if hold {
+						retried = append(retried, j)
+					}
 					continue
 				}
 			default: // lostKey, failed
@@ -510,7 +539,17 @@ func (c *Client) quorumAcquire(ctx context.Context, atts []attempt, limit time.D
 			}
 			settled = append(settled, func() { done(j, err) })
 		}
-		c.takeBack(ctx, undos...) // before the outcomes are told, so that a split's retry finds its keys gone
+		confirmed := c.takeBack(ctx, undos...) // before the outcomes are told, so that a split's retry finds its keys gone
+		for _, j := range retried {
+			for n, ok := range confirmed {
+				if !ok {
+					if atts[j].excluded == nil {
+						atts[j].excluded = make([]bool, len(c.nodes))
+					}
+					atts[j].excluded[n] = true
+				}
+			}
+		}
 		for _, f := range settled {
 			f()
 		}
@@ -571,7 +610,7 @@ func (c *Client) settleWon(ctx context.Context, atts []attempt, fences [][]int64
 // not answer, but could make a majority, are an ErrNoQuorum error, which
 // settle (or the waiter's backoff) asks again with the same token.
 func (m *Mutex) acquireQuorum(ctx context.Context, token string) (ok bool, retry time.Duration, err error) {
-	a := attempt{m: m, token: token}
+	a := attempt{m: m, token: m.quorumToken(token)}
 	replies, sent := m.c.quorumRound(ctx, []attempt{a})
 	v, retry, fences, err := m.c.tally(a, replies[0])
 	switch v {
@@ -585,6 +624,11 @@ func (m *Mutex) acquireQuorum(ctx context.Context, token string) (ok bool, retry
 	}
 	if mayHold(a, replies[0]) {
 		m.c.takeBack(ctx, undo{a, false}) // holds won on a minority
+		// The take-back may still run on a slow master after the next
+		// try, and would drop that try's hold there: it uses a new token.
+		m.mu.Lock()
+		m.qgen++
+		m.mu.Unlock()
 	}
 	switch v {
 	case busy:
@@ -721,3 +765,15 @@ func (j joined) Error() string {
 }
 
 func (j joined) Unwrap() []error { return j }
+
+// quorumToken is the token of a quorum attempt of the Lock whose token
+// is token: the Lock's own, then a new one after each take-back (see
+// acquireQuorum).
+func (m *Mutex) quorumToken(token string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.qgen == 0 {
+		return token
+	}
+	return token + "." + strconv.Itoa(m.qgen)
+}

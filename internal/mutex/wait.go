@@ -99,7 +99,7 @@ func (m *Mutex) sleepUntilWoken(ctx context.Context, wake <-chan time.Duration, 
 // turn on; best effort, since a stale entry (and a lease) expires by itself.
 func (m *Mutex) leave(ctx context.Context, waiter, token string) {
 	if m.c.quorum() { // no queue there: drop the holds
-		m.c.takeBack(ctx, undo{attempt{m: m, token: token}, false})
+		m.c.takeBack(ctx, undo{attempt{m: m, token: m.quorumToken(token)}, false})
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)

@@ -240,3 +240,23 @@ func (j oneLine) Error() string {
 }
 
 func (j oneLine) Unwrap() []error { return j }
+
+// anyNode is true when f is true on any node that answered (what a
+// majority wrote is on at least one node of any majority), false when a
+// majority answered false, and ErrNoQuorum when fewer answered.
+func anyNode(ctx context.Context, s *Store, f func(ctx context.Context, rdb redis.UniversalClient) (bool, error)) (bool, error) {
+	res := fanOut(ctx, s, f)
+	answered := 0
+	for _, r := range res {
+		if r.err == nil {
+			if r.val {
+				return true, nil
+			}
+			answered++
+		}
+	}
+	if answered < s.majority() {
+		return false, s.noQuorum(errsOf(s, res))
+	}
+	return false, nil
+}

@@ -661,22 +661,9 @@ func (s *Store) claimedElsewhere(ctx context.Context, instance string, former []
 	if rdb := s.single(); rdb != nil {
 		return s.claimedElsewhereOn(ctx, rdb, instance, former, t)
 	}
-	res := fanOut(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
+	return anyNode(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
 		return s.claimedElsewhereOn(ctx, rdb, instance, former, t)
 	})
-	answered := 0
-	for _, r := range res {
-		if r.err == nil {
-			if r.val {
-				return true, nil
-			}
-			answered++
-		}
-	}
-	if answered < s.majority() {
-		return false, s.noQuorum(errsOf(s, res))
-	}
-	return false, nil
 }
 
 // claimedElsewhereOn is claimedElsewhere on one node.

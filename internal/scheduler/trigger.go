@@ -65,22 +65,9 @@ func (s *Store) TriggerPending(ctx context.Context, runID string) (bool, error) 
 	if rdb := s.single(); rdb != nil {
 		return rdb.HExists(ctx, s.triggersKey(), runID).Result()
 	}
-	res := fanOut(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
+	return anyNode(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
 		return rdb.HExists(ctx, s.triggersKey(), runID).Result()
 	})
-	answered := 0
-	for _, r := range res {
-		if r.err == nil {
-			if r.val {
-				return true, nil
-			}
-			answered++
-		}
-	}
-	if answered < s.majority() {
-		return false, s.noQuorum(errsOf(s, res))
-	}
-	return false, nil
 }
 
 // Record returns one run's record, if it exists. On a quorum it is the
