@@ -117,23 +117,7 @@ func TestQuorum(t *testing.T) {
 
 	t.Run("fences never go backwards across majorities", func(t *testing.T) {
 		q := startQuorum(t)
-		c := q.client(t)
-		ctx := ctxT(t, 60*time.Second)
-		var last int64
-		take := func(step string) {
-			t.Helper()
-			m := c.NewMutex("f", mutex.WithTTL(3*time.Second))
-			if err := m.TryLock(ctx); err != nil {
-				t.Fatalf("%s: %v", step, err)
-			}
-			if m.Fence() <= last {
-				t.Fatalf("%s: fence %d after %d", step, m.Fence(), last)
-			}
-			last = m.Fence()
-			if err := m.Unlock(ctx); err != nil {
-				t.Fatalf("%s: unlock: %v", step, err)
-			}
-		}
+		take := fenceTaker(t, q.client(t), "f")
 		take("all up")
 		// C falls behind, then comes back empty (no persistence): a
 		// majority of {B, C} must still hand out a larger fence.
@@ -159,24 +143,7 @@ func TestQuorum(t *testing.T) {
 		// its data, and must be lifted then; otherwise A restarted empty
 		// and C, a majority once B dies, would hand out old fences.
 		q := startQuorum(t, "--appendonly", "yes", "--appendfsync", "always")
-		c := q.client(t)
-		ctx := ctxT(t, 60*time.Second)
-		var last int64
-		take := func(step string) {
-			t.Helper()
-			var m *mutex.Mutex
-			waitFor(t, 10*time.Second, func() error {
-				m = c.NewMutex("lag", mutex.WithTTL(3*time.Second))
-				return m.TryLock(ctx)
-			})
-			if m.Fence() <= last {
-				t.Fatalf("%s: fence %d after %d", step, m.Fence(), last)
-			}
-			last = m.Fence()
-			if err := m.Unlock(ctx); err != nil {
-				t.Fatalf("%s: unlock: %v", step, err)
-			}
-		}
+		take := fenceTaker(t, q.client(t), "lag")
 		take("all up")
 		q.servers[2].Stop()
 		for i := range 5 {
@@ -375,5 +342,28 @@ func waitFor(t *testing.T, d time.Duration, f func() error) {
 			t.Fatalf("still failing after %v: %v", d, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// fenceTaker returns take(step): it takes and releases the lock called
+// name (waiting up to 10s for a majority), and fails the test unless the
+// fence is above every fence taken before.
+func fenceTaker(t *testing.T, c *mutex.Client, name string) func(step string) {
+	ctx := ctxT(t, 60*time.Second)
+	var last int64
+	return func(step string) {
+		t.Helper()
+		var m *mutex.Mutex
+		waitFor(t, 10*time.Second, func() error {
+			m = c.NewMutex(name, mutex.WithTTL(3*time.Second))
+			return m.TryLock(ctx)
+		})
+		if m.Fence() <= last {
+			t.Fatalf("%s: fence %d after %d", step, m.Fence(), last)
+		}
+		last = m.Fence()
+		if err := m.Unlock(ctx); err != nil {
+			t.Fatalf("%s: unlock: %v", step, err)
+		}
 	}
 }
