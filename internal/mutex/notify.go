@@ -93,6 +93,10 @@ func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan
 	n.pings[payload] = &pending{left: n.need, ready: ready}
 	n.mu.Unlock()
 
+	if len(n.subs) > 1 {
+		n.subMu.Unlock()
+		return wake, n.registerQuorum(ctx, channel, waiter, payload, !ok, ready)
+	}
 	unregister := func() {
 		n.subMu.Lock()
 		defer n.subMu.Unlock()
@@ -140,6 +144,57 @@ func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan
 	case <-ctx.Done():
 	}
 	return wake, unregister
+}
+
+// registerQuorum is register's second half on a quorum: every master's
+// connection subscribes (when subscribe) and pings in a goroutine of its
+// own, bounded by quorumNodeTimeout and owned by the notifier, since a
+// paused master's connection blocks every call on it (go-redis holds the
+// connection while it dials or reads). It returns once a majority's pongs
+// came back (or readyTimeout, or ctx ends), and its unregister returns at
+// once: the UNSUBSCRIBEs go out the same way. A late UNSUBSCRIBE that
+// undoes a newer SUBSCRIBE on one master costs that master's wake-ups
+// only; the others' and the waiter's own retry (quorumRetryCap) cover it.
+func (n *notifier) registerQuorum(ctx context.Context, channel, waiter, payload string, subscribe bool, ready chan struct{}) func() {
+	each := func(f func(ctx context.Context, s *subscription)) {
+		for _, s := range n.subs {
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				sctx, cancel := context.WithTimeout(context.Background(), quorumNodeTimeout)
+				defer cancel()
+				f(sctx, s)
+			}()
+		}
+	}
+	each(func(ctx context.Context, s *subscription) {
+		if subscribe && s.ps.Subscribe(ctx, channel) != nil {
+			return // go-redis resubscribes on reconnect
+		}
+		_ = s.ps.Ping(ctx, payload)
+	})
+	unregister := func() {
+		n.mu.Lock()
+		delete(n.pings, payload)
+		ws := n.channels[channel]
+		delete(ws, waiter)
+		last := len(ws) == 0
+		if last {
+			delete(n.channels, channel)
+		}
+		n.mu.Unlock()
+		if last {
+			each(func(ctx context.Context, s *subscription) { _ = s.ps.Unsubscribe(ctx, channel) })
+		}
+	}
+	t := time.NewTimer(readyTimeout)
+	defer t.Stop()
+	select {
+	case <-ready:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return unregister
 }
 
 // run receives a connection's messages until close; a failed connection

@@ -269,6 +269,41 @@ func TestQuorum(t *testing.T) {
 		}
 	})
 
+	t.Run("a paused master does not hold back a waiter", func(t *testing.T) {
+		// The review's case: with one master SIGSTOPped, a waiter took a
+		// freed lock 10 s late, past its wait, and held it idle for 5 s.
+		q := startQuorum(t)
+		ctx := ctxT(t, 30*time.Second)
+		q.servers[2].Pause()
+		defer q.servers[2].Resume()
+		c := q.client(t)
+		m := c.NewMutex("p", mutex.WithTTL(10*time.Second))
+		if err := m.Lock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		w := q.client(t).NewMutex("p", mutex.WithTTL(10*time.Second), mutex.WithWait(5*time.Second))
+		res := make(chan error, 1)
+		go func() { res <- w.Lock(ctx) }()
+		time.Sleep(300 * time.Millisecond)
+		released := time.Now()
+		if err := m.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-res; err != nil {
+			t.Fatalf("waiter: %v", err)
+		}
+		if d := time.Since(released); d > 1500*time.Millisecond {
+			t.Fatalf("the waiter's Lock returned %v after the release", d)
+		}
+		start := time.Now()
+		if err := w.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Fatalf("unlock took %v", d)
+		}
+	})
+
 	t.Run("keep-alive holds through one master down, loses with two", func(t *testing.T) {
 		q := startQuorum(t)
 		c := q.client(t)

@@ -179,13 +179,19 @@ func plainDefaults(o *redis.Options) {
 // quorum. A master that is down must cost an operation nothing (the
 // others make the majority): one dial per attempt, not go-redis's five
 // with backoff (1.7 s), and no retry of a command after a failed dial or
-// a lost connection (up to about 200 ms a command, with backoff). The
-// quorum code asks again by itself, with the same token, when a
-// majority's outcome is unknown.
+// a lost connection (up to about 200 ms a command, with backoff), and a
+// dial given up after 1 s. The quorum code asks again by itself, with the
+// same token, when a majority's outcome is unknown.
 func quorumDefaults(o *redis.Options) {
 	plainDefaults(o)
 	o.DialerRetries = 1
 	o.MaxRetries = -1
+	if o.DialTimeout == 0 {
+		// A paused master accepts connections into its backlog and
+		// never answers them: do not let such a dial hold a pub/sub
+		// connection (and everything waiting on it) for go-redis's 5 s.
+		o.DialTimeout = time.Second
+	}
 }
 
 // clusterDefaults are jobd's settings of every cluster client.
