@@ -164,15 +164,16 @@ func (c *Client) quorumRound(ctx context.Context, atts []attempt) (roundReplies,
 	for j := range miss {
 		miss[j].err = errNoAnswer
 	}
-	// Settled once no attempt's verdict depends on the masters that have
-	// not answered (counted as unknown).
+	// Settled once no attempt is undecided with the masters that have not
+	// answered counted as unknown (a contested attempt is a split: it is
+	// taken back rather than waiting for a paused master).
 	settled := func(perNode [][]batchResult) bool {
 		for j, a := range atts {
 			rs := make([]batchResult, len(perNode))
 			for n := range perNode {
 				rs[n] = perNode[n][j]
 			}
-			if v, _, _, _ := c.tally(a, rs); v == undecided || v == split {
+			if v, _, _, _ := c.tally(a, rs); v == undecided {
 				return false
 			}
 		}
@@ -242,8 +243,8 @@ const (
 	won       verdict = iota // a majority gave it the lock (and its key)
 	busy                     // the key is its own on a majority, or it is a plain lock, but no majority gave it the lock
 	lostKey                  // the key is another attempt's on a majority: someone else won it
-	split                    // no majority either way: take back what was won and try again
-	undecided                // masters whose reply was lost could still make a majority: ask again
+	split                    // no majority either way (or contested while masters did not answer): take back what was won and try again
+	undecided                // masters whose reply was lost could still make a majority, and no other attempt holds a part: ask again
 	failed                   // a definite error (an error reply, a clock outside the window)
 )
 
@@ -296,8 +297,14 @@ func (c *Client) tally(a attempt, rs []batchResult) (v verdict, retry time.Durat
 		return busy, 0, nil, nil
 	case err != nil:
 		return failed, 0, nil, fmt.Errorf("mutex: lock %q: %w", a.m.name, err)
-	case nLock+nKeyOurs+nUnknown >= maj:
+	case nLock+nKeyOurs+nUnknown >= maj && nTaken == 0:
 		return undecided, 0, nil, c.errNoMajority("lock "+strconv.Quote(a.m.name), errs)
+	case nLock+nKeyOurs+nUnknown >= maj:
+		// Contested: another attempt holds a part too, and the masters
+		// that did not answer (one paused) would decide. Waiting for them
+		// could last, with both holding their parts: take back and go
+		// again, as after a split vote.
+		return split, 0, nil, fmt.Errorf("%w: %q: split vote (%d of %d masters, %d not answering)", ErrNoQuorum, a.m.name, nLock+nKeyOurs, len(rs), nUnknown)
 	case nWindow >= maj:
 		return failed, 0, nil, fmt.Errorf("%w: %q: on %d of %d masters", ErrOutsideWindow, a.m.name, nWindow, len(rs))
 	case a.cl != nil && nTaken >= maj:

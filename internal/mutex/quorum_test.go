@@ -304,6 +304,45 @@ func TestQuorum(t *testing.T) {
 		}
 	})
 
+	t.Run("contenders with a master paused all get their turn", func(t *testing.T) {
+		// The review's case: two waiters each holding part of the
+		// answering masters waited on the paused one, and most timed out.
+		q := startQuorum(t)
+		ctx := ctxT(t, 60*time.Second)
+		q.servers[1].Pause()
+		defer q.servers[1].Resume()
+		var inside, overlaps, done int
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for range 6 {
+			c := q.client(t)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := c.NewMutex("herd", mutex.WithTTL(5*time.Second), mutex.WithWait(15*time.Second)).Do(ctx, func(context.Context) error {
+					mu.Lock()
+					if inside++; inside > 1 {
+						overlaps++
+					}
+					mu.Unlock()
+					time.Sleep(100 * time.Millisecond)
+					mu.Lock()
+					inside--
+					done++
+					mu.Unlock()
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if overlaps > 0 || done != 6 {
+			t.Fatalf("%d of 6 ran, %d overlaps", done, overlaps)
+		}
+	})
+
 	t.Run("keep-alive holds through one master down, loses with two", func(t *testing.T) {
 		q := startQuorum(t)
 		c := q.client(t)
