@@ -179,6 +179,16 @@ func (c *Client) quorumRound(ctx context.Context, atts []attempt) (roundReplies,
 		}
 		return true
 	}
+	// Which attempts go to which master is decided here, not in the
+	// masters' calls: a slow master's call may still run after onEach
+	// returned, while quorumAcquire updates the attempts' exclusions.
+	skip := make([][]bool, len(c.nodes))
+	for n := range skip {
+		skip[n] = make([]bool, len(atts))
+		for j, a := range atts {
+			skip[n][j] = a.excluded != nil && a.excluded[n]
+		}
+	}
 	perNode := onEach(ctx, c, quorumNodeTimeout, miss, settled, func(ctx context.Context, n int, rdb redis.UniversalClient) []batchResult {
 		out := make([]batchResult, len(atts))
 		if err := c.loadOn(ctx, n, rdb); err != nil {
@@ -190,7 +200,7 @@ func (c *Client) quorumRound(ctx context.Context, atts []attempt) (roundReplies,
 		pipe := rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(atts))
 		for j, a := range atts {
-			if a.excluded != nil && a.excluded[n] {
+			if skip[n][j] {
 				continue
 			}
 			keys, args := a.m.acquireArgs(a.token, "", a.cl)

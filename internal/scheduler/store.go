@@ -476,12 +476,19 @@ func (s *Store) running(ctx context.Context, locks []string) (map[string]running
 		return out, nil
 	}
 	sort.Strings(check)
-	// Best effort: a node that does not answer has no say.
+	// The keys are computed here, not in the nodes' calls: a slow node's
+	// call may still run after fanOut returned, while out changes below.
+	runsKeys := make([]string, len(check))
+	for i, id := range check {
+		runsKeys[i] = s.runsKey(Ref{Instance: out[id].Instance, Lock: out[id].Lock})
+	}
+	// Best effort: a node that does not answer has no say (a majority's
+	// answers hold every run end that a majority acknowledged).
 	res := fanOut(ctx, s, func(ctx context.Context, rdb redis.UniversalClient) ([]*redis.StringCmd, error) {
 		pipe := rdb.Pipeline()
 		cmds := make([]*redis.StringCmd, len(check))
 		for i, id := range check {
-			cmds[i] = pipe.HGet(ctx, s.runsKey(Ref{Instance: out[id].Instance, Lock: out[id].Lock}), id)
+			cmds[i] = pipe.HGet(ctx, runsKeys[i], id)
 		}
 		_, err := pipe.Exec(ctx)
 		if err != nil && !errors.Is(err, redis.Nil) {
