@@ -51,17 +51,7 @@ func TestClusterFailover(t *testing.T) {
 
 	cli := func(args ...string) result { return wait(t, jobd(t, c.URL(), args...)) }
 	t.Run("status", func(t *testing.T) {
-		r := cli("-c", cfg, "status", "--json")
-		var st struct {
-			Redis struct {
-				Kind    string
-				Masters []string
-			} `json:"redis"`
-			Replicas []struct{ ID string } `json:"replicas"`
-		}
-		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
-			t.Fatalf("status --json (exit %d): %v\n%s%s", r.code, err, r.stdout, r.stderr)
-		}
+		st := statusTopology(t, cli("-c", cfg, "status", "--json"))
 		if st.Redis.Kind != "cluster" || len(st.Redis.Masters) != 3 || len(st.Replicas) != 3 {
 			t.Fatalf("status shows redis %+v and %d replicas, want a cluster of 3 masters and 3 replicas", st.Redis, len(st.Replicas))
 		}
@@ -130,4 +120,23 @@ func masterOf(t *testing.T, c *redistest.Cluster, key string) *redistest.Server 
 	}
 	t.Fatalf("no node is %s", m.Options().Addr)
 	return nil
+}
+
+// topologyStatus is what the topology tests read of status --json.
+type topologyStatus struct {
+	Redis struct {
+		Kind    string
+		Masters []string
+	} `json:"redis"`
+	Replicas []struct{ ID string } `json:"replicas"`
+}
+
+// statusTopology parses the output of status --json.
+func statusTopology(t *testing.T, r result) topologyStatus {
+	t.Helper()
+	var st topologyStatus
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status --json (exit %d): %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	return st
 }

@@ -190,10 +190,7 @@ func waitOutput(t *testing.T, cmd *exec.Cmd, s string) string {
 // user and password, and a wrong password never shows up in the output.
 func TestRedisURLForms(t *testing.T) {
 	srv := redistest.Start(t)
-	_, rdb := newMutexClient(t, srv.URL())
-	if err := rdb.Do(context.Background(), "ACL", "SETUSER", "jobdtest", "on", ">pw-123", "~*", "&*", "+@all").Err(); err != nil {
-		t.Fatal(err)
-	}
+	srv.AddUser(t, "jobdtest", "pw-123")
 	tests := []struct {
 		name, url string
 		code      int

@@ -17,9 +17,9 @@ type locker struct{ c *mutex.Client }
 
 // ClaimAndLock claims and locks in one pipeline (one round trip): each
 // claim is the SET NX key of its lock's acquisition. Lost replies are
-// settled by the mutex until ctx ends; each claim is handed to settled as
+// settled by the mutex until ctx ends; each claim's index is handed to settled as
 // soon as its outcome is known.
-func (l locker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim, settled func(*scheduler.Claim)) {
+func (l locker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim, settled func(i int)) {
 	ms := make([]*mutex.Mutex, len(claims))
 	keys := make([]mutex.SetNX, len(claims))
 	for i, c := range claims {
@@ -42,7 +42,7 @@ func (l locker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim, set
 			c.Err = err
 		}
 		if settled != nil {
-			settled(c)
+			settled(i)
 		}
 	}))
 }

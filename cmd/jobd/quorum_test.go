@@ -94,17 +94,7 @@ func TestQuorumFailover(t *testing.T) {
 
 	cli := func(args ...string) result { return wait(t, jobd(t, "", append([]string{"-c", cfg}, args...)...)) }
 	t.Run("status", func(t *testing.T) {
-		r := cli("status", "--json")
-		var st struct {
-			Redis struct {
-				Kind    string
-				Masters []string
-			} `json:"redis"`
-			Replicas []struct{ ID string } `json:"replicas"`
-		}
-		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
-			t.Fatalf("status --json (exit %d): %v\n%s%s", r.code, err, r.stdout, r.stderr)
-		}
+		st := statusTopology(t, cli("status", "--json"))
 		if st.Redis.Kind != "quorum" || len(st.Redis.Masters) != 3 || len(st.Replicas) != 3 {
 			t.Fatalf("status shows redis %+v and %d replicas, want a quorum of 3 masters and 3 replicas", st.Redis, len(st.Replicas))
 		}

@@ -597,7 +597,10 @@ func TestReadmeExamples(t *testing.T) {
 					e.run(t, x, b.body)
 				}
 				if e.skip != "" {
-					t.Skip(e.skip)
+					// Not run here, and not a skipped test: the reason
+					// names what covers the block, or why it is not an
+					// example.
+					t.Log("not run here: " + e.skip)
 				}
 			})
 		}

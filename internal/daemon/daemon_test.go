@@ -25,7 +25,7 @@ import (
 // config has only a suspended job.
 type unusedLocker struct{ t *testing.T }
 
-func (l unusedLocker) ClaimAndLock(context.Context, []*scheduler.Claim, func(*scheduler.Claim)) {
+func (l unusedLocker) ClaimAndLock(context.Context, []*scheduler.Claim, func(int)) {
 	l.t.Error("ClaimAndLock called")
 }
 

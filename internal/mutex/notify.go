@@ -97,45 +97,45 @@ func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan
 		n.subMu.Unlock()
 		return wake, n.registerQuorum(ctx, channel, waiter, payload, !ok, ready)
 	}
+	ps := n.subs[0].ps
 	unregister := func() {
 		n.subMu.Lock()
 		defer n.subMu.Unlock()
-		n.mu.Lock()
-		delete(n.pings, payload)
-		ws := n.channels[channel]
-		delete(ws, waiter)
-		last := len(ws) == 0
-		if last {
-			delete(n.channels, channel)
-		}
-		n.mu.Unlock()
-		if last {
+		if n.forget(channel, waiter, payload) {
 			uctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
-			for _, s := range n.subs {
-				_ = s.ps.Unsubscribe(uctx, channel)
-			}
+			_ = ps.Unsubscribe(uctx, channel)
 			cancel()
 		}
 	}
-
 	// A connection that fails is left to go-redis, which resubscribes on
 	// reconnect; timers cover the gap.
-	var live []*subscription
-	for _, s := range n.subs {
-		if ok || s.ps.Subscribe(ctx, channel) == nil {
-			live = append(live, s)
-		}
+	var err error
+	if !ok {
+		err = ps.Subscribe(ctx, channel)
 	}
 	n.subMu.Unlock()
-	pinged := 0
-	for _, s := range live {
-		if s.ps.Ping(ctx, payload) == nil {
-			pinged++
-		}
+	if err == nil && ps.Ping(ctx, payload) == nil {
+		awaitReady(ctx, ready)
 	}
-	if pinged < n.need {
-		return wake, unregister
+	return wake, unregister
+}
+
+// forget removes a registration; last reports whether it was its
+// channel's last waiter (the channel is then to be unsubscribed).
+func (n *notifier) forget(channel, waiter, payload string) (last bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.pings, payload)
+	ws := n.channels[channel]
+	delete(ws, waiter)
+	if last = len(ws) == 0; last {
+		delete(n.channels, channel)
 	}
+	return last
+}
+
+// awaitReady waits for a registration's pongs, for readyTimeout at most.
+func awaitReady(ctx context.Context, ready <-chan struct{}) {
 	t := time.NewTimer(readyTimeout)
 	defer t.Stop()
 	select {
@@ -143,7 +143,6 @@ func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return wake, unregister
 }
 
 // registerQuorum is register's second half on a quorum: every master's
@@ -174,26 +173,11 @@ func (n *notifier) registerQuorum(ctx context.Context, channel, waiter, payload 
 		_ = s.ps.Ping(ctx, payload)
 	})
 	unregister := func() {
-		n.mu.Lock()
-		delete(n.pings, payload)
-		ws := n.channels[channel]
-		delete(ws, waiter)
-		last := len(ws) == 0
-		if last {
-			delete(n.channels, channel)
-		}
-		n.mu.Unlock()
-		if last {
+		if n.forget(channel, waiter, payload) {
 			each(func(ctx context.Context, s *subscription) { _ = s.ps.Unsubscribe(ctx, channel) })
 		}
 	}
-	t := time.NewTimer(readyTimeout)
-	defer t.Stop()
-	select {
-	case <-ready:
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	awaitReady(ctx, ready)
 	return unregister
 }
 

@@ -79,8 +79,7 @@ const quorumGrace = 10 * time.Millisecond
 // operation's outcome was settled and its grace had passed.
 var errNoAnswer = errors.New("mutex: no answer in time (the other masters settled the outcome)")
 
-// onEach runs f on every master at once, each bounded by d (0: by ctx
-// alone), and returns when all have answered, or quorumGrace after
+// onEach runs f on every master at once, each bounded by d, and returns when all have answered, or quorumGrace after
 // settled(replies so far) first holds (nil: never); a master that has not
 // answered by then has miss as its reply, and its call goes on in the
 // background, bounded by d, owned by the Client (Close waits for it). So
@@ -102,10 +101,7 @@ func onEach[T any](ctx context.Context, c *Client, d time.Duration, miss T, sett
 			if track {
 				defer c.bg.Done()
 			}
-			nctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-			if d > 0 {
-				nctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), d)
-			}
+			nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
 			defer cancel()
 			stop := context.AfterFunc(ctx, cancel) // the caller's end still ends it
 			defer stop()
@@ -173,7 +169,7 @@ func (c *Client) quorumRound(ctx context.Context, atts []attempt) (roundReplies,
 			for n := range perNode {
 				rs[n] = perNode[n][j]
 			}
-			if v, _, _, _ := c.tally(a, rs); v == undecided {
+			if c.verdict(a, countVotes(a, rs), len(rs)) == undecided {
 				return false
 			}
 		}
@@ -251,87 +247,135 @@ type verdict int
 
 const (
 	won       verdict = iota // a majority gave it the lock (and its key)
-	busy                     // the key is its own on a majority, or it is a plain lock, but no majority gave it the lock
-	lostKey                  // the key is another attempt's on a majority: someone else won it
+	busy                     // the key is its own on a majority, or it is a plain lock held by another on a majority, but no majority gave it the lock
 	split                    // no majority either way (or contested while masters did not answer): take back what was won and try again
 	undecided                // masters whose reply was lost could still make a majority, and no other attempt holds a part: ask again
-	failed                   // a definite error (an error reply, a clock outside the window)
+	failed                   // the key is another attempt's on a majority, a definite error, a clock outside the window, or too few masters answered
 )
 
-// tally is the verdict on one attempt's replies; err explains failed and
-// undecided, retry is a busy lock's retry hint, fences are the fences of
-// the masters that gave the lock (-1 where a master answered without it,
-// 0 where it did not answer).
-func (c *Client) tally(a attempt, rs []batchResult) (v verdict, retry time.Duration, fences []int64, err error) {
-	var nLock, nKeyOurs, nTaken, nWindow, nUnknown int
-	var errs []error
-	var busyRetry []int64
-	fences = make([]int64, len(rs))
-	for n, r := range rs {
+// votes count one attempt's replies, without building any error: the
+// settled check of a round counts them each time a master answers.
+type votes struct {
+	lock, keyOurs, taken, window, unknown, failed int
+	err                                           error // a definite error (an error reply), if any
+}
+
+func countVotes(a attempt, rs []batchResult) votes {
+	var v votes
+	for _, r := range rs {
 		switch {
 		case r.err != nil:
-			errs = append(errs, fmt.Errorf("master %d: %w", n+1, r.err))
+			v.failed++
 			switch {
 			case notSent(r.err): // down: it gave nothing
 			case unknownOutcome(r.err):
-				nUnknown++
+				v.unknown++
 			default:
-				err = r.err
+				v.err = r.err
 			}
 		case len(r.val) != 2:
-			err = fmt.Errorf("mutex: acquire: unexpected reply %v", r.val)
+			v.err = fmt.Errorf("mutex: acquire: unexpected reply %v", r.val)
 		case r.val[0] == 1:
-			nLock++
-			fences[n] = r.val[1]
-		case r.val[0] == 0:
-			nKeyOurs++
-			fences[n] = -1
-			busyRetry = append(busyRetry, r.val[1])
-		case r.val[0] == -1:
-			nTaken++
-			fences[n] = -1
+			v.lock++
+		case r.val[0] == 0 && a.cl != nil:
+			v.keyOurs++
+		case r.val[0] == 0 || r.val[0] == -1: // a plain lock's 0 is "held by another"
+			v.taken++
 		case r.val[0] == -2:
-			nWindow++
-			fences[n] = -1
+			v.window++
 		}
 	}
+	return v
+}
+
+// verdict of votes, on n masters.
+func (c *Client) verdict(a attempt, v votes, n int) verdict {
 	maj := c.majority()
-	if a.cl == nil { // a plain lock: 0 is "held by another", not "key ours"
-		nTaken += nKeyOurs
-		nKeyOurs = 0
-	}
 	switch {
-	case nLock >= maj:
-		return won, 0, fences, nil
-	case a.cl != nil && nLock+nKeyOurs >= maj:
-		return busy, 0, nil, nil
-	case err != nil:
-		return failed, 0, nil, fmt.Errorf("mutex: lock %q: %w", a.m.name, err)
-	case nLock+nKeyOurs+nUnknown >= maj && nTaken == 0:
-		return undecided, 0, nil, c.errNoMajority("lock "+strconv.Quote(a.m.name), errs)
-	case nLock+nKeyOurs+nUnknown >= maj:
+	case v.lock >= maj:
+		return won
+	case a.cl != nil && v.lock+v.keyOurs >= maj:
+		return busy
+	case v.err != nil:
+		return failed
+	case v.lock+v.keyOurs+v.unknown >= maj && v.taken == 0:
+		return undecided
+	case v.lock+v.keyOurs+v.unknown >= maj:
 		// Contested: another attempt holds a part too, and the masters
 		// that did not answer (one paused) would decide. Waiting for them
 		// could last, with both holding their parts: take back and go
 		// again, as after a split vote.
-		return split, 0, nil, fmt.Errorf("%w: %q: split vote (%d of %d masters, %d not answering)", ErrNoQuorum, a.m.name, nLock+nKeyOurs, len(rs), nUnknown)
-	case nWindow >= maj:
-		return failed, 0, nil, fmt.Errorf("%w: %q: on %d of %d masters", ErrOutsideWindow, a.m.name, nWindow, len(rs))
-	case a.cl != nil && nTaken >= maj:
-		return lostKey, 0, nil, fmt.Errorf("%w: %q", ErrKeyTaken, a.m.name)
-	case a.cl == nil && nTaken >= maj:
-		// Held by another: retry when a majority's leases may have run out.
-		slices.Sort(busyRetry)
-		retry = 50 * time.Millisecond
-		if len(busyRetry) >= maj {
-			retry = min(time.Duration(busyRetry[maj-1])*time.Millisecond, quorumRetryCap)
+		return split
+	case v.window >= maj:
+		return failed
+	case v.taken >= maj:
+		if a.cl != nil {
+			return failed // someone else won the key
 		}
-		return busy, retry, nil, nil
+		return busy
+	case n-v.failed < maj: // not a split: too few masters answered
+		return failed
 	}
-	if len(rs)-len(errs) < maj { // not a split: too few masters answered
-		return failed, 0, nil, c.errNoMajority("lock "+strconv.Quote(a.m.name), errs)
+	return split
+}
+
+// tally is the verdict on one attempt's replies, with err explaining
+// failed, split and undecided, retry a busy plain lock's retry hint (when
+// a majority's leases may have run out), and, for won, the fences each
+// master handed out (-1 where a master answered without the lock, 0 where
+// it did not answer).
+func (c *Client) tally(a attempt, rs []batchResult) (v verdict, retry time.Duration, fences []int64, err error) {
+	vs := countVotes(a, rs)
+	v = c.verdict(a, vs, len(rs))
+	maj := c.majority()
+	name := strconv.Quote(a.m.name)
+	errs := func() []error {
+		var out []error
+		for n, r := range rs {
+			if r.err != nil {
+				out = append(out, fmt.Errorf("master %d: %w", n+1, r.err))
+			}
+		}
+		return out
 	}
-	return split, 0, nil, fmt.Errorf("%w: %q: split vote (%d of %d masters)", ErrNoQuorum, a.m.name, nLock+nKeyOurs, len(rs))
+	switch {
+	case v == won:
+		fences = make([]int64, len(rs))
+		for n, r := range rs {
+			switch {
+			case r.err != nil || len(r.val) != 2:
+			case r.val[0] == 1:
+				fences[n] = r.val[1]
+			default:
+				fences[n] = -1
+			}
+		}
+	case v == busy && a.cl == nil:
+		var left []int64 // the leases of the masters that hold it for another
+		for _, r := range rs {
+			if r.err == nil && len(r.val) == 2 && r.val[0] == 0 {
+				left = append(left, r.val[1])
+			}
+		}
+		slices.Sort(left)
+		retry = 50 * time.Millisecond
+		if len(left) >= maj {
+			retry = min(time.Duration(left[maj-1])*time.Millisecond, quorumRetryCap)
+		}
+	case v == failed && vs.err != nil:
+		err = fmt.Errorf("mutex: lock %s: %w", name, vs.err)
+	case v == failed && vs.window >= maj:
+		err = fmt.Errorf("%w: %s: on %d of %d masters", ErrOutsideWindow, name, vs.window, len(rs))
+	case v == failed && vs.taken >= maj:
+		err = fmt.Errorf("%w: %s", ErrKeyTaken, name)
+	case v == failed, v == undecided:
+		err = c.errNoMajority("lock "+name, errs())
+	case v == split && vs.unknown > 0:
+		err = fmt.Errorf("%w: %s: split vote (%d of %d masters, %d not answering)", ErrNoQuorum, name, vs.lock+vs.keyOurs, len(rs), vs.unknown)
+	case v == split:
+		err = fmt.Errorf("%w: %s: split vote (%d of %d masters)", ErrNoQuorum, name, vs.lock+vs.keyOurs, len(rs))
+	}
+	return v, retry, fences, err
 }
 
 // undo is what to take back of an attempt: its holds, and with keys its
@@ -549,7 +593,7 @@ func (c *Client) quorumAcquire(ctx context.Context, atts []attempt, limit time.D
 					}
 					continue
 				}
-			default: // lostKey, failed
+			default: // failed
 				if hold {
 					undos = append(undos, undo{atts[j], true})
 				}

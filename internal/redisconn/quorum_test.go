@@ -35,11 +35,7 @@ func startQuorum(t *testing.T, n int, args ...string) []*redistest.Server {
 // addUser creates quorumUser on srv, which forgets it when it restarts.
 func addUser(t *testing.T, srv *redistest.Server) {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer c.Close()
-	if err := c.Do(context.Background(), "ACL", "SETUSER", quorumUser, "on", ">"+quorumPassword, "~*", "&*", "+@all").Err(); err != nil {
-		t.Fatal(err)
-	}
+	srv.AddUser(t, quorumUser, quorumPassword)
 }
 
 // restart starts srv again, and quorumUser on it.

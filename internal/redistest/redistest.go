@@ -168,6 +168,16 @@ func ping(addr string) error {
 	return nil
 }
 
+// AddUser creates the ACL user name, with password, allowed every key,
+// channel and command (tests that refuse it something change it after).
+// The server forgets the user when it restarts.
+func (s *Server) AddUser(tb TB, name, password string) {
+	tb.Helper()
+	if _, err := command(s.Addr, "ACL", "SETUSER", name, "on", ">"+password, "~*", "&*", "+@all"); err != nil {
+		tb.Fatalf("redistest: ACL SETUSER %s: %v", name, err)
+	}
+}
+
 // Dir is the server's data directory (its AOF and RDB files), which a
 // test may empty to make a restart lose the data.
 func (s *Server) Dir() string { return s.dir }

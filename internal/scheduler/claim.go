@@ -87,14 +87,10 @@ func (cl *claimer) claim(ctx context.Context, claims []*Claim) []bool {
 	stopLate := context.AfterFunc(ctx, func() { time.AfterFunc(redisTimeout, cancel) })
 	began := time.Now()
 	won := make([]bool, len(claims))
-	index := make(map[*Claim]int, len(claims))
-	for i, c := range claims {
-		index[c] = i
-	}
 	// Each claim is acted on as soon as it is settled: the winners of a
 	// batch start while a claim whose reply was lost (on Redis Cluster, a
 	// shard failing over) is still being asked again.
-	cl.locker.ClaimAndLock(cctx, claims, func(c *Claim) { won[index[c]] = cl.settled(c) })
+	cl.locker.ClaimAndLock(cctx, claims, func(i int) { won[i] = cl.settled(claims[i]) })
 	elapsed := time.Since(began)
 	cl.observe(func(o Observer) { o.ClaimLatency(elapsed) })
 	stopLate()

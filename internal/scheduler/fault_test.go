@@ -122,13 +122,13 @@ func TestRedisFaults(t *testing.T) {
 // run path, after the claim was won.
 type panickyLocker struct{ scheduler.Locker }
 
-func (l panickyLocker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim, settled func(*scheduler.Claim)) {
-	l.Locker.ClaimAndLock(ctx, claims, func(c *scheduler.Claim) {
-		if c.Lease != nil {
+func (l panickyLocker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim, settled func(int)) {
+	l.Locker.ClaimAndLock(ctx, claims, func(i int) {
+		if c := claims[i]; c.Lease != nil {
 			c.Lease = panickyLease{c.Lease}
 		}
 		if settled != nil {
-			settled(c)
+			settled(i)
 		}
 	})
 }

@@ -36,11 +36,11 @@ var ErrNotReplicated = errors.New("scheduler: claim not acknowledged by enough R
 type Locker interface {
 	// ClaimAndLock claims each claim's key and, where the claim is won,
 	// tries its lock, in as few round trips as possible, and fills in each
-	// claim's Won, Lease and Err (see Claim). It calls settled (unless
-	// nil) with each claim as soon as that claim is filled in, before it
+	// claim's Won, Lease and Err (see Claim). It calls settled(i) (unless
+	// settled is nil) as soon as claims[i] is filled in, before it
 	// returns, one claim at a time: a claim whose reply was lost, still
 	// being asked again, does not hold back the others.
-	ClaimAndLock(ctx context.Context, claims []*Claim, settled func(*Claim))
+	ClaimAndLock(ctx context.Context, claims []*Claim, settled func(i int))
 	// Lock waits for a lock until ctx ends.
 	Lock(ctx context.Context, lock string, ttl time.Duration, label string) (Lease, error)
 	// Holder tells who holds a lock.

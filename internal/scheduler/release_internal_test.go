@@ -23,11 +23,9 @@ import (
 func TestReleaseFailedWarning(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
+	srv.AddUser(t, "jobd", "pw")
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer admin.Close()
-	if err := admin.Do(ctx, "ACL", "SETUSER", "jobd", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
-		t.Fatal(err)
-	}
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "jobd", Password: "pw", ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	mc := mutex.New(rdb, mutex.WithPrefix("release-test"))

@@ -28,7 +28,7 @@ type stoppingLocker struct {
 	lateWon int
 }
 
-func (l *stoppingLocker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim, settled func(*scheduler.Claim)) {
+func (l *stoppingLocker) ClaimAndLock(ctx context.Context, claims []*scheduler.Claim, settled func(int)) {
 	after := l.stopped.Load()
 	l.Locker.ClaimAndLock(ctx, claims, settled)
 	if after {
