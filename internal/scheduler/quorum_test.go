@@ -37,10 +37,13 @@ func startQuorum(t *testing.T, persistent bool) *quorum {
 	q := &quorum{down: map[int]bool{}}
 	for range 3 {
 		srv := redistest.StartWith(t, args...)
-		// One dial attempt: a node that is down answers at once, so
-		// that a test with nodes down stays quick.
+		// jobd's settings of a quorum client (redisconn's
+		// quorumDefaults): one dial attempt, so that a node that is
+		// down answers at once, and no retry of a command, which could
+		// land after the test restarted a node (CI saw an update made
+		// while C was down reach C after its restart).
 		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, DialTimeout: time.Second,
-			DialerRetries: 1, MaxRetries: 1})
+			DialerRetries: 1, MaxRetries: -1})
 		t.Cleanup(func() { rdb.Close() })
 		q.servers, q.clients = append(q.servers, srv), append(q.clients, rdb)
 	}
@@ -172,6 +175,12 @@ func TestQuorumRunEndsWhileANodeIsDown(t *testing.T) {
 	if err := q.store.Push(ctx, run1, 10, "inc", scheduler.Guard{}); err != nil {
 		t.Fatal(err)
 	}
+	// Push returns once a majority wrote the record; C's write may still
+	// be on its way (CI once stopped C before it landed).
+	waitFor(t, 10*time.Second, "run-1 written on C", func() bool {
+		held, err := q.clients[c].HExists(ctx, scheduler.RunningKey(q.store, "inst"), "run-1").Result()
+		return err == nil && held
+	})
 	q.stop(c)
 	end := time.Now().UTC()
 	run1.Status, run1.End = jobs.StatusSucceeded, &end
