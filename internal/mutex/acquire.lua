@@ -6,7 +6,9 @@
 -- KEYS[4] waiter leases (zset: member = waiter id, score = lease expiry ms)
 -- KEYS[5] released-token marker (release.lua writes the token it released)
 -- ARGV[1] token (random, 128 bits)     ARGV[2] ttl ms
--- ARGV[3] waiter id, "" for a caller that does not wait
+-- ARGV[3] waiter entry, "" for a caller that does not wait: a JSON array
+--         [id, token, ttl ms, owner, host, pid, label] that release.lua
+--         reads to hand the lock to this waiter directly
 -- ARGV[4] waiter grace ms: how long a waiter stays queued past its next retry
 -- ARGV[5] owner  ARGV[6] host  ARGV[7] pid  ARGV[8] label
 -- Optional SET NX key: created first; it must be absent or already hold
@@ -31,8 +33,12 @@
 -- another connection) finds its token in the released marker and takes
 -- nothing.
 --
--- A free lock with a live queue goes only to the queue head, so a release
--- wakes one waiter instead of a herd. Times come from Redis, never clients.
+-- A release hands the lock to the queue head itself (release.lua), so a
+-- lock is free while waiters are queued only when its lease ran out (the
+-- holder died). Then a queued waiter takes it only when it is the head,
+-- and a caller that does not wait takes it as it comes: its first try
+-- does not look at the queue, which saves the common, uncontended case a
+-- command. Times come from Redis, never clients.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
@@ -84,10 +90,10 @@ if tok then
   return {0, pttl}
 end
 
--- Free. If waiters are queued, first drop those whose lease ran out
--- (dead or paused processes); an empty queue costs one EXISTS.
+-- Free. A queued waiter first drops the waiters whose lease ran out (dead
+-- or paused processes), then takes the lock only as the queue head.
 local head = nil
-if redis.call('EXISTS', KEYS[3]) == 1 then
+if waiter ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
   local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
   if #stale > 0 then
     redis.call('ZREM', KEYS[3], unpack(stale))

@@ -142,6 +142,15 @@ func (c *Client) getNotifier() *notifier {
 	return c.notifier
 }
 
+// hot reports whether a waiter of channel would start without a round
+// trip (see notifier.hot).
+func (c *Client) hot(channel string) bool {
+	c.mu.Lock()
+	n := c.notifier
+	c.mu.Unlock()
+	return n != nil && n.hot(channel)
+}
+
 // randomID returns 128 random bits, hex-encoded.
 func randomID() string {
 	var b [16]byte

@@ -87,6 +87,13 @@ func (m *Mutex) KeepAlive(ctx context.Context) (context.Context, func()) {
 	}
 }
 
+// renewal is the lease length keep-alive asks for (see Mutex.renewTTL).
+func (m *Mutex) renewal() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.renewTTL
+}
+
 // trusted is how long after a renewal was sent a lease of length ttl is
 // trusted: ttl minus the safety margin (default ttl/5).
 func (m *Mutex) trusted(ttl time.Duration) time.Duration {
@@ -127,7 +134,7 @@ func (m *Mutex) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, s
 		case <-t.C:
 		}
 		rctx, rcancel := context.WithDeadline(ctx, since.Add(m.trusted(ttl)))
-		err := m.extend(rctx, token, ttl)
+		err := m.extend(rctx, token, m.renewal())
 		rcancel()
 		switch {
 		case err == nil:

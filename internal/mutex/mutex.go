@@ -96,7 +96,11 @@ type Mutex struct {
 	fence    int64         // fence of the current or last hold
 	leaseAt  time.Time     // when the last successful acquire/extend was sent
 	leaseTTL time.Duration // the lease length that request set in Redis
-	qgen     int           // on a quorum: take-backs so far, each of which retires an attempt's token
+	// renewTTL is the lease keep-alive asks for: the handle's ttl, or an
+	// Extend's. It differs from leaseTTL after a handoff, whose first
+	// lease is shorter (see release.lua).
+	renewTTL time.Duration
+	qgen     int // on a quorum: take-backs so far, each of which retires an attempt's token
 	// extended wakes keep-alive after an Extend, so that it trusts the
 	// lease that Extend set rather than the one it set itself.
 	extended chan struct{}
@@ -131,24 +135,31 @@ func (m *Mutex) lock(ctx context.Context, wait bool) (err error) {
 		}
 	}()
 
-	// The first attempt is settled: a lost reply is asked again with the
-	// same token, which answers what the first run did.
 	token := randomID()
-	var ok bool
-	first := settle(ctx, settleTimeout, func(ctx context.Context) error {
-		var err error
-		ok, _, err = m.acquire(ctx, token, "")
-		return err
-	})
-	if ok {
-		return nil
-	}
-	if !wait {
-		if first != nil {
-			m.leave(ctx, "", token) // drop a hold we may have taken unheard
-			return fmt.Errorf("mutex: lock %q: %w", m.name, first)
+	var first error
+	// A waiter whose notifications are already subscribed (this process
+	// waited for the lock moments ago: a busy lock) queues with its very
+	// first attempt. Otherwise the first attempt does not queue, so that
+	// an uncontended lock costs one round trip and no subscription; it is
+	// settled: a lost reply is asked again with the same token, which
+	// answers what the first run did.
+	if !wait || m.cfg.retries > 0 || !m.c.hot(m.k.channel) {
+		var ok bool
+		first = settle(ctx, settleTimeout, func(ctx context.Context) error {
+			var err error
+			ok, _, err = m.acquire(ctx, token, "")
+			return err
+		})
+		if ok {
+			return nil
 		}
-		return fmt.Errorf("%w: %q", ErrNotObtained, m.name)
+		if !wait {
+			if first != nil {
+				m.leave(ctx, "", token) // drop a hold we may have taken unheard
+				return fmt.Errorf("mutex: lock %q: %w", m.name, first)
+			}
+			return fmt.Errorf("%w: %q", ErrNotObtained, m.name)
+		}
 	}
 	if m.cfg.wait > 0 {
 		var cancel context.CancelFunc
@@ -184,12 +195,12 @@ func (m *Mutex) unreserve() {
 }
 
 // acquire runs one attempt; on success it records the hold in m.
-func (m *Mutex) acquire(ctx context.Context, token, waiter string) (ok bool, retry time.Duration, err error) {
+func (m *Mutex) acquire(ctx context.Context, token, entry string) (ok bool, retry time.Duration, err error) {
 	if m.c.quorum() {
 		return m.acquireQuorum(ctx, token)
 	}
 	sent := time.Now()
-	keys, args := m.acquireArgs(token, waiter, nil)
+	keys, args := m.acquireArgs(token, entry, nil)
 	res, acks, err := m.c.runAcquire(ctx, keys, args)
 	if err != nil {
 		return false, 0, err
@@ -202,9 +213,9 @@ func (m *Mutex) acquire(ctx context.Context, token, waiter string) (ok bool, ret
 	return ok, retry, err
 }
 
-func (m *Mutex) acquireArgs(token, waiter string, cl *SetNX) ([]string, []any) {
+func (m *Mutex) acquireArgs(token, entry string, cl *SetNX) ([]string, []any) {
 	keys := []string{m.k.lock, m.k.fence, m.k.queue, m.k.leases, m.k.released}
-	args := []any{token, m.cfg.ttl.Milliseconds(), waiter, waiterGrace.Milliseconds(),
+	args := []any{token, m.cfg.ttl.Milliseconds(), entry, waiterGrace.Milliseconds(),
 		m.c.owner, m.c.host, m.c.pid, m.cfg.label}
 	if cl != nil {
 		keys = append(keys, cl.Key)
@@ -227,7 +238,7 @@ func (m *Mutex) acquired(res []int64, token string, sent time.Time) (bool, time.
 			time.UnixMilli(res[1]).UTC().Format(time.RFC3339Nano))
 	case res[0] == 1:
 		m.mu.Lock()
-		m.token, m.fence, m.leaseAt, m.leaseTTL = token, res[1], sent, m.cfg.ttl
+		m.token, m.fence, m.leaseAt, m.leaseTTL, m.renewTTL = token, res[1], sent, m.cfg.ttl, m.cfg.ttl
 		m.mu.Unlock()
 		return true, 0, nil
 	}
@@ -250,8 +261,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	var res int64
 	err := settle(ctx, settleTimeout, func(ctx context.Context) error {
 		var err error
-		res, err = m.c.runLease(ctx, "unlock "+strconv.Quote(m.name), releaseScript, []string{m.k.lock, m.k.queue, m.k.leases, m.k.released},
-			token, m.k.channel, handoffWindow.Milliseconds(), releasedMarkerTTL.Milliseconds(), m.c.broadcast())
+		res, err = m.c.runLease(ctx, "unlock "+strconv.Quote(m.name), releaseScript, m.releaseKeys(), m.releaseArgs(token, "")...)
 		return err
 	})
 	if err != nil {
@@ -261,6 +271,17 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	m.token, m.busy = "", false
 	m.mu.Unlock()
 	return leaseResult(res, m.name)
+}
+
+// releaseKeys and releaseArgs are release.lua's KEYS and ARGV; entry is
+// the caller's own waiter entry when a waiter gives up ("" for an
+// unlock).
+func (m *Mutex) releaseKeys() []string {
+	return []string{m.k.lock, m.k.queue, m.k.leases, m.k.released, m.k.fence}
+}
+
+func (m *Mutex) releaseArgs(token, entry string) []any {
+	return []any{token, m.k.channel, handoffWindow.Milliseconds(), releasedMarkerTTL.Milliseconds(), m.c.broadcast(), entry}
 }
 
 // Extend sets the lease to ttl from now if this handle still owns the lock.
@@ -299,7 +320,7 @@ func (m *Mutex) extend(ctx context.Context, token string, ttl time.Duration) err
 	if res == 1 {
 		m.mu.Lock()
 		if m.token == token {
-			m.leaseAt, m.leaseTTL = sent, ttl
+			m.leaseAt, m.leaseTTL, m.renewTTL = sent, ttl, ttl
 		}
 		m.mu.Unlock()
 	}

@@ -29,9 +29,12 @@ type notifier struct {
 	subMu sync.Mutex
 
 	mu       sync.Mutex
-	channels map[string]map[string]chan time.Duration // channel -> waiter id -> wake
-	pings    map[string]*pending                      // pending readiness pings
-	seq      uint64
+	channels map[string]map[string]chan wakeup // channel -> waiter id -> wake
+	pings    map[string]*pending               // pending readiness pings
+	// subscribed is, on one Redis, every subscribed channel, also those
+	// lingering without a waiter.
+	subscribed map[string]*channelSub
+	seq        uint64
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -47,17 +50,19 @@ type subscription struct {
 type pending struct {
 	left  int
 	ready chan struct{}
+	sub   *channelSub // on one Redis: the subscription a pong confirms
 }
 
 // newNotifier starts a goroutine per connection; need is how many must
 // confirm a registration.
 func newNotifier(pss []*redis.PubSub, need int, log *slog.Logger) *notifier {
 	n := &notifier{
-		need:     need,
-		log:      log,
-		channels: map[string]map[string]chan time.Duration{},
-		pings:    map[string]*pending{},
-		done:     make(chan struct{}),
+		need:       need,
+		log:        log,
+		channels:   map[string]map[string]chan wakeup{},
+		pings:      map[string]*pending{},
+		subscribed: map[string]*channelSub{},
+		done:       make(chan struct{}),
 	}
 	for _, ps := range pss {
 		s := &subscription{ps: ps}
@@ -76,41 +81,56 @@ const readyTimeout = time.Second
 // returns once Redis has confirmed the subscription (a PING sent after the
 // SUBSCRIBE on the same connection came back; on a quorum, from a
 // majority of the masters, which a release also reaches), so that a
-// release made after the waiter's next attempt cannot be missed.
-func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan time.Duration, func()) {
-	wake := make(chan time.Duration, 1)
+// release made after the waiter's next attempt cannot be missed. On one
+// Redis a channel stays subscribed for lingerFor after its last waiter
+// left, and a registration on a channel confirmed since costs no round
+// trip.
+func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan wakeup, func()) {
+	wake := make(chan wakeup, 1)
 	n.subMu.Lock()
 	n.mu.Lock()
 	ws, ok := n.channels[channel]
 	if !ok {
-		ws = map[string]chan time.Duration{}
+		ws = map[string]chan wakeup{}
 		n.channels[channel] = ws
 	}
 	ws[waiter] = wake
 	n.seq++
 	payload := "jobd-ready-" + strconv.FormatUint(n.seq, 10)
 	ready := make(chan struct{})
-	n.pings[payload] = &pending{left: n.need, ready: ready}
-	n.mu.Unlock()
 
 	if len(n.subs) > 1 {
+		n.pings[payload] = &pending{left: n.need, ready: ready}
+		n.mu.Unlock()
 		n.subMu.Unlock()
 		return wake, n.registerQuorum(ctx, channel, waiter, payload, !ok, ready)
 	}
-	ps := n.subs[0].ps
 	unregister := func() {
 		n.subMu.Lock()
 		defer n.subMu.Unlock()
 		if n.forget(channel, waiter, payload) {
-			uctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
-			_ = ps.Unsubscribe(uctx, channel)
-			cancel()
+			n.linger(channel)
 		}
 	}
+	sub, subscribed := n.subscribed[channel]
+	if subscribed {
+		n.stopLinger(sub)
+		if sub.confirmed && !n.subs[0].broken {
+			n.mu.Unlock()
+			n.subMu.Unlock()
+			return wake, unregister
+		}
+	} else {
+		sub = &channelSub{}
+		n.subscribed[channel] = sub
+	}
+	n.pings[payload] = &pending{left: n.need, ready: ready, sub: sub}
+	n.mu.Unlock()
 	// A connection that fails is left to go-redis, which resubscribes on
 	// reconnect; timers cover the gap.
+	ps := n.subs[0].ps
 	var err error
-	if !ok {
+	if !subscribed {
 		err = ps.Subscribe(ctx, channel)
 	}
 	n.subMu.Unlock()
@@ -118,6 +138,75 @@ func (n *notifier) register(ctx context.Context, channel, waiter string) (<-chan
 		awaitReady(ctx, ready)
 	}
 	return wake, unregister
+}
+
+// lingerFor is how long a channel stays subscribed after its last waiter
+// left (on one Redis), so that a process that waits for the same lock
+// again (a busy lock) does not pay a SUBSCRIBE, a PING and an UNSUBSCRIBE
+// every time.
+const lingerFor = 5 * time.Second
+
+// channelSub is a channel's subscription on one Redis.
+type channelSub struct {
+	// confirmed: a PING sent after the SUBSCRIBE came back, and the
+	// connection has not failed since (under notifier.mu).
+	confirmed bool
+	idle      *time.Timer // pending unsubscription, while no waiter is registered
+	gen       uint64      // bumped to void a pending unsubscription
+}
+
+// linger schedules channel's unsubscription once its last waiter left.
+// The timer's goroutine belongs to the notifier (wg); close stops it.
+// Called with subMu held.
+func (n *notifier) linger(channel string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	sub := n.subscribed[channel]
+	if sub == nil {
+		return
+	}
+	n.stopLinger(sub)
+	gen := sub.gen
+	n.wg.Add(1)
+	sub.idle = time.AfterFunc(lingerFor, func() {
+		defer n.wg.Done()
+		n.subMu.Lock()
+		defer n.subMu.Unlock()
+		n.mu.Lock()
+		if sub.gen != gen || len(n.channels[channel]) > 0 || n.subscribed[channel] != sub {
+			n.mu.Unlock()
+			return
+		}
+		delete(n.subscribed, channel)
+		sub.idle = nil
+		n.mu.Unlock()
+		select {
+		case <-n.done:
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+		_ = n.subs[0].ps.Unsubscribe(ctx, channel)
+		cancel()
+	})
+}
+
+// stopLinger voids sub's pending unsubscription. Called with mu held.
+func (n *notifier) stopLinger(sub *channelSub) {
+	sub.gen++
+	if sub.idle != nil && sub.idle.Stop() {
+		n.wg.Done() // its function will not run
+	}
+	sub.idle = nil
+}
+
+// hot reports whether a waiter of channel registered now would need no
+// round trip: on one Redis, the channel is subscribed and confirmed.
+func (n *notifier) hot(channel string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	sub := n.subscribed[channel]
+	return len(n.subs) == 1 && sub != nil && sub.confirmed && !n.subs[0].broken
 }
 
 // forget removes a registration; last reports whether it was its
@@ -215,6 +304,9 @@ func (n *notifier) failed(s *subscription, err error) {
 		n.log.Warn("mutex: subscription connection failed; waiters fall back to timers", "err", err)
 	}
 	s.broken = true
+	for _, sub := range n.subscribed {
+		sub.confirmed = false // a new waiter pings again
+	}
 }
 
 // deliver wakes the waiters a message names, or the registration a pong
@@ -228,7 +320,7 @@ func (n *notifier) deliver(s *subscription, msg any) {
 		s.broken = false
 		for _, ws := range n.channels {
 			for _, w := range ws {
-				signal(w, 0)
+				signal(w, wakeup{})
 			}
 		}
 		for p, r := range n.pings {
@@ -243,21 +335,32 @@ func (n *notifier) deliver(s *subscription, msg any) {
 			// quorumWakeSpread so that the first usually wins every
 			// master instead of all splitting the vote.
 			for _, w := range n.channels[m.Channel] {
-				signal(w, time.Duration(rand.N(quorumWakeSpread)))
+				signal(w, wakeup{after: time.Duration(rand.N(quorumWakeSpread))})
 			}
 			return
 		}
-		// "head [second]": the head tries now, the second after the
-		// handoff window unless the head took the lock.
-		head, second, _ := strings.Cut(m.Payload, " ")
+		// "=fence head [second]": the release handed the lock to the
+		// head, with that fence. "head [second]" (a release that found
+		// an older waiter's entry): the head tries now. The second tries
+		// after the handoff lease, in case the head died.
+		head, fence := m.Payload, int64(0)
+		if f, rest, ok := strings.Cut(m.Payload, " "); ok && strings.HasPrefix(f, "=") {
+			if v, err := strconv.ParseInt(f[1:], 10, 64); err == nil && v > 0 {
+				head, fence = rest, v
+			}
+		}
+		head, second, _ := strings.Cut(head, " ")
 		if w, ok := n.channels[m.Channel][head]; ok {
-			signal(w, 0)
+			signal(w, wakeup{fence: fence})
 		}
 		if w, ok := n.channels[m.Channel][second]; ok && second != "" {
-			signal(w, handoffWindow+time.Duration(rand.N(50))*time.Millisecond)
+			signal(w, wakeup{after: handoffWindow + time.Duration(rand.N(50))*time.Millisecond})
 		}
 	case *redis.Pong:
 		if r, ok := n.pings[m.Payload]; ok {
+			if r.sub != nil && !s.broken {
+				r.sub.confirmed = true
+			}
 			if r.left--; r.left <= 0 {
 				close(r.ready)
 				delete(n.pings, m.Payload)
@@ -279,19 +382,27 @@ func sleepOrDone(done <-chan struct{}, d time.Duration) bool {
 	}
 }
 
+// wakeup is what the notifier tells a waiter: that a release handed it
+// the lock (fence > 0, the hold's fence), or to try again after `after`
+// (0: now).
+type wakeup struct {
+	after time.Duration
+	fence int64
+}
+
 // signal delivers a wake-up without blocking; a pending one is replaced
-// only by a more urgent one.
-func signal(c chan time.Duration, after time.Duration) {
+// only by a more urgent one (a handoff is the most urgent).
+func signal(c chan wakeup, w wakeup) {
 	for {
 		select {
-		case c <- after:
+		case c <- w:
 			return
 		default:
 		}
 		select {
 		case old := <-c:
-			if old < after {
-				after = old
+			if old.fence > 0 || (w.fence == 0 && old.after < w.after) {
+				w = old
 			}
 		default:
 		}
@@ -300,6 +411,11 @@ func signal(c chan time.Duration, after time.Duration) {
 
 func (n *notifier) close() error {
 	close(n.done)
+	n.mu.Lock()
+	for _, sub := range n.subscribed {
+		n.stopLinger(sub)
+	}
+	n.mu.Unlock()
 	var errs []error
 	for _, s := range n.subs {
 		errs = append(errs, s.ps.Close())

@@ -420,8 +420,7 @@ func (c *Client) takeBack(ctx context.Context, us ...undo) (confirmed []bool) {
 			a := u.a
 			// EVAL, not EVALSHA: a pipeline cannot fall back after a
 			// NOSCRIPT, and these run rarely.
-			leaveScript.Eval(ctx, pipe, []string{a.m.k.lock, a.m.k.queue, a.m.k.leases},
-				"", a.m.k.channel, handoffWindow.Milliseconds(), a.token, "1")
+			leaveScript.Eval(ctx, pipe, []string{a.m.k.lock}, a.token, a.m.k.channel)
 			if u.keys && a.cl != nil {
 				unclaimScript.Eval(ctx, pipe, []string{a.cl.Key}, a.cl.Value)
 			}
@@ -659,7 +658,7 @@ func (c *Client) settleWon(ctx context.Context, atts []attempt, fences [][]int64
 			continue
 		}
 		a.m.mu.Lock()
-		a.m.token, a.m.fence, a.m.leaseAt, a.m.leaseTTL = a.token, slices.Max(fences[j]), sent, a.m.cfg.ttl
+		a.m.token, a.m.fence, a.m.leaseAt, a.m.leaseTTL, a.m.renewTTL = a.token, slices.Max(fences[j]), sent, a.m.cfg.ttl, a.m.cfg.ttl
 		a.m.mu.Unlock()
 	}
 	return errs

@@ -5,9 +5,11 @@ package mutex
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -34,19 +36,26 @@ func (m *Mutex) poll(ctx context.Context, token string, lastErr error) error {
 	return m.notObtained(ctx, lastErr)
 }
 
-// waitNotified queues the caller in Redis and sleeps until the release
-// names it, its retry timer fires, or ctx ends.
+// waitNotified queues the caller in Redis and sleeps until a release
+// hands it the lock, names it, its retry timer fires, or ctx ends.
 func (m *Mutex) waitNotified(ctx context.Context, token string, lastErr error) error {
 	waiter := randomID()
-	var wake <-chan time.Duration
+	entry := m.waiterEntry(waiter, token)
+	var wake <-chan wakeup
 	if n := m.c.getNotifier(); n != nil {
 		var unregister func()
 		wake, unregister = n.register(ctx, m.k.channel, waiter)
 		defer unregister()
 	}
 	backoff := 50 * time.Millisecond
+	// busyAt is when the last attempt that found the lock taken was sent:
+	// a release can hand this token the lock only after that attempt ran
+	// (a later one would have found the lock ours), so a lease the release
+	// sets lasts at least until busyAt plus its length.
+	var busyAt time.Time
 	for {
-		ok, hint, err := m.acquire(ctx, token, waiter)
+		sent := time.Now()
+		ok, hint, err := m.acquire(ctx, token, entry)
 		if ok {
 			return nil
 		}
@@ -56,56 +65,89 @@ func (m *Mutex) waitNotified(ctx context.Context, token string, lastErr error) e
 			lastErr, d = err, backoff
 			backoff = min(2*backoff, time.Second)
 		} else {
-			backoff = 50 * time.Millisecond
+			busyAt, backoff = sent, 50*time.Millisecond
 			// Past the lease, plus a little jitter so that waiters whose
 			// holder died do not all retry in the same millisecond.
 			d = hint + time.Millisecond + rand.N(hint/20+time.Millisecond)
 		}
-		if !m.sleepUntilWoken(ctx, wake, d) {
-			m.leave(ctx, waiter, token)
+		w, woken := m.sleepUntilWoken(ctx, wake, d)
+		if !woken {
+			m.leave(ctx, entry, token)
 			return m.notObtained(ctx, lastErr)
+		}
+		if w.fence > 0 && m.handedOver(token, w.fence, busyAt) {
+			return nil
 		}
 	}
 }
 
-// sleepUntilWoken waits for d, or for a wake-up: 0 means "your turn, try
-// now", a positive value means "try after this long at the latest" (the
-// second waiter covering for a head that may have died). It returns false
-// when ctx ends.
-func (m *Mutex) sleepUntilWoken(ctx context.Context, wake <-chan time.Duration, d time.Duration) bool {
+// waiterEntry is the caller's entry in the waiter queue: what a release
+// needs to make it the holder (see release.lua).
+func (m *Mutex) waiterEntry(waiter, token string) string {
+	b, err := json.Marshal([]string{waiter, token, strconv.FormatInt(m.cfg.ttl.Milliseconds(), 10),
+		m.c.owner, m.c.host, m.c.pid, m.cfg.label})
+	if err != nil {
+		panic(err) // strings always marshal
+	}
+	return string(b)
+}
+
+// handedOver takes a hold that a release handed to token with fence. Its
+// first lease, min(ttl, handoffWindow), started after busyAt, so the hold
+// is trusted as if acquired then. It reports false, and the waiter
+// confirms with an acquire instead (which finds the lock ours and renews
+// it), when that lease can no longer be trusted (the waiter slept long
+// since its last attempt) or when replicas must acknowledge the hold
+// first (WithReplicaWait: the release's write is not on this connection).
+func (m *Mutex) handedOver(token string, fence int64, busyAt time.Time) bool {
+	lease := min(m.cfg.ttl, handoffWindow)
+	if m.c.replicas > 0 || busyAt.IsZero() || time.Since(busyAt) >= m.trusted(lease) {
+		return false
+	}
+	m.mu.Lock()
+	m.token, m.fence, m.leaseAt, m.leaseTTL, m.renewTTL = token, fence, busyAt, lease, m.cfg.ttl
+	m.mu.Unlock()
+	return true
+}
+
+// sleepUntilWoken waits for d, or for a wake-up: a handoff, "your turn,
+// try now" (after 0), or "try after this long at the latest" (the second
+// waiter covering for a head that may have died). It returns false when
+// ctx ends.
+func (m *Mutex) sleepUntilWoken(ctx context.Context, wake <-chan wakeup, d time.Duration) (wakeup, bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	deadline := time.Now().Add(d)
 	for {
 		select {
-		case after := <-wake:
-			if after <= 0 {
-				return true
+		case w := <-wake:
+			if w.fence > 0 || w.after <= 0 {
+				return w, true
 			}
-			if at := time.Now().Add(after); at.Before(deadline) {
+			if at := time.Now().Add(w.after); at.Before(deadline) {
 				deadline = at
-				t.Reset(after)
+				t.Reset(w.after)
 			}
 		case <-t.C:
-			return true
+			return wakeup{}, true
 		case <-ctx.Done():
-			return false
+			return wakeup{}, false
 		}
 	}
 }
 
-// leave dequeues a waiter that gave up, drops a hold that token may have
-// taken without hearing the reply and, if the lock is free, passes the
-// turn on; best effort, since a stale entry (and a lease) expires by itself.
-func (m *Mutex) leave(ctx context.Context, waiter, token string) {
+// leave dequeues a waiter that gave up (its entry), drops a hold that
+// token may have taken or been handed without hearing of it and, if the
+// lock is free, hands it on (release.lua); best effort, since a stale
+// entry (and a lease) expires by itself.
+func (m *Mutex) leave(ctx context.Context, entry, token string) {
 	if m.c.quorum() { // no queue there: drop the holds
 		m.c.takeBack(ctx, undo{attempt{m: m, token: m.quorumToken(token)}, false})
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
 	defer cancel()
-	_ = leaveScript.Run(ctx, m.c.rdb, []string{m.k.lock, m.k.queue, m.k.leases},
-		waiter, m.k.channel, handoffWindow.Milliseconds(), token, "0").Err()
+	_ = releaseScript.Run(ctx, m.c.rdb, m.releaseKeys(), m.releaseArgs(token, entry)...).Err()
 }
 
 func (m *Mutex) notObtained(ctx context.Context, last error) error {
