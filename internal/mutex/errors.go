@@ -50,6 +50,14 @@ var (
 	// back); it may succeed if asked again.
 	ErrNoQuorum = errors.New("mutex: no majority of masters")
 
+	// ErrTooSlow: on a quorum, a majority granted the lock, but its round
+	// took longer than the lease minus the drift allowance, so the lease
+	// may already have run out: what was won (the lock, and the SetNX key)
+	// was taken back. Final: the attempt is not asked again with the same
+	// token, and a SetNX key it carried is no longer held, so whatever it
+	// stands for was not taken.
+	ErrTooSlow = errors.New("mutex: a majority answered after the lease ran out")
+
 	// ErrBadName: the lock name is empty or starts with '}', which would
 	// leave its Redis Cluster hash tag empty (see ValidName).
 	ErrBadName = errors.New("mutex: invalid lock name")

@@ -651,10 +651,18 @@ func (c *Client) settleWon(ctx context.Context, atts []attempt, fences [][]int64
 	errs := c.raise(ctx, atts, fences)
 	for j, a := range atts {
 		if errs[j] == nil && time.Since(sent) >= a.m.cfg.ttl-drift(a.m.cfg.ttl) {
-			errs[j] = fmt.Errorf("%w: %q: a majority answered after %v, past the lease", ErrNotObtained, a.m.name, time.Since(sent).Round(time.Millisecond))
+			// Not ErrNotObtained, which says the key was won and only the
+			// lock is busy: the key is taken back below.
+			errs[j] = fmt.Errorf("%w: %q: after %v", ErrTooSlow, a.m.name, time.Since(sent).Round(time.Millisecond))
 		}
 		if errs[j] != nil {
 			c.takeBack(ctx, undo{a, true})
+			// The take-back may still run on a slow master after a next
+			// try, and would drop that try's hold there: it uses a new
+			// token.
+			a.m.mu.Lock()
+			a.m.qgen++
+			a.m.mu.Unlock()
 			continue
 		}
 		a.m.mu.Lock()

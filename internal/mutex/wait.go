@@ -182,7 +182,7 @@ func settle(ctx context.Context, limit time.Duration, op func(ctx context.Contex
 // own reply (an error reply such as NOPERM, or redis.Nil) may have lost a
 // reply to a command that ran; settle asks both again.
 func unknownOutcome(err error) bool {
-	if err == nil || errors.Is(err, ErrNotReplicated) {
+	if err == nil || errors.Is(err, ErrNotReplicated) || errors.Is(err, ErrTooSlow) {
 		return false
 	}
 	if errors.Is(err, ErrNoQuorum) { // masters that did not answer could still make a majority
