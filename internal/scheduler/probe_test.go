@@ -25,6 +25,10 @@ type probeTopology struct {
 	setup  func(t *testing.T) (newNodes func(t *testing.T) []redis.UniversalClient, masters []string)
 }
 
+// probeTopologies: the package's topologies (standalone, cluster, quorum),
+// and Sentinel, whose master the probe reads as a standalone server's
+// (TestTicksClaimed checks that; the longer tests leave it out, see
+// mainTopologies).
 var probeTopologies = []probeTopology{
 	{"standalone", true, func(t *testing.T) (func(t *testing.T) []redis.UniversalClient, []string) {
 		srv := redistest.Start(t)
@@ -63,6 +67,18 @@ var probeTopologies = []probeTopology{
 		}
 		return func(t *testing.T) []redis.UniversalClient { return newNodes(t, "quorum:"+strings.Join(urls, ",")) }, addrs
 	}},
+}
+
+// mainTopologies are probeTopologies less Sentinel: the package's own
+// topologies, on which the longer tests run.
+func mainTopologies() []probeTopology {
+	var out []probeTopology
+	for _, top := range probeTopologies {
+		if top.name != "sentinel" {
+			out = append(out, top)
+		}
+	}
+	return out
 }
 
 // TestTicksClaimed: the probe reports exactly the claim keys that exist,
@@ -133,8 +149,8 @@ func TestTicksClaimed(t *testing.T) {
 // tick runs exactly once.
 func TestBackupsProbeBeforeClaiming(t *testing.T) {
 	const n = 30
-	const warm, window = 3 * time.Second, 6 * time.Second
-	for _, top := range probeTopologies {
+	const warm, window = 2500 * time.Millisecond, 5 * time.Second
+	for _, top := range mainTopologies() {
 		t.Run(top.name, func(t *testing.T) {
 			newNodes, masters := top.setup(t)
 			type measure struct{ ticks, scripts, probes, probeTrips, info float64 }
@@ -227,9 +243,9 @@ func TestBackupsClaimWhenTheOwnerStops(t *testing.T) {
 			a := startReplicaOn(t, newNodes(t), cfg, "a")
 			b := startReplicaOn(t, newNodes(t), cfg, "b")
 			c := startReplicaOn(t, newNodes(t), cfg, "c")
-			time.Sleep(4 * time.Second)
+			time.Sleep(3500 * time.Millisecond)
 			a.stop()
-			time.Sleep(6 * time.Second)
+			time.Sleep(4500 * time.Millisecond)
 			b.stop()
 			c.stop()
 			return t0.Add(2 * time.Second), time.Now().Add(-2 * time.Second), "a"
@@ -242,13 +258,13 @@ func TestBackupsClaimWhenTheOwnerStops(t *testing.T) {
 			t0 := time.Now()
 			b := startReplicaOn(t, newNodes(t), cfg, "b")
 			c := startReplicaOn(t, newNodes(t), cfg, "c")
-			time.Sleep(6 * time.Second)
+			time.Sleep(5 * time.Second)
 			b.stop()
 			c.stop()
 			return t0.Add(2 * time.Second), time.Now().Add(-2 * time.Second), "ghost"
 		}},
 	}
-	for _, top := range probeTopologies {
+	for _, top := range mainTopologies() {
 		t.Run(top.name, func(t *testing.T) {
 			newNodes, _ := top.setup(t)
 			for _, tc := range cases {
