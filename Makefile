@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help build test test-browser dashboard-screenshot chromium run demo bench bench-mutex bench-scheduler bench-profile bench-micro fuzz soak chaos lint redis clean
+.PHONY: help build test test-browser dashboard-screenshot chromium run demo bench bench-mutex bench-scheduler bench-replicas bench-profile bench-micro fuzz soak chaos lint redis clean
 
 FUZZTIME  ?= 5m
 SOAKTIME  ?= 10m
@@ -58,6 +58,9 @@ bench-mutex: redis ## jobd's mutex against redsync, redislock, rueidislock and r
 
 bench-scheduler: redis ## jobd against gocron v2 + bsm/redislock (3 replicas, 200 instances every second, 60 s each); jobd alone: 10,000 instances (validate, idle RSS), 1,000 due at once
 	cd bench && $(GO) run ./cmd/benchsched
+
+bench-replicas: redis ## jobd alone with 1, 2 and 3 replicas (200 instances every second, 15 s each, about a minute): Redis commands and round trips per run at each count
+	cd bench && $(GO) run ./cmd/benchsched -scenario replicas
 
 bench-profile: redis ## pprof of one jobd replica: CPU at 200 instances every second and with 1,000 due at once, heap and CPU idle with 10,000 instances; under bin/profiles/, with go tool pprof -top summaries
 	rm -rf bin/profiles && mkdir -p bin/profiles

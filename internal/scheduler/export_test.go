@@ -13,6 +13,9 @@ import (
 // takes the default lock: its own name.
 func TickKey(s *Store, instance string, t time.Time) string { return s.tickKey(Named(instance), t) }
 
+// TickKeyOf is the claim key of tick t of an instance of r's lock.
+func TickKeyOf(s *Store, r Ref, t time.Time) string { return s.tickKey(r, t) }
+
 // Named is the Ref of an instance that takes the default lock, its own
 // name.
 func Named(instance string) Ref { return Ref{Instance: instance, Lock: instance} }
@@ -46,4 +49,10 @@ func SubscribeTriggers(ctx context.Context, s *Store) (<-chan *redis.Message, fu
 // PendingTriggers exposes the pending requests to the quorum tests.
 func PendingTriggers(ctx context.Context, s *Store) ([]TriggerRequest, error) {
 	return s.pendingTriggers(ctx)
+}
+
+// TicksClaimed exposes the backups' probe (which claims' keys exist) to
+// the probe's tests.
+func TicksClaimed(ctx context.Context, s *Store, claims []*Claim) ([]bool, error) {
+	return s.ticksClaimed(ctx, claims)
 }

@@ -117,7 +117,13 @@ type replica struct {
 
 func startReplica(t *testing.T, url string, cfg *jobs.Config, id string, opts ...scheduler.Option) *replica {
 	t.Helper()
-	nodes := newNodes(t, url)
+	return startReplicaOn(t, newNodes(t, url), cfg, id, opts...)
+}
+
+// startReplicaOn is startReplica on clients of the test's own (which may
+// carry hooks).
+func startReplicaOn(t *testing.T, nodes []redis.UniversalClient, cfg *jobs.Config, id string, opts ...scheduler.Option) *replica {
+	t.Helper()
 	logs := &redistest.Buffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mc := mutex.NewQuorum(nodes, mutex.WithPrefix(prefix(t)), mutex.WithOwner(id), mutex.WithLogger(log),

@@ -120,7 +120,9 @@ func (t *ticker) plan(cfg *jobs.Config, next map[string]pending) time.Time {
 // runs within a round trip of its fire time, and the work spreads evenly;
 // correctness still rests on the claim alone (replicas that disagree on
 // who is alive just race on SET NX). Instances of one rank are claimed in
-// one pipeline.
+// one pipeline; a backup's group first reads which of its ticks are
+// already claimed, in one round trip, and claims only the others
+// (probe.go).
 func (t *ticker) fire(ctx context.Context, at time.Time, due []*jobs.Instance) {
 	peers := t.livePeers()
 	groups := make([][]*jobs.Instance, len(peers))
@@ -146,6 +148,14 @@ func (t *ticker) fire(ctx context.Context, at time.Time, due []*jobs.Instance) {
 		claims := make([]*Claim, len(group))
 		for i, in := range group {
 			claims[i] = t.tickClaim(in, at, "schedule")
+		}
+		if r > 0 {
+			// A backup: claim only what the replicas ranked before it
+			// left unclaimed (probe.go), so that its turn costs one
+			// read, not a claim per instance.
+			if claims = t.claimer.unclaimed(ctx, claims); len(claims) == 0 {
+				continue
+			}
 		}
 		t.claimer.claim(ctx, claims)
 	}

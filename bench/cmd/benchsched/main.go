@@ -13,6 +13,10 @@
 // replica, next to the floor of starting 1,000 processes from Go. With
 // -profile DIR, one jobd replica of each scenario runs with --pprof and
 // its CPU and heap profiles are written to DIR (`make bench-profile`).
+//
+// -scenario replicas (replicas.go, `make bench-replicas`, not in the
+// default run) measures jobd alone with 1, 2 and 3 replicas: Redis
+// commands and round trips per run at each count.
 package main
 
 import (
@@ -37,14 +41,19 @@ import (
 	"github.com/jobd/jobd/internal/scheduler"
 )
 
-// scenarios, in the order they run.
-var scenarios = []string{"peers", "load", "idle", "due"}
+// scenarios, in the order they run; the default runs all but replicas
+// (`make bench-replicas` runs that one).
+var scenarios = []string{"peers", "load", "idle", "due", "replicas"}
+
+// defaultScenarios are what `make bench-scheduler` runs.
+var defaultScenarios = []string{"peers", "load", "idle", "due"}
 
 func main() {
 	n := flag.Int("n", 200, "peers: instances due every second")
 	d := flag.Duration("duration", 60*time.Second, "peers: how long the replicas run")
 	only := flag.String("lib", "", "peers: jobd or gocron (default: both)")
-	which := flag.String("scenario", strings.Join(scenarios, ","), "the scenarios to run, comma-separated: "+strings.Join(scenarios, ", "))
+	which := flag.String("scenario", strings.Join(defaultScenarios, ","), "the scenarios to run, comma-separated: "+strings.Join(scenarios, ", "))
+	perCount := flag.Duration("replicas-duration", 15*time.Second, "replicas: how long jobd runs at each replica count (after 3 s of warm-up)")
 	jobdBin := flag.String("jobd", "", "a jobd binary to run (default: build ../cmd/jobd)")
 	profile := flag.String("profile", "", "write pprof profiles of one jobd replica per scenario into this directory")
 	o := jobdOnly{}
@@ -97,6 +106,11 @@ func main() {
 		fmt.Println(o.dueLag())
 		fmt.Println(o.spawnFloor())
 	}
+	if run["replicas"] {
+		for count := 1; count <= 3; count++ {
+			fmt.Println(replicaCount(bins["jobd"], dir, *n, count, *perCount))
+		}
+	}
 }
 
 func bench(lib, bin, dir string, n int, d time.Duration, profile string) string {
@@ -110,7 +124,7 @@ func bench(lib, bin, dir string, n int, d time.Duration, profile string) string 
 	if lib == "jobd" && profile != "" {
 		pprofAddr = freeAddr()
 	}
-	cmds := replicas(lib, bin, dir, srv, out, n, pprofAddr)
+	cmds := replicas(lib, bin, dir, srv, out, n, 3, pprofAddr)
 	began := time.Now()
 	profiled := func() {}
 	if pprofAddr != "" { // the steady state: from 5 s in to 5 s before the end
@@ -166,9 +180,9 @@ func skipped(rdb *redis.Client, n int, from, to time.Time) int {
 	return count
 }
 
-// replicas starts the three replicas of lib; with pprofAddr, the first
-// jobd replica serves its profiler there.
-func replicas(lib, bin, dir string, srv *redistest.Server, out string, n int, pprofAddr string) []*exec.Cmd {
+// replicas starts count replicas of lib (r1, r2, ...); with pprofAddr,
+// the first jobd replica serves its profiler there.
+func replicas(lib, bin, dir string, srv *redistest.Server, out string, n, count int, pprofAddr string) []*exec.Cmd {
 	var cmds []*exec.Cmd
 	cfg := filepath.Join(dir, "jobs.yaml")
 	if lib == "jobd" {
@@ -181,7 +195,8 @@ func replicas(lib, bin, dir string, srv *redistest.Server, out string, n int, pp
 			strings.Join(params, ", "), out)
 		check(os.WriteFile(cfg, []byte(yaml), 0o644))
 	}
-	for _, id := range []string{"r1", "r2", "r3"} {
+	for i := range count {
+		id := "r" + strconv.Itoa(i+1)
 		var c *exec.Cmd
 		if lib == "jobd" {
 			c = exec.Command(bin, "--redis", srv.URL(), "--log-level", "error", "-c", cfg, "run", "--replica-id", id)
@@ -252,9 +267,12 @@ func analyse(out string, from, to time.Time, n int) analysis {
 }
 
 // commands is Redis's command count.
-func commands(rdb *redis.Client) int64 {
+func commands(rdb *redis.Client) int64 { return stat(rdb, "total_commands_processed") }
+
+// stat is a counter of Redis's INFO stats.
+func stat(rdb *redis.Client, name string) int64 {
 	for _, line := range strings.Split(rdb.Info(context.Background(), "stats").Val(), "\r\n") {
-		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
 			n, _ := strconv.ParseInt(v, 10, 64)
 			return n
 		}
