@@ -5,7 +5,9 @@
 // from bash, and the lines tell duplicates, missed ticks, lag from fire
 // time to process start, and the share of each replica. Redis commands
 // per run come from INFO stats; the replicas' own CPU (children
-// excluded) and peak RSS from /proc. One key=value line per library.
+// excluded) and peak RSS from /proc. One key=value line per library, and
+// one for the floor (floor.go): the same processes started by the
+// benchmark itself, with no scheduler, for up to 30 s.
 //
 // Then, for jobd alone (jobdonly.go): loading and validating 10,000
 // instances (wall time, peak RSS), a replica's idle RSS with 10,000
@@ -95,6 +97,7 @@ func main() {
 			}
 			fmt.Println(bench(lib, bins[lib], dir, *n, *d, o.profile))
 		}
+		fmt.Println(bashFloor(dir, *n, min(*d, 30*time.Second)))
 	}
 	if run["load"] {
 		fmt.Println(o.load())
