@@ -198,7 +198,7 @@ func syntaxProblem(file string, data []byte, err error) Problem {
 	}
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		p := Problem{File: file, Line: line, Msg: m[2]}
+		p := Problem{File: file, Line: problemLine(data, line), Msg: m[2]}
 		if strings.Contains(p.Msg, "cannot start any token") || strings.Contains(p.Msg, "tab character") {
 			return tabProblem(p, data)
 		}
@@ -207,9 +207,57 @@ func syntaxProblem(file string, data []byte, err error) Problem {
 	return Problem{File: file, Msg: strings.TrimPrefix(msg, "yaml: ")}
 }
 
+// maxScanBytes bounds problemLine's work (the bytes of all the prefixes
+// it parses): tens of milliseconds.
+const maxScanBytes = 4 << 20
+
+// problemLine is the line of a YAML syntax error: the first line from
+// which every longer prefix of data fails to parse. yaml.v3 reports,
+// for most parser errors, where the enclosing list or block starts, as a
+// 0-based line (so one line above it, or a line far above the mistake);
+// a prefix that stops inside a construct that closes later fails too, so
+// the scan goes backwards from the end to the longest prefix that
+// parses. A scan that would parse more than maxScanBytes in all keeps
+// yaml.v3's line.
+func problemLine(data []byte, reported int) int {
+	var ends []int // byte offset of the end of each line
+	for i, b := range data {
+		if b == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
+		ends = append(ends, len(data))
+	}
+	scanned := 0
+	for k := len(ends) - 1; k >= 1; k-- {
+		if scanned += ends[k-1]; scanned > maxScanBytes {
+			return reported
+		}
+		if parses(data[:ends[k-1]]) {
+			return k + 1
+		}
+	}
+	return 1
+}
+
+// parses reports whether every YAML document in data parses.
+func parses(data []byte) bool {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		if err := dec.Decode(&n); err != nil {
+			return errors.Is(err, io.EOF)
+		}
+	}
+}
+
 // tabProblem rewords yaml.v3's tab errors ("found character that cannot
 // start any token", "found a tab character that violates indentation") and
-// points at the tab, which yaml.v3 may place on the line before.
+// points at the tab, which yaml.v3 may place on the line before. The same
+// "cannot start any token" is also a plain value that starts with a
+// character YAML reserves ('@' or '`', as in schedule: @daily): it says
+// to quote it.
 func tabProblem(p Problem, data []byte) Problem {
 	lines := bytes.Split(data, []byte("\n"))
 	for l := p.Line; l >= 1 && l <= len(lines) && l <= p.Line+1; l++ {
@@ -217,6 +265,18 @@ func tabProblem(p Problem, data []byte) Problem {
 			p.Line, p.Col = l, col+1
 			p.Msg = "a tab: YAML does not allow tabs for indentation; indent with spaces"
 			return p
+		}
+	}
+	if p.Line >= 1 && p.Line <= len(lines) {
+		line := lines[p.Line-1]
+		for _, c := range []byte("@`") {
+			for _, sep := range []string{": ", "- ", "[", ", "} {
+				if i := bytes.Index(line, append([]byte(sep), c)); i >= 0 {
+					p.Col = i + len(sep) + 1
+					p.Msg = fmt.Sprintf("a value cannot start with %q unless it is quoted: write it in quotes, as in schedule: \"@daily\"", c)
+					return p
+				}
+			}
 		}
 	}
 	return p
