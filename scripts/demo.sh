@@ -19,7 +19,7 @@ trap cleanup EXIT INT TERM
 
 port=17379
 while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >"$dir/redis.log" 2>&1 &
+redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always --dir "$dir" >"$dir/redis.log" 2>&1 &
 pids+=($!)
 export JOBD_REDIS_URL="redis://127.0.0.1:$port/0" JOBD_CONFIG=scripts/demo.yaml JOBD_LOG_FORMAT=json
 for _ in $(seq 50); do bin/jobd status >/dev/null 2>&1 && break; [ $? -eq 3 ] && break; sleep 0.1; done

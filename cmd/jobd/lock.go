@@ -31,7 +31,8 @@ func lockCommand() *cli.Command {
 			"If the lease is lost (refused renewal, or Redis unreachable for longer than is\n" +
 			"safe), COMMAND's process group gets SIGTERM, then SIGKILL after --kill-grace, and\n" +
 			"jobd exits 70. If the lock is not obtained within --wait, jobd exits 75 and names\n" +
-			"the holder. If Redis is unreachable, it exits 69; if Redis refuses jobd's user,\n" +
+			"the holder; a signal that ends the wait exits 128+N (Ctrl-C: 130) without running\n" +
+			"COMMAND. If Redis is unreachable, it exits 69; if Redis refuses jobd's user,\n" +
 			"password, permissions or database, it exits 78 with Redis's message.\n\n" +
 			"Redis and the key prefix come from --redis/--prefix, then JOBD_REDIS_URL/\n" +
 			"JOBD_PREFIX, then the redis: section of --config (read if given, or if the\n" +

@@ -122,6 +122,33 @@ func TestLockSignalForwarding(t *testing.T) {
 	}
 }
 
+// TestLockInterruptedWait: a signal while `jobd lock --wait` waits ends
+// the wait: the command is not run, the waiter leaves the queue (the next
+// waiter is not held back), and the exit code is the shell's 128+N for the
+// signal, not 75 (busy).
+func TestLockInterruptedWait(t *testing.T) {
+	url := redistest.SharedURL(t)
+	for _, tt := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		t.Run(tt.sig.String(), func(t *testing.T) {
+			holder := jobd(t, url, "lock", "k-int", "--", "sh", "-c", "echo ready; sleep 30")
+			waitOutput(t, holder, "ready")
+			defer func() { _ = holder.Process.Signal(syscall.SIGTERM); wait(t, holder) }()
+			waiter := jobd(t, url, "lock", "--wait", "1m", "k-int", "--", "sh", "-c", "echo ran")
+			time.Sleep(500 * time.Millisecond) // queued by now
+			if err := waiter.Process.Signal(tt.sig); err != nil {
+				t.Fatal(err)
+			}
+			r := wait(t, waiter)
+			if r.code != tt.code || strings.Contains(r.stdout, "ran") || !strings.Contains(r.stderr, "while waiting for it; the command was not run") {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want %d, not run", r.code, r.stdout, r.stderr, tt.code)
+			}
+		})
+	}
+}
+
 // TestLockLeaseLost: when the lease is lost the command's group gets TERM,
 // then KILL after --kill-grace if it ignores TERM, and jobd exits 70.
 func TestLockLeaseLost(t *testing.T) {

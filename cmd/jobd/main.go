@@ -65,7 +65,8 @@ const exitCodesHelp = `EXIT CODES:
    124   the run timed out (trigger --wait)
    126   command could not be started
    127   command not found
-   128+N command killed by signal N`
+   128+N command killed by signal N, or (lock) signal N ended the wait for the
+         lock and the command was not run`
 
 // exitError carries an exit code up to main.
 type exitError struct {
@@ -87,6 +88,7 @@ func exitf(code int, format string, args ...any) error {
 func exitCode(err error) (int, string) {
 	var ee *exitError
 	var se *jobs.StartError
+	var ie *lockrun.InterruptedError
 	code := exitUsage // anything else comes from flag parsing in urfave/cli
 	switch {
 	case err == nil:
@@ -99,6 +101,8 @@ func exitCode(err error) (int, string) {
 		code = ee.code
 	case errors.As(err, &se):
 		code = se.Code
+	case errors.As(err, &ie):
+		code = ie.Code()
 	case errors.Is(err, redisconn.ErrRefused):
 		code = exitConfig
 	case errors.Is(err, redisconn.ErrUnreachable):
@@ -114,7 +118,7 @@ func exitCode(err error) (int, string) {
 func newApp(stdout, stderr io.Writer) *cli.App {
 	return shortUsageErrors(&cli.App{
 		Name:    "jobd",
-		Usage:   "run cron jobs exactly once across replicas, with Redis locks",
+		Usage:   "run cron jobs once across replicas, with Redis locks",
 		Version: version,
 		Description: "Several identical jobd replicas read one schedule; on every tick each tries to\n" +
 			"claim it in Redis and only the winner runs the job. `jobd lock` runs one command\n" +

@@ -22,7 +22,8 @@ func runCommand() *cli.Command {
 		Name:  "run",
 		Usage: "run the scheduler daemon in the foreground",
 		Description: "Runs every job of --config on its ticks; with several replicas on one Redis,\n" +
-			"each tick runs exactly once. SIGTERM/SIGINT: stop claiming, let running jobs\n" +
+			"each tick runs at most once (exactly once while a replica reaches Redis in time;\n" +
+			"see the README's guarantees). SIGTERM/SIGINT: stop claiming, let running jobs\n" +
 			"finish for --shutdown-grace, then terminate them, record them, release their locks\n" +
 			"and exit 0; a second signal terminates them at once. SIGHUP: reload --config; an\n" +
 			"invalid file is logged and the old schedule keeps running. If Redis is\n" +

@@ -26,8 +26,7 @@ import (
 // Kinds of failure of Run, matched with errors.Is; the errors also say
 // who holds the lock, or why the lease was lost.
 var (
-	// ErrNotObtained: the lock was not obtained within the wait (or a
-	// signal ended the wait).
+	// ErrNotObtained: the lock was not obtained within the wait.
 	ErrNotObtained = errors.New("lockrun: lock not obtained")
 	// ErrLeaseLost: the lease could not be trusted, so the command was not
 	// started, or was terminated, or it finished after the lease ended.
@@ -36,6 +35,27 @@ var (
 	// error also matches the mutex's.
 	ErrRedis = errors.New("lockrun: redis failed")
 )
+
+// InterruptedError: a signal (Ctrl-C, SIGTERM) ended the wait for the
+// lock, and the command was not run. It carries the signal, so that the
+// exit code can say which, as a shell does (Code: 128+N), and an operator's
+// Ctrl-C does not read as "the lock is busy".
+type InterruptedError struct {
+	Lock   string
+	Signal os.Signal
+}
+
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("lock %q: %v while waiting for it; the command was not run", e.Lock, e.Signal)
+}
+
+// Code is the exit code a shell gives a command killed by the signal.
+func (e *InterruptedError) Code() int {
+	if s, ok := e.Signal.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 128 + int(syscall.SIGINT)
+}
 
 // releaseTimeout bounds the release of the lock.
 const releaseTimeout = 5 * time.Second
@@ -85,7 +105,16 @@ func Run(ctx context.Context, mc *mutex.Client, key string, argv []string, opts 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	m := mc.NewMutex(key, mutex.WithTTL(o.ttl), mutex.WithWait(o.wait), mutex.WithLabel(o.label))
-	if err := acquire(ctx, m, o.wait > 0, o.sigs, cancel); err != nil {
+	sig, err := acquire(ctx, m, o.wait > 0, o.sigs, cancel)
+	if sig != nil {
+		if err == nil { // taken as the signal came: give it back, run nothing
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+			_ = m.Unlock(rctx)
+			rcancel()
+		}
+		return 0, &InterruptedError{Lock: key, Signal: sig}
+	}
+	if err != nil {
 		if errors.Is(err, mutex.ErrNotReplicated) && !errors.Is(err, mutex.ErrNotObtained) {
 			// Taken, but too few replicas acknowledged it: released again.
 			return 0, failf(ErrNotObtained, "lock %q not obtained: %w", key, err)
@@ -134,19 +163,20 @@ func Run(ctx context.Context, mc *mutex.Client, key string, argv []string, opts 
 	return code, nil
 }
 
-// acquire takes the lock; a signal while waiting cancels the wait.
-func acquire(ctx context.Context, m *mutex.Mutex, wait bool, sigs <-chan os.Signal, cancel context.CancelFunc) error {
+// acquire takes the lock; a signal while waiting cancels the wait, and
+// is returned.
+func acquire(ctx context.Context, m *mutex.Mutex, wait bool, sigs <-chan os.Signal, cancel context.CancelFunc) (os.Signal, error) {
 	if !wait {
-		return m.TryLock(ctx)
+		return nil, m.TryLock(ctx)
 	}
 	done := make(chan error, 1)
 	go func() { done <- m.Lock(ctx) }()
 	select {
 	case err := <-done:
-		return err
-	case <-sigs:
+		return nil, err
+	case sig := <-sigs:
 		cancel()
-		return <-done
+		return sig, <-done
 	}
 }
 
