@@ -43,6 +43,9 @@ func TestHandoff(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- w.Lock(ctx) }()
 		waitQueued(t, rdb, prefix(t)+":lock:{h}:queue", 1)
+		if info, ok, err := c.Inspect(ctx, "h"); err != nil || !ok || info.Waiters != 1 {
+			t.Fatalf("inspect while one waits: ok=%v waiters=%d err %v, want 1 waiter", ok, info.Waiters, err)
+		}
 		before := scriptCalls(t, rdb)
 		if err := holder.Unlock(ctx); err != nil {
 			t.Fatal(err)
@@ -57,7 +60,7 @@ func TestHandoff(t *testing.T) {
 			t.Fatalf("fence %d, want %d", w.Fence(), holder.Fence()+1)
 		}
 		info, ok, err := c.Inspect(ctx, "h")
-		if err != nil || !ok || info.Owner != "the-waiter" || info.Label != "run-7" || info.Fence != w.Fence() {
+		if err != nil || !ok || info.Owner != "the-waiter" || info.Label != "run-7" || info.Fence != w.Fence() || info.Waiters != 0 {
 			t.Fatalf("holder after the handoff: ok=%v %+v err %v", ok, info, err)
 		}
 		// The first lease is the handoff lease (2 s), trusted from the

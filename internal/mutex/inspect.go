@@ -26,6 +26,10 @@ type Info struct {
 	HeldFor    time.Duration `json:"held_for_ns"` // Redis clock, now minus AcquiredAt
 	TTL        time.Duration `json:"ttl_left_ns"` // remaining lease
 	LeaseTTL   time.Duration `json:"lease_ttl_ns"`
+	// Waiters is how many are queued for the lock (a waiter that died
+	// counts until its place lapses); always 0 on a quorum, where waiters
+	// do not queue.
+	Waiters int `json:"waiters"`
 }
 
 // infoFields are read from a lock hash; the token, last, only to tell
@@ -148,12 +152,13 @@ func (c *Client) readHolds(ctx context.Context, rdb redis.Cmdable, lockKeys []st
 	pipe := rdb.Pipeline()
 	timeCmd := pipe.Time(ctx)
 	type pair struct {
-		meta *redis.SliceCmd
-		pttl *redis.DurationCmd
+		meta    *redis.SliceCmd
+		pttl    *redis.DurationCmd
+		waiters *redis.IntCmd
 	}
 	cmds := make([]pair, len(lockKeys))
 	for i, k := range lockKeys {
-		cmds[i] = pair{pipe.HMGet(ctx, k, infoFields...), pipe.PTTL(ctx, k)}
+		cmds[i] = pair{pipe.HMGet(ctx, k, infoFields...), pipe.PTTL(ctx, k), pipe.ZCard(ctx, c.keys(c.nameOf(k)).queue)}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("mutex: inspect: %w", err)
@@ -183,6 +188,7 @@ func (c *Client) readHolds(ctx context.Context, rdb redis.Cmdable, lockKeys []st
 			HeldFor:    now.Sub(acquired).Truncate(time.Millisecond),
 			TTL:        max(cmds[i].pttl.Val(), 0),
 			LeaseTTL:   time.Duration(lease) * time.Millisecond,
+			Waiters:    int(cmds[i].waiters.Val()),
 		}})
 	}
 	return out, nil

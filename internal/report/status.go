@@ -83,6 +83,7 @@ type Lock struct {
 	Fence    int64   `json:"fence"`
 	HeldFor  float64 `json:"held_for_seconds"`
 	TTL      float64 `json:"ttl_seconds"`
+	Waiters  int     `json:"waiters"` // queued for the lock (jobd lock --wait, overlap: wait)
 }
 
 // Job is where an instance stands (see scheduler.InstanceState).
@@ -137,7 +138,7 @@ func NewStatus(ctx context.Context, insp *scheduler.Inspector, locks *mutex.Clie
 	}
 	for _, in := range infos {
 		l := Lock{Name: in.Name, Holder: in.Owner, Host: in.Host, PID: in.PID, Label: in.Label, Fence: in.Fence,
-			HeldFor: seconds(in.HeldFor), TTL: seconds(in.TTL)}
+			HeldFor: seconds(in.HeldFor), TTL: seconds(in.TTL), Waiters: in.Waiters}
 		l.Instance, l.RunID = scheduler.ParseLabel(in.Label)
 		st.Locks = append(st.Locks, l)
 	}
@@ -228,9 +229,9 @@ func (st *Status) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintln(w, "LOCKS")
 	var locks table
-	locks.row("KEY", "HOLDER", "INSTANCE", "RUN ID", "FENCE", "HELD FOR", "TTL LEFT")
+	locks.row("KEY", "HOLDER", "INSTANCE", "RUN ID", "FENCE", "HELD FOR", "TTL LEFT", "WAITERS")
 	for _, l := range st.Locks {
-		locks.row(l.Name, l.Holder, cmp.Or(l.Instance, l.Label, "-"), cmp.Or(l.RunID, "-"), l.Fence, human(l.HeldFor), human(l.TTL))
+		locks.row(l.Name, l.Holder, cmp.Or(l.Instance, l.Label, "-"), cmp.Or(l.RunID, "-"), l.Fence, human(l.HeldFor), human(l.TTL), l.Waiters)
 	}
 	locks.writeTo(w)
 	if len(st.Locks) == 0 {
