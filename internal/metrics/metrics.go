@@ -143,13 +143,17 @@ func (m *Metrics) RunFinished(rec scheduler.Record, d time.Duration) {
 func (m *Metrics) LeaseEvent(ev mutex.Event, _ string) { m.lease.WithLabelValues(string(ev)).Inc() }
 
 // SetConfig exports the hash and the schedule periods of the config in
-// force.
+// force. A suspended or disabled instance has no period, so that an alert
+// on missed successes (README) leaves it alone.
 func (m *Metrics) SetConfig(cfg *jobs.Config) {
 	m.configInfo.Reset()
 	m.configInfo.WithLabelValues(cfg.Hash).Set(1)
 	m.period.Reset()
 	now := time.Now()
 	for _, in := range cfg.Instances {
+		if !in.Enabled || in.Suspended {
+			continue
+		}
 		if a := in.Schedule.Next(now); !a.IsZero() {
 			m.period.WithLabelValues(in.Name).Set(in.Schedule.Next(a).Sub(a).Seconds())
 		}
