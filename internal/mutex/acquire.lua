@@ -4,7 +4,8 @@
 -- KEYS[2] fence counter (never expires, so fences only grow)
 -- KEYS[3] waiter queue  (zset: member = waiter id, score = enqueue time ms)
 -- KEYS[4] waiter leases (zset: member = waiter id, score = lease expiry ms)
--- KEYS[5] released-token marker (release.lua writes the token it released)
+-- KEYS[5] this token's released marker (release.lua sets it when it
+--         releases this token's hold)
 -- ARGV[1] token (random, 128 bits)     ARGV[2] ttl ms
 -- ARGV[3] waiter entry, "" for a caller that does not wait: a JSON array
 --         [id, token, ttl ms, owner, host, pid, label] that release.lua
@@ -17,10 +18,13 @@
 -- ARGV[11] not before, ARGV[12] not after: Redis times (ms) outside which a
 --          new key is refused ("0": no bound)
 --
--- Returns {1, fence} when the lock is held by this token, {0, retry_ms}
--- when not (retry_ms is the longest the caller should wait before trying
--- again even if no release is announced: the lock's PTTL, or the queue
--- head's remaining lease), {-1, 0} when the SET NX key holds another value
+-- Returns {1, fence} when the lock is held by this token, {0, retry_ms,
+-- seen} when not (retry_ms is the longest the caller should wait before
+-- trying again even if no release is announced: the lock's PTTL, or the
+-- queue head's remaining lease; seen is a fence at least as large as any
+-- that a release handed this waiter before this run, the holder's or the
+-- counter's, so that a handoff message it still finds afterwards is known
+-- to be stale unless its fence is larger), {-1, 0} when the SET NX key holds another value
 -- (nothing is changed), and {-2, now_ms} when the key is new but Redis's
 -- clock is outside [not before, not after] (nothing is changed), and
 -- {-3, 0} when this token's hold was already released (nothing is changed).
@@ -30,7 +34,7 @@
 -- held (its lease is renewed to ttl from now), so the retry answers what
 -- the first run did. A late copy of an attempt whose hold was already
 -- released (a request stuck in the network while the caller retried on
--- another connection) finds its token in the released marker and takes
+-- another connection) finds its token's released marker and takes
 -- nothing.
 --
 -- A release hands the lock to the queue head itself (release.lua), so a
@@ -56,8 +60,9 @@ end
 local waiter = ARGV[3]
 local grace = tonumber(ARGV[4])
 
-local tok = redis.call('HGET', KEYS[1], 'token')
-if not tok and redis.call('GET', KEYS[5]) == ARGV[1] then
+local held = redis.call('HMGET', KEYS[1], 'token', 'fence')
+local tok = held[1]
+if not tok and redis.call('EXISTS', KEYS[5]) == 1 then
   return {-3, 0} -- a late copy of an attempt whose hold was released
 end
 if tok == ARGV[1] then
@@ -68,8 +73,11 @@ if tok == ARGV[1] then
     redis.call('ZREM', KEYS[3], waiter)
     redis.call('ZREM', KEYS[4], waiter)
   end
-  return {1, tonumber(redis.call('HGET', KEYS[1], 'fence'))}
+  return {1, tonumber(held[2])}
 end
+
+-- The counter: at least every fence handed out so far.
+local function counter() return tonumber(redis.call('GET', KEYS[2]) or 0) end
 
 local function enqueue(wait_ms)
   if waiter == '' then return end
@@ -87,7 +95,9 @@ if tok then
   local pttl = redis.call('PTTL', KEYS[1])
   if pttl < 0 then pttl = tonumber(ARGV[2]) end
   enqueue(pttl)
-  return {0, pttl}
+  -- The holder's fence: a hold handed to this waiter before now ended
+  -- before the holder got the lock, so it had a smaller fence.
+  return {0, pttl, tonumber(held[2]) or counter()}
 end
 
 -- Free. A queued waiter first drops the waiters whose lease ran out (dead
@@ -105,7 +115,7 @@ while head and head ~= waiter do
   local head_expiry = redis.call('ZSCORE', KEYS[4], head)
   if head_expiry then
     enqueue(tonumber(head_expiry) - now)
-    return {0, tonumber(head_expiry) - now}
+    return {0, tonumber(head_expiry) - now, counter()}
   end
   redis.call('ZREM', KEYS[3], head) -- queued without a lease: stale
   head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]

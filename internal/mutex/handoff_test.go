@@ -2,7 +2,9 @@ package mutex_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -214,17 +216,72 @@ func TestHandoff(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The same release again, as go-redis sends it after a lost
-		// reply: the waiter's hold is untouched.
+		// reply: it answers released, and the waiter's hold is untouched.
 		again := c.NewMutex("r", mutex.WithTTL(ttl))
-		again.Leave(ctx, "", token)
+		if res, err := again.ReleaseAgain(ctx, token); res != 1 || err != nil {
+			t.Fatalf("release retried after the handoff: %d %v, want 1 (released)", res, err)
+		}
 		if err := w.Valid(); err != nil {
 			t.Fatal(err)
 		}
 		if info, ok, err := c.Inspect(ctx, "r"); err != nil || !ok || info.Fence != w.Fence() {
 			t.Fatalf("after a repeated release: ok=%v %+v err %v", ok, info, err)
 		}
+		// The waiter releases too, and another takes the lock: the first
+		// release retried still answers released (each token has its own
+		// marker; the review saw a retry after two handoffs read as a
+		// lost lease).
 		if err := w.Unlock(ctx); err != nil {
 			t.Fatal(err)
+		}
+		third := c.NewMutex("r", mutex.WithTTL(ttl))
+		if err := third.Lock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := again.ReleaseAgain(ctx, token); res != 1 || err != nil {
+			t.Fatalf("release retried after two more holders: %d %v, want 1 (released)", res, err)
+		}
+		if err := third.Valid(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("a stale handoff message is not taken for a handoff", func(t *testing.T) {
+		// A waiter paused while it was handed the lock finds, once it
+		// runs again, the old message with the old fence, after the lease
+		// lapsed and another took the lock. Staged: a message naming the
+		// waiter with a fence no larger than the holder's it saw busy.
+		c, rdb := newClient(t)
+		ctx := ctxT(t, 20*time.Second)
+		holder := c.NewMutex("s", mutex.WithTTL(ttl))
+		if err := holder.Lock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		w := c.NewMutex("s", mutex.WithTTL(ttl))
+		done := make(chan error, 1)
+		go func() { done <- w.Lock(ctx) }()
+		q := prefix(t) + ":lock:{s}:queue"
+		waitQueued(t, rdb, q, 1)
+		var entry []string
+		if err := json.Unmarshal([]byte(rdb.ZRange(ctx, q, 0, 0).Val()[0]), &entry); err != nil {
+			t.Fatal(err)
+		}
+		stale := fmt.Sprintf("=%d %s", holder.Fence(), entry[0])
+		if err := rdb.Publish(ctx, prefix(t)+":lock:{s}:released", stale).Err(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Lock returned on a stale handoff message (err %v), fence %d, while the lock is the holder's (fence %d)", err, w.Fence(), holder.Fence())
+		case <-time.After(300 * time.Millisecond):
+		}
+		if err := holder.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if w.Fence() != holder.Fence()+1 {
+			t.Fatalf("fence %d, want %d", w.Fence(), holder.Fence()+1)
 		}
 	})
 	t.Run("a waiter of an older jobd is woken, not handed the lock", func(t *testing.T) {
@@ -309,6 +366,24 @@ func TestSubscriptionLingers(t *testing.T) {
 			t.Fatal("the channel is still subscribed 10 s after its last waiter")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A waiter that leaves after its Client closed schedules nothing (the
+	// review's -race report: the linger timer's wg.Add raced Close).
+	holder := c.NewMutex("s")
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- wc.NewMutex("s").Lock(wctx) }()
+	waitQueued(t, rdb, prefix(t)+":lock:{s}:queue", 1)
+	closed := make(chan error, 1)
+	go func() { closed <- wc.Close() }()
+	cancel()
+	<-done
+	if err := <-closed; err != nil {
+		t.Fatal(err)
 	}
 }
 

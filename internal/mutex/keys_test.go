@@ -17,7 +17,7 @@ func TestKeysShareASlot(t *testing.T) {
 			}
 			k := c.keys(name)
 			want := slot(k.lock)
-			for _, key := range []string{k.fence, k.queue, k.leases, k.channel, k.released} {
+			for _, key := range []string{k.fence, k.queue, k.leases, k.channel, k.released("0123456789abcdef")} {
 				if got := slot(key); got != want {
 					t.Errorf("%s: slot %d, %s: slot %d", k.lock, want, key, got)
 				}

@@ -194,27 +194,40 @@ func (m *Mutex) unreserve() {
 	m.mu.Unlock()
 }
 
+// refusal is an attempt's answer when the lock is not the caller's.
+type refusal struct {
+	// retry is the longest to wait before trying again even if no
+	// release is announced: the lock's lease left, or the queue head's
+	// place.
+	retry time.Duration
+	// fence is at least every fence handed out to the caller before the
+	// attempt ran (see acquire.lua), so a handoff message with a fence
+	// no larger is stale; 0 when unknown (a quorum, an older reply).
+	fence int64
+}
+
 // acquire runs one attempt; on success it records the hold in m.
-func (m *Mutex) acquire(ctx context.Context, token, entry string) (ok bool, retry time.Duration, err error) {
+func (m *Mutex) acquire(ctx context.Context, token, entry string) (ok bool, b refusal, err error) {
 	if m.c.quorum() {
-		return m.acquireQuorum(ctx, token)
+		ok, b.retry, err = m.acquireQuorum(ctx, token)
+		return ok, b, err
 	}
 	sent := time.Now()
 	keys, args := m.acquireArgs(token, entry, nil)
 	res, acks, err := m.c.runAcquire(ctx, keys, args)
 	if err != nil {
-		return false, 0, err
+		return false, b, err
 	}
-	if ok, retry, err = m.acquired(res, token, sent); ok {
+	if ok, b, err = m.acquired(res, token, sent); ok {
 		if err = m.checkReplicated(ctx, acks); err != nil {
-			return false, 0, err
+			return false, b, err
 		}
 	}
-	return ok, retry, err
+	return ok, b, err
 }
 
 func (m *Mutex) acquireArgs(token, entry string, cl *SetNX) ([]string, []any) {
-	keys := []string{m.k.lock, m.k.fence, m.k.queue, m.k.leases, m.k.released}
+	keys := []string{m.k.lock, m.k.fence, m.k.queue, m.k.leases, m.k.released(token)}
 	args := []any{token, m.cfg.ttl.Milliseconds(), entry, waiterGrace.Milliseconds(),
 		m.c.owner, m.c.host, m.c.pid, m.cfg.label}
 	if cl != nil {
@@ -225,24 +238,28 @@ func (m *Mutex) acquireArgs(token, entry string, cl *SetNX) ([]string, []any) {
 }
 
 // acquired interprets the acquire script's reply.
-func (m *Mutex) acquired(res []int64, token string, sent time.Time) (bool, time.Duration, error) {
+func (m *Mutex) acquired(res []int64, token string, sent time.Time) (bool, refusal, error) {
 	switch {
-	case len(res) != 2:
-		return false, 0, fmt.Errorf("mutex: acquire: unexpected reply %v", res)
+	case len(res) < 2:
+		return false, refusal{}, fmt.Errorf("mutex: acquire: unexpected reply %v", res)
 	case res[0] == -1:
-		return false, 0, fmt.Errorf("%w: %q", ErrKeyTaken, m.name)
+		return false, refusal{}, fmt.Errorf("%w: %q", ErrKeyTaken, m.name)
 	case res[0] == -3: // only a late copy of a finished attempt sees this
-		return false, 0, fmt.Errorf("%w: %q: this attempt's hold was already released", ErrNotObtained, m.name)
+		return false, refusal{}, fmt.Errorf("%w: %q: this attempt's hold was already released", ErrNotObtained, m.name)
 	case res[0] == -2:
-		return false, 0, fmt.Errorf("%w: %q: Redis time %s", ErrOutsideWindow, m.name,
+		return false, refusal{}, fmt.Errorf("%w: %q: Redis time %s", ErrOutsideWindow, m.name,
 			time.UnixMilli(res[1]).UTC().Format(time.RFC3339Nano))
 	case res[0] == 1:
 		m.mu.Lock()
 		m.token, m.fence, m.leaseAt, m.leaseTTL, m.renewTTL = token, res[1], sent, m.cfg.ttl, m.cfg.ttl
 		m.mu.Unlock()
-		return true, 0, nil
+		return true, refusal{}, nil
 	}
-	return false, time.Duration(res[1]) * time.Millisecond, nil
+	b := refusal{retry: time.Duration(res[1]) * time.Millisecond}
+	if len(res) > 2 {
+		b.fence = res[2]
+	}
+	return false, b, nil
 }
 
 // Unlock releases the lock if this handle still owns it. It returns
@@ -261,7 +278,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	var res int64
 	err := settle(ctx, settleTimeout, func(ctx context.Context) error {
 		var err error
-		res, err = m.c.runLease(ctx, "unlock "+strconv.Quote(m.name), releaseScript, m.releaseKeys(), m.releaseArgs(token, "")...)
+		res, err = m.c.runLease(ctx, "unlock "+strconv.Quote(m.name), releaseScript, m.releaseKeys(token), m.releaseArgs(token, "")...)
 		return err
 	})
 	if err != nil {
@@ -276,8 +293,8 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 // releaseKeys and releaseArgs are release.lua's KEYS and ARGV; entry is
 // the caller's own waiter entry when a waiter gives up ("" for an
 // unlock).
-func (m *Mutex) releaseKeys() []string {
-	return []string{m.k.lock, m.k.queue, m.k.leases, m.k.released, m.k.fence}
+func (m *Mutex) releaseKeys(token string) []string {
+	return []string{m.k.lock, m.k.queue, m.k.leases, m.k.released(token), m.k.fence}
 }
 
 func (m *Mutex) releaseArgs(token, entry string) []any {

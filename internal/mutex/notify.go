@@ -34,6 +34,7 @@ type notifier struct {
 	// subscribed is, on one Redis, every subscribed channel, also those
 	// lingering without a waiter.
 	subscribed map[string]*channelSub
+	closed     bool // close has begun: no new linger timer (whose wg.Add would race with close's Wait)
 	seq        uint64
 
 	done chan struct{}
@@ -162,7 +163,7 @@ func (n *notifier) linger(channel string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	sub := n.subscribed[channel]
-	if sub == nil {
+	if sub == nil || n.closed {
 		return
 	}
 	n.stopLinger(sub)
@@ -245,6 +246,11 @@ func awaitReady(ctx context.Context, ready <-chan struct{}) {
 // only; the others' and the waiter's own retry (quorumRetryCap) cover it.
 func (n *notifier) registerQuorum(ctx context.Context, channel, waiter, payload string, subscribe bool, ready chan struct{}) func() {
 	each := func(f func(ctx context.Context, s *subscription)) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.closed { // a waiter that leaves after Close: nothing to undo
+			return
+		}
 		for _, s := range n.subs {
 			n.wg.Add(1)
 			go func() {
@@ -412,6 +418,7 @@ func signal(c chan wakeup, w wakeup) {
 func (n *notifier) close() error {
 	close(n.done)
 	n.mu.Lock()
+	n.closed = true
 	for _, sub := range n.subscribed {
 		n.stopLinger(sub)
 	}

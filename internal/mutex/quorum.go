@@ -273,7 +273,7 @@ func countVotes(a attempt, rs []batchResult) votes {
 			default:
 				v.err = r.err
 			}
-		case len(r.val) != 2:
+		case len(r.val) < 2:
 			v.err = fmt.Errorf("mutex: acquire: unexpected reply %v", r.val)
 		case r.val[0] == 1:
 			v.lock++
@@ -343,7 +343,7 @@ func (c *Client) tally(a attempt, rs []batchResult) (v verdict, retry time.Durat
 		fences = make([]int64, len(rs))
 		for n, r := range rs {
 			switch {
-			case r.err != nil || len(r.val) != 2:
+			case r.err != nil || len(r.val) < 2:
 			case r.val[0] == 1:
 				fences[n] = r.val[1]
 			default:
@@ -353,7 +353,7 @@ func (c *Client) tally(a attempt, rs []batchResult) (v verdict, retry time.Durat
 	case v == busy && a.cl == nil:
 		var left []int64 // the leases of the masters that hold it for another
 		for _, r := range rs {
-			if r.err == nil && len(r.val) == 2 && r.val[0] == 0 {
+			if r.err == nil && len(r.val) >= 2 && r.val[0] == 0 {
 				left = append(left, r.val[1])
 			}
 		}
@@ -439,7 +439,7 @@ func (c *Client) takeBack(ctx context.Context, us ...undo) (confirmed []bool) {
 // every master refused needs nothing taken back.
 func mayHold(a attempt, rs []batchResult) bool {
 	for _, r := range rs {
-		if r.err != nil || len(r.val) == 2 && (r.val[0] == 1 || a.cl != nil && r.val[0] == 0) {
+		if r.err != nil || len(r.val) >= 2 && (r.val[0] == 1 || a.cl != nil && r.val[0] == 0) {
 			return true
 		}
 	}

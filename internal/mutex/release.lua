@@ -2,7 +2,9 @@
 -- hand it to the next waiter; also a waiter's way out when it gives up.
 --
 -- KEYS[1] lock hash  KEYS[2] waiter queue  KEYS[3] waiter leases
--- KEYS[4] released-token marker (string: the token of the last release)
+-- KEYS[4] the caller's token's released marker (a string that lives
+--         ARGV[4] ms; one per token, so that handoffs that follow cannot
+--         erase it)
 -- KEYS[5] fence counter
 -- ARGV[1] token      ARGV[2] release channel
 -- ARGV[3] handoff lease ms: the longest first lease a waiter is handed
@@ -19,10 +21,10 @@
 -- another owner holds the lock (nothing is changed), -1 when the lock is
 -- gone (it expired).
 --
--- Safe to run twice (a retry after a lost reply): the marker remembers the
--- token of the last release, so a second run with that token answers 1
--- again instead of "expired" or "another owner" (the waiter it was handed
--- to).
+-- Safe to run twice (a retry after a lost reply): the token's marker says
+-- it was released, so a second run with that token answers 1 again
+-- instead of "expired" or "another owner" (the waiter it was handed to,
+-- or anyone after it).
 --
 -- Direct handoff: a lock released (or found free) while waiters are
 -- queued is not left free. The queue head (a waiter entry is a JSON array
@@ -42,14 +44,14 @@ local tok = redis.call('HGET', KEYS[1], 'token')
 local ours = tok == ARGV[1]
 local res = 1
 if ours then
-  redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
+  redis.call('SET', KEYS[4], 1, 'PX', ARGV[4])
   if ARGV[5] == '1' then
     redis.call('DEL', KEYS[1])
     redis.call('PUBLISH', ARGV[2], '*')
     return 1
   end
 else
-  if redis.call('GET', KEYS[4]) == ARGV[1] then return 1 end
+  if redis.call('EXISTS', KEYS[4]) == 1 then return 1 end
   if tok then return 0 end
   if ARGV[5] == '1' then return -1 end
   res = -1
@@ -81,7 +83,7 @@ if not first[1] then
 end
 local function id(entry)
   local ok, w = pcall(cjson.decode, entry)
-  if ok and type(w) == 'table' and w[2] then return w[1], w end
+  if ok and type(w) == 'table' and type(w[1]) == 'string' and type(w[2]) == 'string' then return w[1], w end
   return entry, nil
 end
 local head, w = id(first[1])
@@ -100,7 +102,8 @@ if not w then
 end
 redis.call('ZREM', KEYS[2], first[1])
 redis.call('ZREM', KEYS[3], first[1])
-local lease = math.min(tonumber(w[3]), tonumber(ARGV[3]))
+local lease = math.min(tonumber(w[3]) or 0, tonumber(ARGV[3]))
+if lease <= 0 then lease = tonumber(ARGV[3]) end
 local fence = redis.call('INCR', KEYS[5])
 -- Every field is set, so the old holder's values need no DEL.
 redis.call('HSET', KEYS[1], 'token', w[2], 'fence', fence,

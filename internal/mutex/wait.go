@@ -48,14 +48,20 @@ func (m *Mutex) waitNotified(ctx context.Context, token string, lastErr error) e
 		defer unregister()
 	}
 	backoff := 50 * time.Millisecond
-	// busyAt is when the last attempt that found the lock taken was sent:
-	// a release can hand this token the lock only after that attempt ran
-	// (a later one would have found the lock ours), so a lease the release
-	// sets lasts at least until busyAt plus its length.
-	var busyAt time.Time
+	// busyAt is when the last attempt that found the lock taken was sent,
+	// and busy what it found. A handoff message whose fence is larger than
+	// busy.fence was sent by a release that ran after that attempt (see
+	// acquire.lua), so the lease it set lasts at least until busyAt plus
+	// its length. A message with a smaller fence is stale: a handoff this
+	// waiter did not take up in time (it was paused), whose lease lapsed
+	// and which another holder followed.
+	var (
+		busyAt time.Time
+		busy   refusal
+	)
 	for {
 		sent := time.Now()
-		ok, hint, err := m.acquire(ctx, token, entry)
+		ok, b, err := m.acquire(ctx, token, entry)
 		if ok {
 			return nil
 		}
@@ -65,17 +71,17 @@ func (m *Mutex) waitNotified(ctx context.Context, token string, lastErr error) e
 			lastErr, d = err, backoff
 			backoff = min(2*backoff, time.Second)
 		} else {
-			busyAt, backoff = sent, 50*time.Millisecond
+			busyAt, busy, backoff = sent, b, 50*time.Millisecond
 			// Past the lease, plus a little jitter so that waiters whose
 			// holder died do not all retry in the same millisecond.
-			d = hint + time.Millisecond + rand.N(hint/20+time.Millisecond)
+			d = b.retry + time.Millisecond + rand.N(b.retry/20+time.Millisecond)
 		}
 		w, woken := m.sleepUntilWoken(ctx, wake, d)
 		if !woken {
 			m.leave(ctx, entry, token)
 			return m.notObtained(ctx, lastErr)
 		}
-		if w.fence > 0 && m.handedOver(token, w.fence, busyAt) {
+		if w.fence > busy.fence && m.handedOver(token, w.fence, busyAt) {
 			return nil
 		}
 	}
@@ -92,9 +98,10 @@ func (m *Mutex) waiterEntry(waiter, token string) string {
 	return string(b)
 }
 
-// handedOver takes a hold that a release handed to token with fence. Its
-// first lease, min(ttl, handoffWindow), started after busyAt, so the hold
-// is trusted as if acquired then. It reports false, and the waiter
+// handedOver takes a hold that a release handed to token with fence, a
+// release that ran after the attempt sent at busyAt (the caller checked
+// the fence). Its first lease, min(ttl, handoffWindow), started after
+// busyAt, so the hold is trusted as if acquired then. It reports false, and the waiter
 // confirms with an acquire instead (which finds the lock ours and renews
 // it), when that lease can no longer be trusted (the waiter slept long
 // since its last attempt) or when replicas must acknowledge the hold
@@ -147,7 +154,7 @@ func (m *Mutex) leave(ctx context.Context, entry, token string) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
 	defer cancel()
-	_ = releaseScript.Run(ctx, m.c.rdb, m.releaseKeys(), m.releaseArgs(token, entry)...).Err()
+	_ = releaseScript.Run(ctx, m.c.rdb, m.releaseKeys(token), m.releaseArgs(token, entry)...).Err()
 }
 
 func (m *Mutex) notObtained(ctx context.Context, last error) error {
