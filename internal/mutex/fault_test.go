@@ -196,10 +196,7 @@ func TestWaiters(t *testing.T) {
 		}
 		// A waiter whose process was killed: queued first, with a lease
 		// that would last a minute.
-		now := rdb.Time(ctx).Val()
-		q, qx := prefix(t)+":lock:{w}:queue", prefix(t)+":lock:{w}:queue-expiry"
-		rdb.ZAdd(ctx, q, redis.Z{Score: 0, Member: "ghost"})
-		rdb.ZAdd(ctx, qx, redis.Z{Score: float64(now.Add(time.Minute).UnixMilli()), Member: "ghost"})
+		q := stageWaiter(t, rdb, "w", "ghost")
 		done := make(chan error, 1)
 		go func() { done <- c.NewMutex("w").Lock(ctx) }()
 		waitQueued(t, rdb, q, 2)

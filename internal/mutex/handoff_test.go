@@ -100,10 +100,7 @@ func TestHandoff(t *testing.T) {
 		// A waiter killed while queued first, with a place that would
 		// last a minute.
 		ghost := c.NewMutex("d", mutex.WithTTL(ttl)).WaiterEntry("ghost", "ghost-token")
-		q, qx := prefix(t)+":lock:{d}:queue", prefix(t)+":lock:{d}:queue-expiry"
-		now := rdb.Time(ctx).Val()
-		rdb.ZAdd(ctx, q, redis.Z{Score: 0, Member: ghost})
-		rdb.ZAdd(ctx, qx, redis.Z{Score: float64(now.Add(time.Minute).UnixMilli()), Member: ghost})
+		q := stageWaiter(t, rdb, "d", ghost)
 		w := c.NewMutex("d", mutex.WithTTL(ttl))
 		done := make(chan error, 1)
 		go func() { done <- w.Lock(ctx) }()
@@ -174,10 +171,7 @@ func TestHandoff(t *testing.T) {
 		// before it heard of it.
 		gone := c.NewMutex("g", mutex.WithTTL(ttl))
 		entry := gone.WaiterEntry("gone", "gone-token")
-		q, qx := prefix(t)+":lock:{g}:queue", prefix(t)+":lock:{g}:queue-expiry"
-		now := rdb.Time(ctx).Val()
-		rdb.ZAdd(ctx, q, redis.Z{Score: 0, Member: entry})
-		rdb.ZAdd(ctx, qx, redis.Z{Score: float64(now.Add(time.Minute).UnixMilli()), Member: entry})
+		q := stageWaiter(t, rdb, "g", entry)
 		w := c.NewMutex("g", mutex.WithTTL(ttl))
 		done := make(chan error, 1)
 		go func() { done <- w.Lock(ctx) }()
@@ -291,10 +285,7 @@ func TestHandoff(t *testing.T) {
 		if err := holder.Lock(ctx); err != nil {
 			t.Fatal(err)
 		}
-		q, qx := prefix(t)+":lock:{o}:queue", prefix(t)+":lock:{o}:queue-expiry"
-		now := rdb.Time(ctx).Val()
-		rdb.ZAdd(ctx, q, redis.Z{Score: 0, Member: "0123456789abcdef"})
-		rdb.ZAdd(ctx, qx, redis.Z{Score: float64(now.Add(time.Minute).UnixMilli()), Member: "0123456789abcdef"})
+		stageWaiter(t, rdb, "o", "0123456789abcdef")
 		sub := rdb.Subscribe(ctx, prefix(t)+":lock:{o}:released")
 		defer sub.Close()
 		if _, err := sub.Receive(ctx); err != nil {
@@ -385,6 +376,23 @@ func TestSubscriptionLingers(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// stageWaiter queues entry first for lock, with a place that lasts a
+// minute, as a waiter that was then killed would have left it; it returns
+// the queue's key.
+func stageWaiter(t *testing.T, rdb *redis.Client, lock, entry string) string {
+	t.Helper()
+	ctx := context.Background()
+	q, qx := prefix(t)+":lock:{"+lock+"}:queue", prefix(t)+":lock:{"+lock+"}:queue-expiry"
+	now := rdb.Time(ctx).Val()
+	if err := rdb.ZAdd(ctx, q, redis.Z{Score: 0, Member: entry}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ZAdd(ctx, qx, redis.Z{Score: float64(now.Add(time.Minute).UnixMilli()), Member: entry}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	return q
 }
 
 // cmdCalls is how many times Redis ran the commands cmds, in all, from
