@@ -19,12 +19,14 @@
 --          new key is refused ("0": no bound)
 --
 -- Returns {1, fence} when the lock is held by this token, {0, retry_ms,
--- seen} when not (retry_ms is the longest the caller should wait before
--- trying again even if no release is announced: the lock's PTTL, or the
--- queue head's remaining lease; seen is a fence at least as large as any
--- that a release handed this waiter before this run, the holder's or the
--- counter's, so that a handoff message it still finds afterwards is known
--- to be stale unless its fence is larger), {-1, 0} when the SET NX key holds another value
+-- seen, now_ms} when not (retry_ms is the longest the caller should wait
+-- before trying again even if no release is announced: the lock's PTTL,
+-- or the queue head's remaining lease; seen is a fence at least as large
+-- as any that a release handed this waiter before this run, the holder's
+-- or the counter's, and now_ms Redis's clock: a handoff message the
+-- waiter still finds afterwards is known to be stale unless its fence is
+-- larger and its time no earlier; the time also holds when a restart
+-- without persistence reset the fences), {-1, 0} when the SET NX key holds another value
 -- (nothing is changed), and {-2, now_ms} when the key is new but Redis's
 -- clock is outside [not before, not after] (nothing is changed), and
 -- {-3, 0} when this token's hold was already released (nothing is changed).
@@ -97,7 +99,7 @@ if tok then
   enqueue(pttl)
   -- The holder's fence: a hold handed to this waiter before now ended
   -- before the holder got the lock, so it had a smaller fence.
-  return {0, pttl, tonumber(held[2]) or counter()}
+  return {0, pttl, tonumber(held[2]) or counter(), now}
 end
 
 -- Free. A queued waiter first drops the waiters whose lease ran out (dead
@@ -115,7 +117,7 @@ while head and head ~= waiter do
   local head_expiry = redis.call('ZSCORE', KEYS[4], head)
   if head_expiry then
     enqueue(tonumber(head_expiry) - now)
-    return {0, tonumber(head_expiry) - now, counter()}
+    return {0, tonumber(head_expiry) - now, counter(), now}
   end
   redis.call('ZREM', KEYS[3], head) -- queued without a lease: stale
   head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]

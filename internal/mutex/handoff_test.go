@@ -241,41 +241,55 @@ func TestHandoff(t *testing.T) {
 	})
 	t.Run("a stale handoff message is not taken for a handoff", func(t *testing.T) {
 		// A waiter paused while it was handed the lock finds, once it
-		// runs again, the old message with the old fence, after the lease
-		// lapsed and another took the lock. Staged: a message naming the
-		// waiter with a fence no larger than the holder's it saw busy.
-		c, rdb := newClient(t)
-		ctx := ctxT(t, 20*time.Second)
-		holder := c.NewMutex("s", mutex.WithTTL(ttl))
-		if err := holder.Lock(ctx); err != nil {
-			t.Fatal(err)
-		}
-		w := c.NewMutex("s", mutex.WithTTL(ttl))
-		done := make(chan error, 1)
-		go func() { done <- w.Lock(ctx) }()
-		q := prefix(t) + ":lock:{s}:queue"
-		waitQueued(t, rdb, q, 1)
-		var entry []string
-		if err := json.Unmarshal([]byte(rdb.ZRange(ctx, q, 0, 0).Val()[0]), &entry); err != nil {
-			t.Fatal(err)
-		}
-		stale := fmt.Sprintf("=%d %s", holder.Fence(), entry[0])
-		if err := rdb.Publish(ctx, prefix(t)+":lock:{s}:released", stale).Err(); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("Lock returned on a stale handoff message (err %v), fence %d, while the lock is the holder's (fence %d)", err, w.Fence(), holder.Fence())
-		case <-time.After(300 * time.Millisecond):
-		}
-		if err := holder.Unlock(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		if w.Fence() != holder.Fence()+1 {
-			t.Fatalf("fence %d, want %d", w.Fence(), holder.Fence()+1)
+		// runs again, the old message, after the lease lapsed and another
+		// took the lock. Staged: messages naming the waiter from a
+		// release that ran before its last attempt, told by a fence no
+		// larger than the holder's it saw, or, as after a Redis restart
+		// without persistence (fences back to 0), by Redis's time.
+		for _, tt := range []struct {
+			name  string
+			fence func(holder int64) int64
+			at    func(now time.Time) time.Time
+		}{
+			{"its fence is not larger", func(h int64) int64 { return h }, func(now time.Time) time.Time { return now.Add(time.Second) }},
+			{"its time is earlier (fences reset)", func(h int64) int64 { return h + 100 }, func(now time.Time) time.Time { return now.Add(-time.Minute) }},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				c, rdb := newClient(t)
+				ctx := ctxT(t, 20*time.Second)
+				holder := c.NewMutex("s", mutex.WithTTL(ttl))
+				if err := holder.Lock(ctx); err != nil {
+					t.Fatal(err)
+				}
+				w := c.NewMutex("s", mutex.WithTTL(ttl))
+				done := make(chan error, 1)
+				go func() { done <- w.Lock(ctx) }()
+				q := prefix(t) + ":lock:{s}:queue"
+				waitQueued(t, rdb, q, 1)
+				var entry []string
+				if err := json.Unmarshal([]byte(rdb.ZRange(ctx, q, 0, 0).Val()[0]), &entry); err != nil {
+					t.Fatal(err)
+				}
+				now := rdb.Time(ctx).Val()
+				stale := fmt.Sprintf("=%d %d %s", tt.fence(holder.Fence()), tt.at(now).UnixMilli(), entry[0])
+				if err := rdb.Publish(ctx, prefix(t)+":lock:{s}:released", stale).Err(); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("Lock returned on a stale handoff message (err %v), fence %d, while the lock is the holder's (fence %d)", err, w.Fence(), holder.Fence())
+				case <-time.After(300 * time.Millisecond):
+				}
+				if err := holder.Unlock(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if w.Fence() != holder.Fence()+1 {
+					t.Fatalf("fence %d, want %d", w.Fence(), holder.Fence()+1)
+				}
+			})
 		}
 	})
 	t.Run("a waiter of an older jobd is woken, not handed the lock", func(t *testing.T) {

@@ -3,7 +3,10 @@ package mutex_test
 import (
 	"context"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,9 +70,22 @@ func dial(url string) (redis.UniversalClient, error) {
 	return redis.NewClient(opt), nil
 }
 
-// prefix gives each test its own keys.
+// prefixes holds each test's prefix; runs numbers them.
+var (
+	prefixes sync.Map // testing.TB -> string
+	runs     atomic.Int64
+)
+
+// prefix gives each test its own keys, also each repetition of it under
+// go test -count=N (a repetition would otherwise meet the locks the one
+// before left held).
 func prefix(tb testing.TB) string {
-	return "test:" + strings.NewReplacer("/", ":", " ", "_").Replace(tb.Name())
+	if p, ok := prefixes.Load(tb); ok {
+		return p.(string)
+	}
+	p := "test:" + strings.NewReplacer("/", ":", " ", "_").Replace(tb.Name()) + ":" + strconv.FormatInt(runs.Add(1), 10)
+	actual, _ := prefixes.LoadOrStore(tb, p)
+	return actual.(string)
 }
 
 // newClient returns a mutex client on the shared server with the test's

@@ -201,9 +201,10 @@ type refusal struct {
 	// place.
 	retry time.Duration
 	// fence is at least every fence handed out to the caller before the
-	// attempt ran (see acquire.lua), so a handoff message with a fence
-	// no larger is stale; 0 when unknown (a quorum, an older reply).
-	fence int64
+	// attempt ran, and at Redis's time when it ran (ms; see
+	// acquire.lua): a handoff message with a fence no larger, or an
+	// earlier time, is stale. 0 when unknown (a quorum).
+	fence, at int64
 }
 
 // acquire runs one attempt; on success it records the hold in m.
@@ -256,8 +257,8 @@ func (m *Mutex) acquired(res []int64, token string, sent time.Time) (bool, refus
 		return true, refusal{}, nil
 	}
 	b := refusal{retry: time.Duration(res[1]) * time.Millisecond}
-	if len(res) > 2 {
-		b.fence = res[2]
+	if len(res) > 3 {
+		b.fence, b.at = res[2], res[3]
 	}
 	return false, b, nil
 }

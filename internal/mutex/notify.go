@@ -345,19 +345,23 @@ func (n *notifier) deliver(s *subscription, msg any) {
 			}
 			return
 		}
-		// "=fence head [second]": the release handed the lock to the
-		// head, with that fence. "head [second]" (a release that found
-		// an older waiter's entry): the head tries now. The second tries
-		// after the handoff lease, in case the head died.
-		head, fence := m.Payload, int64(0)
-		if f, rest, ok := strings.Cut(m.Payload, " "); ok && strings.HasPrefix(f, "=") {
-			if v, err := strconv.ParseInt(f[1:], 10, 64); err == nil && v > 0 {
-				head, fence = rest, v
+		// "=fence time head [second]": the release handed the lock to
+		// the head, with that fence, at that Redis time (ms). "head
+		// [second]" (a release that found an older waiter's entry): the
+		// head tries now. The second tries after the handoff lease, in
+		// case the head died.
+		head, handed := m.Payload, wakeup{}
+		if f := strings.SplitN(m.Payload, " ", 3); len(f) == 3 && strings.HasPrefix(f[0], "=") {
+			fence, ferr := strconv.ParseInt(f[0][1:], 10, 64)
+			at, aerr := strconv.ParseInt(f[1], 10, 64)
+			if ferr != nil || aerr != nil || fence <= 0 {
+				return // not a message of ours
 			}
+			head, handed = f[2], wakeup{fence: fence, at: at}
 		}
 		head, second, _ := strings.Cut(head, " ")
 		if w, ok := n.channels[m.Channel][head]; ok {
-			signal(w, wakeup{fence: fence})
+			signal(w, handed)
 		}
 		if w, ok := n.channels[m.Channel][second]; ok && second != "" {
 			signal(w, wakeup{after: handoffWindow + time.Duration(rand.N(50))*time.Millisecond})
@@ -389,11 +393,12 @@ func sleepOrDone(done <-chan struct{}, d time.Duration) bool {
 }
 
 // wakeup is what the notifier tells a waiter: that a release handed it
-// the lock (fence > 0, the hold's fence), or to try again after `after`
-// (0: now).
+// the lock (fence > 0: the hold's fence, and at, Redis's time of the
+// release in ms), or to try again after `after` (0: now).
 type wakeup struct {
 	after time.Duration
 	fence int64
+	at    int64
 }
 
 // signal delivers a wake-up without blocking; a pending one is replaced

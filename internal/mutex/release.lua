@@ -30,7 +30,9 @@
 -- queued is not left free. The queue head (a waiter entry is a JSON array
 -- [id, token, ttl ms, owner, host, pid, label]) becomes the holder at
 -- once, with a new fence and a first lease of min(its ttl, ARGV[3]), and
--- the release publishes "=fence head second" (waiter ids). The head owns
+-- the release publishes "=fence now_ms head second" (waiter ids; now_ms
+-- is Redis's clock, which, with the fence, tells the head that this
+-- release ran after its last attempt, see acquire.lua). The head owns
 -- the lock when the message arrives, without another round trip; its
 -- keep-alive extends the short first lease, and a head that died loses it
 -- when that lease runs out, when the second waiter, told to try after
@@ -110,5 +112,5 @@ redis.call('HSET', KEYS[1], 'token', w[2], 'fence', fence,
   'owner', w[4], 'host', w[5], 'pid', w[6], 'label', w[7],
   'acquired_at', now, 'ttl', lease)
 redis.call('PEXPIRE', KEYS[1], lease)
-redis.call('PUBLISH', ARGV[2], '=' .. fence .. ' ' .. head .. second)
+redis.call('PUBLISH', ARGV[2], '=' .. fence .. ' ' .. now .. ' ' .. head .. second)
 return res

@@ -95,7 +95,7 @@ func TestLostReplies(t *testing.T) {
 					if err := m.TryLock(ctx); err != nil {
 						t.Fatal(err)
 					}
-					p.DropReplies("}:rel", 1) // only the release script names the marker key
+					p.DropReplies("}:rel", 1) // after the set-up only Unlock runs, whose release names the token's marker key
 					if err := m.Unlock(ctx); err != nil {
 						t.Fatalf("Unlock after a lost reply: %v, want nil (it was released)", err)
 					}

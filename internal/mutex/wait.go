@@ -50,11 +50,13 @@ func (m *Mutex) waitNotified(ctx context.Context, token string, lastErr error) e
 	backoff := 50 * time.Millisecond
 	// busyAt is when the last attempt that found the lock taken was sent,
 	// and busy what it found. A handoff message whose fence is larger than
-	// busy.fence was sent by a release that ran after that attempt (see
-	// acquire.lua), so the lease it set lasts at least until busyAt plus
-	// its length. A message with a smaller fence is stale: a handoff this
-	// waiter did not take up in time (it was paused), whose lease lapsed
-	// and which another holder followed.
+	// busy.fence, and whose Redis time is no earlier than busy.at, was
+	// sent by a release that ran after that attempt (see acquire.lua), so
+	// the lease it set lasts at least until busyAt plus its length. Any
+	// other is stale: a handoff this waiter did not take up in time (it
+	// was paused), whose lease lapsed and which another holder followed;
+	// the time also tells when a Redis restart without persistence reset
+	// the fences in between (the second review).
 	var (
 		busyAt time.Time
 		busy   refusal
@@ -81,7 +83,7 @@ func (m *Mutex) waitNotified(ctx context.Context, token string, lastErr error) e
 			m.leave(ctx, entry, token)
 			return m.notObtained(ctx, lastErr)
 		}
-		if w.fence > busy.fence && m.handedOver(token, w.fence, busyAt) {
+		if w.fence > busy.fence && w.at >= busy.at && m.handedOver(token, w.fence, busyAt) {
 			return nil
 		}
 	}
