@@ -5,8 +5,9 @@
 // The lock value is a random 128-bit token, so only its owner can release
 // or extend it; a per-lock counter hands out strictly increasing fences;
 // holder metadata sits next to the token so that status tools can show who
-// holds what. Waiters queue in Redis and a release publishes the id of the
-// queue head only, so a handoff costs two commands however many wait.
+// holds what. Waiters queue in Redis, and a release makes the queue head
+// the holder and tells it alone, so a handoff costs one script (the
+// release) however many wait.
 // See docs/mutex.md for the key layout and guarantees.
 package mutex
 
