@@ -270,6 +270,11 @@ func TestDiffers(t *testing.T) {
 			}
 		})
 	}
+	// 1 against 1: no config is "most" (the new-user review).
+	tie := &Status{Replicas: []Replica{{ConfigHash: "aaa", ConfigMatches: true}, {ConfigHash: "bbb"}}}
+	if got := tie.Differs(tie.Replicas[1]); !strings.Contains(got, "no config is run by more") {
+		t.Errorf("Differs in a tie = %q", got)
+	}
 }
 
 // TestTableControlCharacters: a newline, a tab or an escape sequence in a

@@ -182,12 +182,33 @@ func newJob(is scheduler.InstanceState) Job {
 // dashboard both mark DIFFERS with it.
 func (st *Status) Differs(r Replica) string {
 	switch {
+	case !r.ConfigMatches && st.configTie():
+		return "runs another config than other live replicas, and no config is run by more of them than the others"
 	case !r.ConfigMatches:
 		return "runs another config than most live replicas"
 	case r.ConfigMatchesFile != nil && !*r.ConfigMatchesFile:
 		return "runs another config than " + st.Config.File + " (edited, and not reloaded? SIGHUP reloads)"
 	}
 	return ""
+}
+
+// configTie reports whether two configs are each run by the largest
+// number of live replicas (1 against 1, say), so that none is "most".
+func (st *Status) configTie() bool {
+	n := map[string]int{}
+	top, tied := 0, false
+	for _, r := range st.Replicas {
+		n[r.ConfigHash]++
+	}
+	for _, c := range n {
+		switch {
+		case c > top:
+			top, tied = c, false
+		case c == top:
+			tied = true
+		}
+	}
+	return tied
 }
 
 // WriteTable writes the REPLICAS, LOCKS and JOBS tables that `jobd
