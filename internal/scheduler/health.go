@@ -45,6 +45,7 @@ func (c *core) redisError(op string, err error) {
 	c.observe(func(o Observer) { o.RedisError(op) })
 	if !c.health.redisDown.Swap(true) {
 		c.log.Error("redis unreachable: no claims and no new runs until it is back", "op", op, "err", err)
+		c.health.limiter.allow("redis-error", 30*time.Second) // "still unreachable" 30s from now, not at the next failure
 		return
 	}
 	if c.health.limiter.allow("redis-error", 30*time.Second) {
