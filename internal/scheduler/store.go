@@ -576,7 +576,12 @@ func (s *Store) runningOn(ctx context.Context, rdb redis.UniversalClient, locks 
 	if read > 0 {
 		return out, nil
 	}
-	return nil, errors.Join(lerr, err)
+	// One error: both reads meet the same outage (the review saw its
+	// dial error twice in one log line).
+	if err == nil {
+		err = lerr
+	}
+	return nil, err
 }
 
 // abandon marks a run abandoned if it is still in the running index. On
