@@ -112,7 +112,11 @@ func (r *runner) recordResult(c *Claim, res jobs.Result, log *slog.Logger) {
 	if res.Status != jobs.StatusSucceeded {
 		level = slog.LevelWarn
 	}
-	log.Log(context.Background(), level, "run finished", "status", res.Status, "exit_code", code, "duration", dur.Round(time.Millisecond), "reason", res.Reason)
+	attrs := []any{"status", res.Status, "exit_code", code, "duration", dur.Round(time.Millisecond)}
+	if res.Reason != "" { // a success has none
+		attrs = append(attrs, "reason", res.Reason)
+	}
+	log.Log(context.Background(), level, "run finished", attrs...)
 	r.persist("record result", r.update(c, Guard{}))
 	r.finished(*rec, dur)
 }
