@@ -23,7 +23,7 @@ func TestSystemdUnits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, want := range []string{"Type=notify", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID", "TimeoutStopSec=60s",
+			for _, want := range []string{"Type=notify", "WatchdogSec=", "ExecReload=/usr/local/bin/jobd --config /etc/jobd/jobs.yaml validate\nExecReload=/bin/kill -HUP $MAINPID", "TimeoutStopSec=60s",
 				"Restart=on-failure", "EnvironmentFile=-/etc/default/jobd", "User=jobd", "NoNewPrivileges=yes",
 				"ProtectSystem=", "PrivateTmp=yes", "ProtectHome=read-only"} {
 				if !strings.Contains(string(b), want) {
