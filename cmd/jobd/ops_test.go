@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,14 +229,27 @@ func TestOperatorCommands(t *testing.T) {
 	})
 }
 
+// handedOut is every address freeAddr returned in this process.
+var handedOut sync.Map
+
+// freeAddr is a loopback address nothing listens on now, and one this
+// process has not handed out before: the kernel may give a closed port
+// again at once, and then two servers of one test met on one address
+// (CI saw the "Redis unreachable" dashboard's GET answered by the other
+// dashboard of the test).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func get(t *testing.T, url string, want int) string {
