@@ -158,7 +158,10 @@ func (c *Client) readHolds(ctx context.Context, rdb redis.Cmdable, lockKeys []st
 	}
 	cmds := make([]pair, len(lockKeys))
 	for i, k := range lockKeys {
-		cmds[i] = pair{pipe.HMGet(ctx, k, infoFields...), pipe.PTTL(ctx, k), pipe.ZCard(ctx, c.keys(c.nameOf(k)).queue)}
+		cmds[i] = pair{meta: pipe.HMGet(ctx, k, infoFields...), pttl: pipe.PTTL(ctx, k)}
+		if !c.quorum() { // waiters do not queue on a quorum
+			cmds[i].waiters = pipe.ZCard(ctx, c.keys(c.nameOf(k)).queue)
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("mutex: inspect: %w", err)
@@ -188,10 +191,18 @@ func (c *Client) readHolds(ctx context.Context, rdb redis.Cmdable, lockKeys []st
 			HeldFor:    now.Sub(acquired).Truncate(time.Millisecond),
 			TTL:        max(cmds[i].pttl.Val(), 0),
 			LeaseTTL:   time.Duration(lease) * time.Millisecond,
-			Waiters:    int(cmds[i].waiters.Val()),
+			Waiters:    waiters(cmds[i].waiters),
 		}})
 	}
 	return out, nil
+}
+
+// waiters is a queue's length, 0 when it was not read (a quorum).
+func waiters(cmd *redis.IntCmd) int {
+	if cmd == nil {
+		return 0
+	}
+	return int(cmd.Val())
 }
 
 func (c *Client) nameOf(lockKey string) string {

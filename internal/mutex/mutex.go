@@ -251,9 +251,7 @@ func (m *Mutex) acquired(res []int64, token string, sent time.Time) (bool, refus
 		return false, refusal{}, fmt.Errorf("%w: %q: Redis time %s", ErrOutsideWindow, m.name,
 			time.UnixMilli(res[1]).UTC().Format(time.RFC3339Nano))
 	case res[0] == 1:
-		m.mu.Lock()
-		m.token, m.fence, m.leaseAt, m.leaseTTL, m.renewTTL = token, res[1], sent, m.cfg.ttl, m.cfg.ttl
-		m.mu.Unlock()
+		m.hold(token, res[1], sent, m.cfg.ttl)
 		return true, refusal{}, nil
 	}
 	b := refusal{retry: time.Duration(res[1]) * time.Millisecond}
@@ -261,6 +259,15 @@ func (m *Mutex) acquired(res []int64, token string, sent time.Time) (bool, refus
 		b.fence, b.at = res[2], res[3]
 	}
 	return false, b, nil
+}
+
+// hold records a hold of token with fence, whose lease of length lease was
+// set by a request sent at since (so trusted from then); keep-alive renews
+// it to the handle's ttl.
+func (m *Mutex) hold(token string, fence int64, since time.Time, lease time.Duration) {
+	m.mu.Lock()
+	m.token, m.fence, m.leaseAt, m.leaseTTL, m.renewTTL = token, fence, since, lease, m.cfg.ttl
+	m.mu.Unlock()
 }
 
 // Unlock releases the lock if this handle still owns it. It returns

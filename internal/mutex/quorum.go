@@ -657,17 +657,10 @@ func (c *Client) settleWon(ctx context.Context, atts []attempt, fences [][]int64
 		}
 		if errs[j] != nil {
 			c.takeBack(ctx, undo{a, true})
-			// The take-back may still run on a slow master after a next
-			// try, and would drop that try's hold there: it uses a new
-			// token.
-			a.m.mu.Lock()
-			a.m.qgen++
-			a.m.mu.Unlock()
+			a.m.retireToken()
 			continue
 		}
-		a.m.mu.Lock()
-		a.m.token, a.m.fence, a.m.leaseAt, a.m.leaseTTL, a.m.renewTTL = a.token, slices.Max(fences[j]), sent, a.m.cfg.ttl, a.m.cfg.ttl
-		a.m.mu.Unlock()
+		a.m.hold(a.token, slices.Max(fences[j]), sent, a.m.cfg.ttl)
 	}
 	return errs
 }
@@ -692,11 +685,7 @@ func (m *Mutex) acquireQuorum(ctx context.Context, token string) (ok bool, retry
 	}
 	if mayHold(a, replies[0]) {
 		m.c.takeBack(ctx, undo{a, false}) // holds won on a minority
-		// The take-back may still run on a slow master after the next
-		// try, and would drop that try's hold there: it uses a new token.
-		m.mu.Lock()
-		m.qgen++
-		m.mu.Unlock()
+		m.retireToken()
 	}
 	switch v {
 	case busy:
@@ -833,6 +822,15 @@ func (j joined) Error() string {
 }
 
 func (j joined) Unwrap() []error { return j }
+
+// retireToken makes the handle's next quorum attempt use a new token
+// (quorumToken): a take-back just sent may still run on a slow master
+// after that attempt, and would drop its hold there.
+func (m *Mutex) retireToken() {
+	m.mu.Lock()
+	m.qgen++
+	m.mu.Unlock()
+}
 
 // quorumToken is the token of a quorum attempt of the Lock whose token
 // is token: the Lock's own, then a new one after each take-back (see

@@ -113,9 +113,7 @@ func (m *Mutex) handedOver(token string, fence int64, busyAt time.Time) bool {
 	if m.c.replicas > 0 || busyAt.IsZero() || time.Since(busyAt) >= m.trusted(lease) {
 		return false
 	}
-	m.mu.Lock()
-	m.token, m.fence, m.leaseAt, m.leaseTTL, m.renewTTL = token, fence, busyAt, lease, m.cfg.ttl
-	m.mu.Unlock()
+	m.hold(token, fence, busyAt, lease)
 	return true
 }
 

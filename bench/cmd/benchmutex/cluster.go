@@ -47,20 +47,28 @@ func runCluster(only string, ops, rounds int, limit time.Duration) {
 		defer a.Close()
 		admins = append(admins, a)
 	}
+	runTopology("cluster", addr, admins, func(lib string) bool { return only == "" || strings.Contains(lib, only) }, ops, rounds, limit)
+}
+
+// runTopology prints, for one topology (addr in the form libs' open
+// takes), the uncontended and handoff rows of every library that run
+// keeps, and the claims row of jobd; admins are the masters whose
+// commands and CPU are summed.
+func runTopology(topology, addr string, admins []*redis.Client, run func(lib string) bool, ops, rounds int, limit time.Duration) {
 	for _, l := range libs() {
-		if only != "" && !strings.Contains(l.name, only) {
+		if !run(l.name) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), limit)
-		fmt.Printf("bench=mutex scenario=uncontended topology=cluster lib=%s %s\n", l.name, uncontendedOn(ctx, l, addr, admins, ops))
+		fmt.Printf("bench=mutex scenario=uncontended topology=%s lib=%s %s\n", topology, l.name, uncontendedOn(ctx, l, addr, admins, ops))
 		cancel()
 		ctx, cancel = context.WithTimeout(context.Background(), limit)
-		fmt.Printf("bench=mutex scenario=handoff topology=cluster lib=%s %s\n", l.name, handoff(ctx, l, addr, rounds))
+		fmt.Printf("bench=mutex scenario=handoff topology=%s lib=%s %s\n", topology, l.name, handoff(ctx, l, addr, rounds))
 		cancel()
 	}
-	if only == "" || strings.Contains("jobd", only) {
+	if run("jobd") {
 		ctx, cancel := context.WithTimeout(context.Background(), limit)
-		fmt.Printf("bench=mutex scenario=claims topology=cluster lib=jobd %s\n", claims(ctx, addr, admins...))
+		fmt.Printf("bench=mutex scenario=claims topology=%s lib=jobd %s\n", topology, claims(ctx, addr, admins...))
 		cancel()
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -38,20 +36,7 @@ func runQuorum(only string, ops, rounds int, limit time.Duration) {
 		admins = append(admins, a)
 	}
 	addr := "quorum:" + strings.Join(addrs, ",")
-	for _, l := range libs() {
-		if only != "" && !strings.Contains(l.name, only) || !slices.Contains(quorumLibs, l.name) {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), limit)
-		fmt.Printf("bench=mutex scenario=uncontended topology=quorum lib=%s %s\n", l.name, uncontendedOn(ctx, l, addr, admins, ops))
-		cancel()
-		ctx, cancel = context.WithTimeout(context.Background(), limit)
-		fmt.Printf("bench=mutex scenario=handoff topology=quorum lib=%s %s\n", l.name, handoff(ctx, l, addr, rounds))
-		cancel()
-	}
-	if only == "" || strings.Contains("jobd", only) {
-		ctx, cancel := context.WithTimeout(context.Background(), limit)
-		fmt.Printf("bench=mutex scenario=claims topology=quorum lib=jobd %s\n", claims(ctx, addr, admins...))
-		cancel()
-	}
+	runTopology("quorum", addr, admins, func(lib string) bool {
+		return (only == "" || strings.Contains(lib, only)) && slices.Contains(quorumLibs, lib)
+	}, ops, rounds, limit)
 }
