@@ -25,19 +25,7 @@ import (
 // does not resume within 15s of the kill.
 func TestClusterFailover(t *testing.T) {
 	c := redistest.StartCluster(t)
-	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	cfg := filepath.Join(dir, "jobs.yaml")
-	var b strings.Builder
-	fmt.Fprintf(&b, "redis:\n  cluster:\n    addrs: [%q, %q]\njobs:\n", c.Nodes[0].Addr, c.Nodes[1].Addr)
-	for i := 0; i < 4; i++ {
-		fmt.Fprintf(&b, "  - name: e%d\n    schedule: \"@every 1s\"\n    command: 'echo tick $JOBD_INSTANCE $JOBD_SCHEDULED_AT $(date +%%s%%N) >> %s'\n", i, out)
-	}
-	for i := 0; i < 2; i++ {
-		fmt.Fprintf(&b, "  - name: s%d\n    schedule: \"@every 1s\"\n    lock: shared\n    command: 'echo in s-$JOBD_RUN_ID >> %s; sleep 0.2; echo out s-$JOBD_RUN_ID >> %s'\n", i, out, out)
-	}
-	b.WriteString("  - name: manual\n    schedule: \"@yearly\"\n    command: [\"true\"]\n") // for trigger
-	writeFile(t, cfg, b.String())
+	cfg, out := failoverJobs(t, fmt.Sprintf("redis:\n  cluster:\n    addrs: [%q, %q]\n", c.Nodes[0].Addr, c.Nodes[1].Addr))
 	var daemons []*osProc
 	for _, id := range []string{"a", "b", "c"} {
 		daemons = append(daemons, &osProc{startDaemon(t, "", cfg, id).Process})
@@ -139,4 +127,26 @@ func statusTopology(t *testing.T, r result) topologyStatus {
 		t.Fatalf("status --json (exit %d): %v\n%s%s", r.code, err, r.stdout, r.stderr)
 	}
 	return st
+}
+
+// failoverJobs writes, under redisYAML (a redis: section), the job set of
+// the topology failover tests: four every-second jobs (e0–e3) that append
+// "tick INSTANCE TICK NANOS" to out, two (s0, s1) that share the lock
+// "shared" and write "in"/"out" lines around 0.2 s, and "manual" for
+// trigger. It returns the file and out.
+func failoverJobs(t *testing.T, redisYAML string) (cfg, out string) {
+	t.Helper()
+	dir := t.TempDir()
+	out, cfg = filepath.Join(dir, "out"), filepath.Join(dir, "jobs.yaml")
+	var b strings.Builder
+	b.WriteString(redisYAML + "jobs:\n")
+	for i := 0; i < 4; i++ {
+		fmt.Fprintf(&b, "  - name: e%d\n    schedule: \"@every 1s\"\n    command: 'echo tick $JOBD_INSTANCE $JOBD_SCHEDULED_AT $(date +%%s%%N) >> %s'\n", i, out)
+	}
+	for i := 0; i < 2; i++ {
+		fmt.Fprintf(&b, "  - name: s%d\n    schedule: \"@every 1s\"\n    lock: shared\n    command: 'echo in s-$JOBD_RUN_ID >> %s; sleep 0.2; echo out s-$JOBD_RUN_ID >> %s'\n", i, out, out)
+	}
+	b.WriteString("  - name: manual\n    schedule: \"@yearly\"\n    command: [\"true\"]\n") // for trigger
+	writeFile(t, cfg, b.String())
+	return cfg, out
 }

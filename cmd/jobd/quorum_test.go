@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,19 +26,7 @@ func TestQuorumFailover(t *testing.T) {
 	for range 3 {
 		masters = append(masters, redistest.StartWith(t, "--appendonly", "yes", "--appendfsync", "always"))
 	}
-	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	cfg := filepath.Join(dir, "jobs.yaml")
-	var b strings.Builder
-	fmt.Fprintf(&b, "redis:\n  quorum:\n    addrs: [%q, %q, %q]\njobs:\n", masters[0].Addr, masters[1].Addr, masters[2].Addr)
-	for i := 0; i < 4; i++ {
-		fmt.Fprintf(&b, "  - name: e%d\n    schedule: \"@every 1s\"\n    command: 'echo tick $JOBD_INSTANCE $JOBD_SCHEDULED_AT $(date +%%s%%N) >> %s'\n", i, out)
-	}
-	for i := 0; i < 2; i++ {
-		fmt.Fprintf(&b, "  - name: s%d\n    schedule: \"@every 1s\"\n    lock: shared\n    command: 'echo in s-$JOBD_RUN_ID >> %s; sleep 0.2; echo out s-$JOBD_RUN_ID >> %s'\n", i, out, out)
-	}
-	b.WriteString("  - name: manual\n    schedule: \"@yearly\"\n    command: [\"true\"]\n") // for trigger
-	writeFile(t, cfg, b.String())
+	cfg, out := failoverJobs(t, fmt.Sprintf("redis:\n  quorum:\n    addrs: [%q, %q, %q]\n", masters[0].Addr, masters[1].Addr, masters[2].Addr))
 	var daemons []*osProc
 	var addrs []string
 	var logs []*redistest.Buffer
