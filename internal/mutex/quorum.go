@@ -250,7 +250,7 @@ const (
 	busy                     // the key is its own on a majority, or it is a plain lock held by another on a majority, but no majority gave it the lock
 	split                    // no majority either way (or contested while masters did not answer): take back what was won and try again
 	undecided                // masters whose reply was lost could still make a majority, and no other attempt holds a part: ask again
-	failed                   // the key is another attempt's on a majority, a definite error, a clock outside the window, or too few masters answered
+	failed                   // the key is another attempt's on a majority (and ours nowhere), a definite error, a clock outside the window, or too few masters answered
 )
 
 // votes count one attempt's replies, without building any error: the
@@ -309,10 +309,17 @@ func (c *Client) verdict(a attempt, v votes, n int) verdict {
 	case v.window >= maj:
 		return failed
 	case v.taken >= maj:
-		if a.cl != nil {
-			return failed // someone else won the key
+		if a.cl == nil {
+			return busy
 		}
-		return busy
+		if v.lock+v.keyOurs > 0 {
+			// Others hold the key on a majority, but this attempt holds
+			// it on a master too: they may be several attempts, none
+			// with a majority (three contenders, a master each), and if
+			// each read this as "someone else won", no one would.
+			return split
+		}
+		return failed // someone else won the key
 	case n-v.failed < maj: // not a split: too few masters answered
 		return failed
 	}
